@@ -1,0 +1,58 @@
+// What one executor invocation asks for, after the CLI has validated argv and env. A plain value.
+import type { Reference } from '../oci/reference.js';
+import type { Platform } from '../oci/schemas.js';
+
+export type RunMode = 'sandbox' | 'container';
+
+export interface RegistryAccess {
+  /** Plain HTTP allowed for pushes to every registry (`--insecure`). */
+  readonly insecurePush: boolean;
+  /** Plain HTTP allowed for pulls from every registry (`--insecure-pull`). */
+  readonly insecurePull: boolean;
+  /** Registries where plain HTTP is allowed for both (`--insecure-registry`). */
+  readonly insecureRegistries: readonly string[];
+  readonly skipTlsVerifyPush: boolean;
+  readonly skipTlsVerifyPull: boolean;
+  readonly skipTlsVerifyRegistries: readonly string[];
+  /** Directory holding config.json (`$DOCKER_CONFIG`, else /kaniko/.docker, else ~/.docker). */
+  readonly dockerConfigDir: string | undefined;
+  readonly pushRetry: number;
+  readonly imageDownloadRetry: number;
+}
+
+export interface Outputs {
+  readonly destinations: readonly Reference[];
+  readonly noPush: boolean;
+  readonly tarPath: string | undefined;
+  readonly ociLayoutPath: string | undefined;
+  readonly digestFile: string | undefined;
+  readonly imageNameWithDigestFile: string | undefined;
+  readonly imageNameTagWithDigestFile: string | undefined;
+}
+
+export interface BuildRequest {
+  /** Absolute path of the context directory. */
+  readonly contextDir: string;
+  /** Absolute path of the Dockerfile, or `-` for stdin (already read into `dockerfileText`). */
+  readonly dockerfilePath: string;
+  readonly dockerfileText: string;
+  readonly buildArgs: ReadonlyMap<string, string | undefined>;
+  readonly target: string | undefined;
+  readonly labels: ReadonlyMap<string, string>;
+  /** The platform images are built for (`--custom-platform`, else the host's). */
+  readonly platform: Platform;
+  readonly buildPlatform: Platform;
+  readonly runMode: RunMode;
+  /** Where kiln keeps its own state: rootfs (sandbox mode), layers, downloads. */
+  readonly workDir: string;
+  /** Whether `workDir` was created for this build and is removed after it. */
+  readonly ownsWorkDir: boolean;
+  readonly ignorePaths: readonly string[];
+  readonly registry: RegistryAccess;
+  readonly outputs: Outputs;
+  readonly cleanup: boolean;
+  readonly reproducible: boolean;
+  readonly compressionLevel: number | undefined;
+  readonly singleSnapshot: boolean;
+  readonly skipUnusedStages: boolean;
+}

@@ -1,0 +1,151 @@
+// Sandbox mode: RUN executes inside the stage's rootfs with bubblewrap: a new mount, PID, IPC and UTS
+// namespace, pivot_root into the rootfs (so the classic chroot escape does not apply), a fresh /proc
+// with /proc/sys read-only, a minimal /dev, and the host's resolv.conf and hosts bound read-only.
+// Nothing of the host is mounted writable. Root keeps docker's capabilities minus the ones that reach
+// the host kernel; a non-root USER runs bwrap as that uid in a user namespace, so it has no privilege.
+import { spawn } from 'node:child_process';
+import { lstat, open } from 'node:fs/promises';
+import { join } from 'node:path';
+import { SandboxError } from '../errors.js';
+import type { RunContext } from '../log/run-context.js';
+import { waitForExit } from './child-exit.js';
+import type { RunSpec, Sandbox } from './sandbox.js';
+
+/** Capabilities root loses inside the sandbox: those that act on the host kernel rather than the rootfs. */
+const DROPPED_CAPS = [
+  'CAP_SYS_ADMIN',
+  'CAP_SYS_MODULE',
+  'CAP_SYS_RAWIO',
+  'CAP_SYS_BOOT',
+  'CAP_SYS_TIME',
+  'CAP_SYS_PTRACE',
+  'CAP_SYS_NICE',
+  'CAP_SYS_RESOURCE',
+  'CAP_SYS_TTY_CONFIG',
+  'CAP_MKNOD',
+  'CAP_MAC_ADMIN',
+  'CAP_MAC_OVERRIDE',
+  'CAP_SYSLOG',
+  'CAP_NET_ADMIN',
+  'CAP_LINUX_IMMUTABLE',
+  'CAP_IPC_LOCK',
+  'CAP_WAKE_ALARM',
+  'CAP_BLOCK_SUSPEND',
+  'CAP_AUDIT_CONTROL',
+  'CAP_AUDIT_READ',
+  'CAP_BPF',
+  'CAP_PERFMON',
+  'CAP_CHECKPOINT_RESTORE',
+] as const;
+
+/** Host files shown read-only inside, as docker does for name resolution. */
+const HOST_FILES = ['etc/resolv.conf', 'etc/hosts'] as const;
+
+export interface ChrootSandboxOptions {
+  readonly root: string;
+  /** Absolute path of the bwrap binary on the host. */
+  readonly bwrap: string;
+  readonly hostname?: string;
+}
+
+export class ChrootSandbox implements Sandbox {
+  readonly kind = 'chroot' as const;
+  readonly root: string;
+  readonly #bwrap: string;
+  readonly #hostname: string;
+
+  constructor(opts: ChrootSandboxOptions) {
+    this.root = opts.root;
+    this.#bwrap = opts.bwrap;
+    this.#hostname = opts.hostname ?? 'kiln';
+  }
+
+  async run(spec: RunSpec, ctx: RunContext): Promise<number> {
+    await this.#checkMountPoints();
+    const hostFiles = await this.#prepareHostFileTargets();
+    const args = bwrapArgs({ root: this.root, spec, hostname: this.#hostname, hostFiles });
+    ctx.log.debug({ argv: spec.argv, uid: spec.user.uid, gid: spec.user.gid }, 'sandbox: starting command');
+    const child = spawn(this.#bwrap, args, {
+      env: envObject(spec.env),
+      stdio: ['ignore', 'pipe', 'pipe'],
+      signal: ctx.signal,
+      // A non-root USER never holds privilege on the host: bwrap itself runs as that identity.
+      ...(spec.user.uid !== 0 ? { uid: spec.user.uid, gid: spec.user.gid } : {}),
+    });
+    child.stdout?.pipe(spec.stdout, { end: false });
+    child.stderr?.pipe(spec.stderr, { end: false });
+    return waitForExit(child, 'bwrap');
+  }
+
+  /** bwrap mounts on /proc and /dev inside the rootfs; a symlink there would point it at the host. */
+  async #checkMountPoints(): Promise<void> {
+    for (const dir of ['proc', 'dev']) {
+      const st = await lstat(join(this.root, dir)).catch(() => undefined);
+      if (st !== undefined && !st.isDirectory()) {
+        throw new SandboxError(`refusing to run: /${dir} in the rootfs is not a directory`);
+      }
+    }
+  }
+
+  /**
+   * Creates empty mount targets for the host files (a non-root bwrap cannot create them) and returns
+   * those that are safe to bind: /etc a real directory and the target a regular file, never a symlink.
+   */
+  async #prepareHostFileTargets(): Promise<string[]> {
+    const etc = await lstat(join(this.root, 'etc')).catch(() => undefined);
+    if (etc === undefined || !etc.isDirectory()) return [];
+    const usable: string[] = [];
+    for (const rel of HOST_FILES) {
+      const hostPath = `/${rel}`;
+      if ((await lstat(hostPath).catch(() => undefined)) === undefined) continue;
+      const target = join(this.root, rel);
+      const st = await lstat(target).catch(() => undefined);
+      if (st === undefined) {
+        // O_EXCL|O_NOFOLLOW: never follow a link planted between the check and the create.
+        const fh = await open(target, 'wx', 0o644).catch(() => undefined);
+        await fh?.close();
+        if (fh === undefined) continue;
+      } else if (!st.isFile()) {
+        continue;
+      }
+      usable.push(rel);
+    }
+    return usable;
+  }
+}
+
+export function bwrapArgs(o: { root: string; spec: RunSpec; hostname: string; hostFiles: readonly string[] }): string[] {
+  const { spec } = o;
+  const args = [
+    '--bind', o.root, '/',
+    '--proc', '/proc',
+    '--ro-bind', '/proc/sys', '/proc/sys',
+    '--ro-bind-try', '/proc/sysrq-trigger', '/proc/sysrq-trigger',
+    '--ro-bind-try', '/proc/irq', '/proc/irq',
+    '--ro-bind-try', '/proc/bus', '/proc/bus',
+    '--dev', '/dev',
+    '--unshare-pid', '--unshare-ipc', '--unshare-uts',
+    '--hostname', o.hostname,
+    '--die-with-parent',
+    '--new-session',
+    '--chdir', spec.workdir,
+  ];
+  for (const rel of o.hostFiles) args.push('--ro-bind', `/${rel}`, `/${rel}`);
+  if (spec.network === 'none') args.push('--unshare-net');
+  if (spec.user.uid === 0) {
+    for (const cap of DROPPED_CAPS) args.push('--cap-drop', cap);
+  } else {
+    args.push('--unshare-user', '--uid', String(spec.user.uid), '--gid', String(spec.user.gid));
+  }
+  args.push('--', ...spec.argv);
+  return args;
+}
+
+export function envObject(env: readonly string[]): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const kv of env) {
+    const i = kv.indexOf('=');
+    if (i > 0) out[kv.slice(0, i)] = kv.slice(i + 1);
+  }
+  return out;
+}
