@@ -31,11 +31,13 @@ export interface Outputs {
 }
 
 export interface BuildRequest {
-  /** Absolute path of the context directory. */
-  readonly contextDir: string;
-  /** Absolute path of the Dockerfile, or `-` for stdin (already read into `dockerfileText`). */
-  readonly dockerfilePath: string;
-  readonly dockerfileText: string;
+  /** `--context` as given (a path or `dir://path`); resolved against `cwd` by the build. */
+  readonly contextSpec: string;
+  /** `--dockerfile` as given: relative to cwd, else to the context; absolute; or `-` for stdin. */
+  readonly dockerfileSpec: string;
+  /** The Dockerfile text when it came from stdin. */
+  readonly stdinDockerfile: string | undefined;
+  readonly cwd: string;
   readonly buildArgs: ReadonlyMap<string, string | undefined>;
   readonly target: string | undefined;
   readonly labels: ReadonlyMap<string, string>;

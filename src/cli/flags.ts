@@ -1,0 +1,113 @@
+// The executor's flags, with kaniko's names and meanings. Flags kiln adds are marked "(kiln)".
+import { Command, Option } from 'commander';
+
+const collect = (value: string, previous: string[]): string[] => [...previous, value];
+
+/** Boolean flags and their defaults; kaniko users also write them as `--flag=true|false`. */
+export const BOOLEAN_FLAGS: ReadonlyMap<string, boolean> = new Map([
+  ['no-push', false],
+  ['insecure', false],
+  ['insecure-pull', false],
+  ['skip-tls-verify', false],
+  ['skip-tls-verify-pull', false],
+  ['cache', false],
+  ['cleanup', false],
+  ['reproducible', false],
+  ['single-snapshot', false],
+  ['use-new-run', false],
+  ['skip-unused-stages', true],
+  ['force', false],
+  ['log-timestamp', false],
+  ['ignore-var-run', true],
+]);
+
+export interface ParsedFlags {
+  dockerfile: string;
+  context: string;
+  destination: string[];
+  /** false with --no-push */
+  push: boolean;
+  tarPath?: string;
+  ociLayoutPath?: string;
+  digestFile?: string;
+  imageNameWithDigestFile?: string;
+  imageNameTagWithDigestFile?: string;
+  insecure: boolean;
+  insecurePull: boolean;
+  insecureRegistry: string[];
+  skipTlsVerify: boolean;
+  skipTlsVerifyPull: boolean;
+  skipTlsVerifyRegistry: string[];
+  buildArg: string[];
+  target?: string;
+  label: string[];
+  customPlatform?: string;
+  verbosity: string;
+  logFormat: string;
+  logTimestamp: boolean;
+  cleanup: boolean;
+  kanikoDir: string;
+  cache: boolean;
+  cacheRepo?: string;
+  reproducible: boolean;
+  singleSnapshot: boolean;
+  useNewRun: boolean;
+  snapshotMode: string;
+  skipUnusedStages: boolean;
+  ignorePath: string[];
+  ignoreVarRun: boolean;
+  force: boolean;
+  pushRetry: string;
+  imageDownloadRetry: string;
+  compressionLevel?: string;
+  runMode: string;
+  workDir?: string;
+}
+
+export function executorCommand(): Command {
+  return new Command('executor')
+    .description('Build a container image from a Dockerfile and push it, without a daemon (kaniko-compatible)')
+    .option('-f, --dockerfile <path>', 'path to the Dockerfile (relative to the context, absolute, or - for stdin)', 'Dockerfile')
+    .option('-c, --context <spec>', 'build context: a directory path or dir://path', '/workspace/')
+    .option('-d, --destination <ref>', 'registry/repo:tag to push to (repeatable)', collect, [])
+    .option('--no-push', 'do not push the image to the registry')
+    .option('--tar-path <path>', 'write the image as a docker-save tarball to this path')
+    .option('--oci-layout-path <path>', 'write the image to an OCI image layout at this path')
+    .option('--digest-file <path>', 'write the manifest digest of the built image to this file')
+    .option('--image-name-with-digest-file <path>', 'write registry/repo@digest for each destination to this file')
+    .option('--image-name-tag-with-digest-file <path>', 'write the destinations with tags and the digest as JSON to this file')
+    .option('--insecure', 'push to registries over plain HTTP', false)
+    .option('--insecure-pull', 'pull from registries over plain HTTP', false)
+    .option('--insecure-registry <host>', 'registry to reach over plain HTTP (repeatable)', collect, [])
+    .option('--skip-tls-verify', 'do not verify TLS certificates when pushing', false)
+    .option('--skip-tls-verify-pull', 'do not verify TLS certificates when pulling', false)
+    .option('--skip-tls-verify-registry <host>', 'registry whose TLS certificate is not verified (repeatable)', collect, [])
+    .option('--build-arg <arg>', 'KEY=VALUE, or KEY to take the value from the environment (repeatable)', collect, [])
+    .option('--target <stage>', 'build this stage instead of the last one')
+    .option('--label <label>', 'KEY=VALUE label to add to the image (repeatable)', collect, [])
+    .option('--custom-platform <platform>', 'os/arch[/variant] to build for (default: this machine)')
+    .addOption(new Option('-v, --verbosity <level>', 'log level').choices(['panic', 'fatal', 'error', 'warn', 'info', 'debug', 'trace']).default('info'))
+    .addOption(new Option('--log-format <format>', 'log format').choices(['text', 'color', 'json']).default('text'))
+    .option('--log-timestamp', 'print timestamps in log lines', false)
+    .option('--cleanup', 'clean the filesystem at the end of the build (container mode)', false)
+    .option('--kaniko-dir <dir>', "kiln's own directory in container mode", '/kaniko')
+    .option('--cache', 'use cached layers (not implemented yet: kiln builds without a cache and says so)', false)
+    .option('--cache-repo <repo>', 'repository for cached layers (not implemented yet)')
+    .option('--reproducible', 'strip timestamps from the image for reproducible digests', false)
+    .option('--single-snapshot', 'take one snapshot at the end of the build', false)
+    .option('--use-new-run', 'accepted for compatibility; kiln always detects changes from file metadata', false)
+    .addOption(new Option('--snapshot-mode <mode>', 'how changed files are detected').choices(['full', 'redo', 'time']).default('full'))
+    .option('--skip-unused-stages', 'build only the stages the target needs (kiln: on by default)', true)
+    .option('--no-skip-unused-stages', 'build every stage of the Dockerfile')
+    .option('--ignore-path <path>', 'path to leave out of snapshots (repeatable)', collect, [])
+    .option('--ignore-var-run', 'leave /var/run out of snapshots', true)
+    .option('--no-ignore-var-run', 'snapshot /var/run too')
+    .option('--force', 'allow container mode outside kiln\'s executor image (it replaces files under /)', false)
+    .option('--push-retry <n>', 'retries for a failed push', '0')
+    .option('--image-download-retry <n>', 'retries for a failed base image download', '0')
+    .option('--compression-level <n>', 'gzip level for new layers (1-9)')
+    .addOption(new Option('--run-mode <mode>', '(kiln) sandbox: RUN in an isolated rootfs; container: the rootfs is / (executor image); auto').choices(['auto', 'sandbox', 'container']).default('auto'))
+    .option('--work-dir <dir>', '(kiln) where the rootfs and layers are kept in sandbox mode (default: a temp dir)')
+    .allowExcessArguments(false)
+    .helpOption('-h, --help');
+}
