@@ -1,9 +1,12 @@
 // Starts Debian's docker-registry (distribution v2) on a free loopback port, storage in a temp dir.
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { get as httpsGet } from 'node:https';
+import { promisify } from 'node:util';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { writeHtpasswd } from './htpasswd.js';
 
 export interface RunningRegistry {
   /** `127.0.0.1:PORT`, as used in image references. */
@@ -11,7 +14,30 @@ export interface RunningRegistry {
   /** `http://127.0.0.1:PORT` (or https). */
   readonly url: string;
   readonly dir: string;
+  /** Request lines (`POST /v2/x/blobs/uploads/ 202`) seen so far; only with `accessLog: true`. */
+  requests(): readonly AccessLogEntry[];
   stop(): Promise<void>;
+}
+
+export interface AccessLogEntry {
+  readonly method: string;
+  readonly path: string;
+  readonly status: number;
+}
+
+/** `auth: htpasswd:` with bcrypt entries for these users. */
+export interface HtpasswdAuth {
+  readonly kind: 'htpasswd';
+  readonly users: Readonly<Record<string, string>>;
+}
+
+/** `auth: token:` trusting tokens signed by the certificate at `rootCertBundle` (see token-server.ts). */
+export interface TokenAuth {
+  readonly kind: 'token';
+  readonly realm: string;
+  readonly service: string;
+  readonly issuer: string;
+  readonly rootCertBundle: string;
 }
 
 export interface RegistryOptions {
@@ -20,7 +46,34 @@ export interface RegistryOptions {
   /** `http:` sub-keys appended under `http:` (e.g. `tls:` settings), indented by the caller by 2 spaces. */
   readonly extraHttp?: string;
   readonly scheme?: 'http' | 'https';
+  readonly auth?: HtpasswdAuth | TokenAuth;
+  /** Serve https with this certificate and key (implies `scheme: 'https'`). */
+  readonly tls?: { readonly certPath: string; readonly keyPath: string };
+  /** Capture the access log, for tests that count requests (`requests()`). */
+  readonly accessLog?: boolean;
 }
+
+async function authConfig(auth: HtpasswdAuth | TokenAuth, dir: string): Promise<string> {
+  switch (auth.kind) {
+    case 'htpasswd': {
+      const path = join(dir, 'htpasswd');
+      await writeHtpasswd(path, auth.users);
+      return ['auth:', '  htpasswd:', '    realm: kiln-test', `    path: ${path}`].join('\n');
+    }
+    case 'token':
+      return [
+        'auth:',
+        '  token:',
+        `    realm: ${auth.realm}`,
+        `    service: ${auth.service}`,
+        `    issuer: ${auth.issuer}`,
+        `    rootcertbundle: ${auth.rootCertBundle}`,
+      ].join('\n');
+  }
+}
+
+// Apache combined format, as distribution's access log writes it.
+const ACCESS_LINE = /"([A-Z]+) (\S+) HTTP\/[\d.]+" (\d{3}) /;
 
 export async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -35,17 +88,40 @@ export async function freePort(): Promise<number> {
   });
 }
 
+/** GET over https without verifying the (test, self-signed) certificate; resolves the status. */
+function probeTls(url: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const req = httpsGet(url, { rejectUnauthorized: false, timeout: 1000 }, (res) => {
+      res.resume();
+      resolve(res.statusCode ?? 0);
+    });
+    req.on('timeout', () => req.destroy(new Error('timeout')));
+    req.on('error', reject);
+  });
+}
+
+/** A self-signed certificate for 127.0.0.1 and localhost, made with openssl, for `tls:`. */
+export async function selfSignedCertificate(dir: string): Promise<{ certPath: string; keyPath: string }> {
+  const certPath = join(dir, 'tls-cert.pem');
+  const keyPath = join(dir, 'tls-key.pem');
+  await promisify(execFile)('openssl', [
+    'req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', keyPath, '-out', certPath, '-days', '2',
+    '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1,DNS:localhost',
+  ]);
+  return { certPath, keyPath };
+}
+
 export async function startRegistry(opts: RegistryOptions = {}): Promise<RunningRegistry> {
   const dir = await mkdtemp(join(tmpdir(), 'kiln-registry-'));
   const port = await freePort();
   const host = `127.0.0.1:${port}`;
-  const scheme = opts.scheme ?? 'http';
+  const scheme = opts.tls !== undefined ? 'https' : (opts.scheme ?? 'http');
   const config = [
     'version: 0.1',
     'log:',
     '  level: error',
     '  accesslog:',
-    '    disabled: true',
+    `    disabled: ${opts.accessLog === true ? 'false' : 'true'}`,
     'storage:',
     '  filesystem:',
     `    rootdirectory: ${join(dir, 'data')}`,
@@ -53,13 +129,27 @@ export async function startRegistry(opts: RegistryOptions = {}): Promise<Running
     '    enabled: true',
     'http:',
     `  addr: ${host}`,
+    ...(opts.tls !== undefined ? ['  tls:', `    certificate: ${opts.tls.certPath}`, `    key: ${opts.tls.keyPath}`] : []),
     ...(opts.extraHttp !== undefined ? [opts.extraHttp] : []),
+    ...(opts.auth !== undefined ? [await authConfig(opts.auth, dir)] : []),
     ...(opts.extraConfig !== undefined ? [opts.extraConfig] : []),
     '',
   ].join('\n');
   const configPath = join(dir, 'config.yml');
   await writeFile(configPath, config);
-  const child: ChildProcess = spawn('docker-registry', ['serve', configPath], { stdio: ['ignore', 'ignore', 'pipe'] });
+  const child: ChildProcess = spawn('docker-registry', ['serve', configPath], {
+    stdio: ['ignore', opts.accessLog === true ? 'pipe' : 'ignore', 'pipe'],
+  });
+  const accessLog: AccessLogEntry[] = [];
+  let pending = '';
+  child.stdout?.on('data', (b: Buffer) => {
+    const lines = (pending + b.toString()).split('\n');
+    pending = lines.pop() ?? '';
+    for (const line of lines) {
+      const m = ACCESS_LINE.exec(line);
+      if (m !== null) accessLog.push({ method: m[1] ?? '', path: m[2] ?? '', status: Number(m[3]) });
+    }
+  });
   let stderr = '';
   child.stderr?.on('data', (b: Buffer) => {
     stderr = (stderr + b.toString()).slice(-4000);
@@ -70,8 +160,8 @@ export async function startRegistry(opts: RegistryOptions = {}): Promise<Running
   for (;;) {
     if (child.exitCode !== null) throw new Error(`docker-registry exited: ${stderr}`);
     try {
-      const res = await fetch(`${url}/v2/`, { signal: AbortSignal.timeout(1000) });
-      if (res.status === 200 || res.status === 401) break;
+      const status = scheme === 'https' ? await probeTls(`${url}/v2/`) : (await fetch(`${url}/v2/`, { signal: AbortSignal.timeout(1000) })).status;
+      if (status === 200 || status === 401) break;
     } catch {
       // not listening yet
     }
@@ -85,6 +175,7 @@ export async function startRegistry(opts: RegistryOptions = {}): Promise<Running
     host,
     url,
     dir,
+    requests: () => [...accessLog],
     async stop() {
       if (child.exitCode === null) {
         child.kill('SIGTERM');

@@ -1,0 +1,220 @@
+// A distribution-spec client: manifests and blobs of repositories on registries, over a Transport
+// that handles schemes, auth and retries. Digests are checked over the bytes as received: manifests
+// pulled by digest before they are returned, blobs while they stream.
+import { pipeline, Readable } from 'node:stream';
+import { DigestMismatchError, KilnError, RegistryError } from '../errors.js';
+import { VerifyingStream } from '../blob/digesting.js';
+import { digestOfBytes, isDigest, type Digest } from '../oci/digest.js';
+import { parseJsonBytes } from '../oci/json.js';
+import { isSchema1MediaType, MediaType } from '../oci/media-types.js';
+import { formatReference, referenceIdentifier, type Reference } from '../oci/reference.js';
+import { mediaTypeProbeSchema } from '../oci/schemas.js';
+import { Transport, type TransportOptions } from './transport.js';
+
+export type RegistryClientOptions = TransportOptions;
+
+export interface FetchedManifest {
+  /** The document exactly as received; its digest is computed over these bytes. */
+  readonly bytes: Uint8Array;
+  readonly mediaType: string;
+  readonly digest: Digest;
+}
+
+/** Everything a pull of an image or index accepts, most wanted first. */
+export const ALL_MANIFEST_TYPES: readonly string[] = [
+  MediaType.OciIndex,
+  MediaType.DockerManifestList,
+  MediaType.OciManifest,
+  MediaType.DockerManifest,
+];
+
+/** Manifests are small; a registry sending more than this is broken or hostile. */
+const MANIFEST_LIMIT = 8 * 1024 * 1024;
+
+export function pullScope(repository: string): string {
+  return `repository:${repository}:pull`;
+}
+
+export function pushScope(repository: string): string {
+  return `repository:${repository}:pull,push`;
+}
+
+export interface UploadOptions {
+  /** A repository on the same registry that already has the blob: try a cross-repository mount first. */
+  readonly mountFrom?: string | undefined;
+}
+
+export class RegistryClient {
+  readonly #t: Transport;
+
+  constructor(opts: RegistryClientOptions) {
+    this.#t = new Transport(opts);
+  }
+
+  /** Closes idle connections; the client must not be used afterwards. */
+  close(): void {
+    this.#t.close();
+  }
+
+  /**
+   * Fetches a manifest or index by tag or digest. When the reference has a digest the bytes must hash
+   * to it; by tag, they must match the registry's `Docker-Content-Digest` if it sends one.
+   */
+  async getManifest(ref: Reference, accept: readonly string[] = ALL_MANIFEST_TYPES): Promise<FetchedManifest> {
+    const id = referenceIdentifier(ref);
+    const what = formatReference(ref);
+    const res = await this.#t.request({
+      registry: ref.registry,
+      method: 'GET',
+      path: `/v2/${ref.repository}/manifests/${id}`,
+      scopes: [pullScope(ref.repository)],
+      headers: { Accept: [...accept, MediaType.DockerSchema1Signed, MediaType.DockerSchema1].join(', ') },
+      ok: [200],
+    });
+    const declaredLength = Number(res.headers.get('content-length') ?? '0');
+    if (declaredLength > MANIFEST_LIMIT) {
+      res.body?.resume();
+      throw new RegistryError(`manifest ${what} is ${declaredLength} bytes, more than the ${MANIFEST_LIMIT} allowed`, {});
+    }
+    const bytes = new Uint8Array(await res.arrayBuffer());
+    if (bytes.byteLength > MANIFEST_LIMIT) {
+      throw new RegistryError(`manifest ${what} is more than the ${MANIFEST_LIMIT} bytes allowed`, {});
+    }
+    const digest = digestOfBytes(bytes);
+    if (ref.digest !== undefined && digest !== ref.digest) {
+      throw new DigestMismatchError(`manifest ${what}`, ref.digest, digest);
+    }
+    const header = res.headers.get('docker-content-digest');
+    if (ref.digest === undefined && header !== null && isDigest(header) && header.startsWith('sha256:') && header !== digest) {
+      throw new DigestMismatchError(`manifest ${what} (Docker-Content-Digest)`, header, digest);
+    }
+    const mediaType = manifestMediaTypeOf(res.headers.get('content-type'), bytes, what);
+    if (isSchema1MediaType(mediaType)) {
+      throw new RegistryError(
+        `${what} is a Docker schema 1 manifest, which is deprecated and not supported; push it again with a current client`,
+        { url: what },
+      );
+    }
+    return { bytes, mediaType, digest };
+  }
+
+  /** Whether a blob is in a repository (`HEAD`); `forPush` asks for a push token so a push needs only one. */
+  async blobExists(registry: string, repository: string, digest: Digest, opts: { forPush?: boolean } = {}): Promise<boolean> {
+    const res = await this.#t.request({
+      registry,
+      method: 'HEAD',
+      path: `/v2/${repository}/blobs/${digest}`,
+      scopes: [opts.forPush === true ? pushScope(repository) : pullScope(repository)],
+      ok: [200, 404],
+    });
+    res.body?.resume();
+    return res.status === 200;
+  }
+
+  /**
+   * A stream of a blob's bytes that errors, rather than ending, when they do not hash to `digest` (or
+   * add up to `size`): a consumer never mistakes a corrupt blob for a complete one.
+   */
+  async openBlob(registry: string, repository: string, digest: Digest, size?: number): Promise<Readable> {
+    const res = await this.#t.request({
+      registry,
+      method: 'GET',
+      path: `/v2/${repository}/blobs/${digest}`,
+      scopes: [pullScope(repository)],
+      ok: [200],
+    });
+    const body = res.body;
+    if (body === null) throw new RegistryError(`GET blob ${registry}/${repository}@${digest}: empty response`, {});
+    const verifier = new VerifyingStream(`blob ${registry}/${repository}@${digest}`, digest, size);
+    // pipeline destroys the verifier with the source's error, so a broken connection surfaces too.
+    return pipeline(body as Readable, verifier, () => {});
+  }
+
+  /** A small blob (a config) read fully into memory, verified. Never use this for layers. */
+  async readSmallBlob(registry: string, repository: string, digest: Digest, size: number): Promise<Uint8Array> {
+    if (size > MANIFEST_LIMIT) {
+      throw new RegistryError(`blob ${registry}/${repository}@${digest} is ${size} bytes, too large to read into memory`, {});
+    }
+    const chunks: Buffer[] = [];
+    for await (const chunk of await this.openBlob(registry, repository, digest, size)) chunks.push(chunk as Buffer);
+    return new Uint8Array(Buffer.concat(chunks));
+  }
+
+  /**
+   * Uploads a blob in one streamed request (POST a session, PUT the bytes with a known length).
+   * Retries redo the whole sequence and reopen the bytes through `open`.
+   */
+  async uploadBlob(
+    registry: string,
+    repository: string,
+    digest: Digest,
+    size: number,
+    open: () => Promise<Readable>,
+    opts: UploadOptions = {},
+  ): Promise<void> {
+    const scopes = [pushScope(repository)];
+    const mountFrom = opts.mountFrom !== undefined && opts.mountFrom !== repository ? opts.mountFrom : undefined;
+    if (mountFrom !== undefined) scopes.push(pullScope(mountFrom));
+    const what = `blob upload ${registry}/${repository}@${digest}`;
+    await this.#t.withRetry(what, this.#t.retries, async () => {
+      const query = mountFrom !== undefined ? `?mount=${encodeURIComponent(digest)}&from=${encodeURIComponent(mountFrom)}` : '';
+      const started = await this.#t.request({
+        registry,
+        method: 'POST',
+        path: `/v2/${repository}/blobs/uploads/${query}`,
+        scopes,
+        headers: { 'Content-Length': '0' },
+        ok: [201, 202],
+        retries: 0,
+      });
+      started.body?.resume();
+      if (started.status === 201) {
+        this.#t.ctx.log.debug(`mounted ${digest} from ${mountFrom ?? '?'} into ${repository}`);
+        return;
+      }
+      const location = started.headers.get('location');
+      if (location === null) throw new RegistryError(`POST ${registry}/v2/${repository}/blobs/uploads/: no Location header`, {});
+      const put = new URL(location, 'http://placeholder.invalid');
+      put.searchParams.set('digest', digest);
+      const target = /^https?:\/\//.test(location) ? put.toString() : `${put.pathname}${put.search}`;
+      const done = await this.#t.request({
+        registry,
+        method: 'PUT',
+        path: target,
+        scopes: [pushScope(repository)],
+        headers: { 'Content-Type': 'application/octet-stream', 'Content-Length': String(size) },
+        body: open,
+        ok: [201, 204],
+        retries: 0,
+      });
+      done.body?.resume();
+    });
+  }
+
+  /** Puts a manifest under a tag or digest; returns the digest of the bytes sent. */
+  async putManifest(registry: string, repository: string, tagOrDigest: string, bytes: Uint8Array, mediaType: string): Promise<Digest> {
+    const res = await this.#t.request({
+      registry,
+      method: 'PUT',
+      path: `/v2/${repository}/manifests/${tagOrDigest}`,
+      scopes: [pushScope(repository)],
+      headers: { 'Content-Type': mediaType, 'Content-Length': String(bytes.byteLength) },
+      body: async () => Buffer.from(bytes),
+      ok: [200, 201, 202],
+    });
+    res.body?.resume();
+    return digestOfBytes(bytes);
+  }
+}
+
+/** The media type from Content-Type, or from the document itself when the registry is vague. */
+function manifestMediaTypeOf(contentType: string | null, bytes: Uint8Array, what: string): string {
+  const ct = (contentType ?? '').split(';')[0]?.trim() ?? '';
+  if (ct !== '' && ct !== 'application/json' && ct !== 'text/plain' && ct !== 'application/octet-stream') return ct;
+  const probe = parseJsonBytes(mediaTypeProbeSchema, bytes, `manifest ${what}`);
+  if (probe.mediaType !== undefined && probe.mediaType !== '') return probe.mediaType;
+  if (probe.schemaVersion === 1) return MediaType.DockerSchema1;
+  if (probe.manifests !== undefined) return MediaType.OciIndex;
+  if (probe.config !== undefined) return MediaType.OciManifest;
+  throw new KilnError('INVALID_DOCUMENT', `manifest ${what}: cannot tell its media type`);
+}

@@ -1,0 +1,316 @@
+// The HTTP layer under the client: finds each registry's scheme and auth challenge once (a ping of
+// /v2/), attaches credentials (Basic, or a bearer token cached per scope), answers a 401 by
+// re-authenticating once, and retries network errors and 5xx with exponential backoff.
+// All state (endpoints, tokens, sockets) belongs to one Transport, i.e. to one build.
+import { Agent as HttpAgent } from 'node:http';
+import { Agent as HttpsAgent } from 'node:https';
+import { Readable } from 'node:stream';
+import { setTimeout as sleep } from 'node:timers/promises';
+import fetch, { type BodyInit, type RequestInit, type Response } from 'node-fetch';
+import { RegistryError } from '../errors.js';
+import type { SecretMask } from '../log/logger.js';
+import type { RunContext } from '../log/run-context.js';
+import { fetchBearerToken, type BearerToken } from './bearer-token.js';
+import { preferredChallenge, type Challenge } from './challenge.js';
+import { apiHost, schemesFor } from './endpoint.js';
+import type { Credential, Keychain } from './keychain.js';
+import { errorFromResponse, isRetryableStatus, unreachableError } from './response-error.js';
+
+export interface TransportOptions {
+  readonly ctx: RunContext;
+  readonly keychain: Keychain;
+  /** Tokens we are issued are registered here so no log line can print them. */
+  readonly mask: SecretMask;
+  /** Registries where plain http may be tried after https (kaniko's --insecure / --insecure-pull). */
+  readonly insecure?: (registry: string) => boolean;
+  /** Registries whose TLS certificate is not verified (kaniko's --skip-tls-verify). */
+  readonly skipTlsVerify?: (registry: string) => boolean;
+  /** Extra attempts after the first for network errors and 5xx. */
+  readonly retries?: number;
+  /** Delay before the first retry; doubled for each next one. */
+  readonly retryDelayMs?: number;
+  readonly userAgent?: string;
+}
+
+export type HttpMethod = 'GET' | 'HEAD' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';
+
+export interface RegistryRequest {
+  readonly registry: string;
+  readonly method: HttpMethod;
+  /** `/v2/...` relative to the registry, or an absolute URL it handed us (an upload Location). */
+  readonly path: string;
+  /** Token scopes this request needs, e.g. `repository:library/alpine:pull`. */
+  readonly scopes: readonly string[];
+  readonly headers?: Readonly<Record<string, string>>;
+  /** Opens the body anew for every attempt, so a retry never sends a half-read stream. */
+  readonly body?: () => Promise<BodyInit>;
+  /** Statuses the caller handles; anything else becomes a RegistryError. */
+  readonly ok: readonly number[];
+  /** Overrides the transport's retry count (0 when the caller retries a larger sequence itself). */
+  readonly retries?: number;
+}
+
+interface Endpoint {
+  /** `https://host` or `http://host`. */
+  readonly base: string;
+  challenge: Challenge | undefined;
+}
+
+export class Transport {
+  readonly #opts: TransportOptions;
+  readonly #endpoints = new Map<string, Promise<Endpoint>>();
+  readonly #tokens = new Map<string, Promise<BearerToken>>();
+  readonly #credentials = new Map<string, Promise<Credential>>();
+  readonly #httpAgent = new HttpAgent({ keepAlive: true });
+  readonly #httpsAgent = new HttpsAgent({ keepAlive: true });
+  readonly #httpsNoVerifyAgent = new HttpsAgent({ keepAlive: true, rejectUnauthorized: false });
+  readonly userAgent: string;
+
+  constructor(opts: TransportOptions) {
+    this.#opts = opts;
+    this.userAgent = opts.userAgent ?? 'kiln';
+  }
+
+  get ctx(): RunContext {
+    return this.#opts.ctx;
+  }
+
+  get retries(): number {
+    return this.#opts.retries ?? 2;
+  }
+
+  /** Closes idle keep-alive sockets. */
+  close(): void {
+    this.#httpAgent.destroy();
+    this.#httpsAgent.destroy();
+    this.#httpsNoVerifyAgent.destroy();
+  }
+
+  /** The agent for a URL, chosen per request so redirects to storage hosts get their own TLS rules. */
+  readonly #agentFor = (url: URL): HttpAgent => {
+    if (url.protocol === 'http:') return this.#httpAgent;
+    return this.#opts.skipTlsVerify?.(url.host) === true ? this.#httpsNoVerifyAgent : this.#httpsAgent;
+  };
+
+  /** Runs `fn` with up to `retries` extra attempts on retryable RegistryErrors, backing off exponentially. */
+  async withRetry<T>(what: string, retries: number, fn: () => Promise<T>): Promise<T> {
+    const base = this.#opts.retryDelayMs ?? 200;
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await fn();
+      } catch (err) {
+        const retryable = err instanceof RegistryError && err.retryable;
+        if (!retryable || attempt >= retries || this.ctx.signal.aborted) throw err;
+        const delay = base * 2 ** attempt;
+        this.ctx.log.debug(`retrying ${what} in ${delay}ms after: ${err.message}`);
+        await sleep(delay, undefined, { signal: this.ctx.signal });
+      }
+    }
+  }
+
+  /** Sends a request, authenticating as needed; returns the response when its status is in `req.ok`. */
+  async request(req: RegistryRequest): Promise<Response> {
+    return this.withRetry(`${req.method} ${req.path}`, req.retries ?? this.retries, () => this.#attempt(req));
+  }
+
+  async #attempt(req: RegistryRequest): Promise<Response> {
+    const endpoint = await this.#endpoint(req.registry);
+    const url = new URL(req.path, endpoint.base);
+    const sameOrigin = url.origin === new URL(endpoint.base).origin;
+    for (let reauth = 0; ; reauth++) {
+      const headers: Record<string, string> = { 'User-Agent': this.userAgent, ...req.headers };
+      // Never hand our credentials to a host the registry redirected us to (e.g. blob storage).
+      const authorization = sameOrigin ? await this.#authorization(req.registry, endpoint, req.scopes) : undefined;
+      if (authorization !== undefined) headers['Authorization'] = authorization;
+      const init: RequestInit = {
+        method: req.method,
+        headers,
+        signal: this.ctx.signal,
+        agent: this.#agentFor,
+        // Registries serve layers as they are; never let fetch gunzip a gzip layer on the way.
+        compress: false,
+      };
+      if (req.body !== undefined) init.body = await req.body();
+      let res: Response;
+      try {
+        res = await fetch(url, init);
+      } catch (err) {
+        // A body stream that failed (a local read error, a source blob's digest mismatch) is the
+        // real cause, not the network.
+        const bodyError = init.body instanceof Readable ? init.body.errored : null;
+        discardBody(init.body);
+        if (bodyError !== null && bodyError !== undefined) throw bodyError;
+        if (this.ctx.signal.aborted) throw err;
+        throw unreachableError(req.registry, url, err);
+      }
+      this.ctx.log.debug(`${req.method} ${url.origin}${url.pathname} -> ${res.status}`);
+      if (res.status === 401 && reauth === 0 && sameOrigin) {
+        // Our token may have expired or lack a scope; the 401 says what the registry wants now.
+        const challenge = preferredChallenge(res.headers.get('www-authenticate'));
+        if (challenge !== undefined) {
+          res.body?.resume();
+          discardBody(init.body);
+          endpoint.challenge = challenge;
+          this.#forgetTokens(req.registry, req.scopes);
+          continue;
+        }
+      }
+      if (req.ok.includes(res.status)) return res;
+      discardBody(init.body);
+      throw await errorFromResponse(req.method, url, res);
+    }
+  }
+
+  /** The scheme and challenge of a registry, found once by `GET /v2/`. */
+  #endpoint(registry: string): Promise<Endpoint> {
+    let p = this.#endpoints.get(registry);
+    if (p === undefined) {
+      p = this.#ping(registry);
+      this.#endpoints.set(registry, p);
+      // A failed ping is not remembered: the next attempt (a retry) pings again.
+      p.catch(() => this.#endpoints.delete(registry));
+    }
+    return p;
+  }
+
+  async #ping(registry: string): Promise<Endpoint> {
+    const host = apiHost(registry);
+    const schemes = schemesFor(registry, this.#opts.insecure?.(registry) === true);
+    let lastError: RegistryError | undefined;
+    for (const scheme of schemes) {
+      const base = `${scheme}://${host}`;
+      const url = new URL('/v2/', base);
+      try {
+        const res = await fetch(url, {
+          headers: { 'User-Agent': this.userAgent },
+          signal: this.ctx.signal,
+          agent: this.#agentFor,
+          redirect: 'manual',
+        });
+        if (res.status !== 200 && res.status !== 401) {
+          // Not a registry answering (a 5xx, a proxy's error page): try the next scheme. An answer
+          // says more than a failed connection, so it is the error we report.
+          const e = await errorFromResponse('GET', url, res);
+          if (lastError === undefined || lastError.status === undefined) lastError = e;
+          continue;
+        }
+        res.body?.resume();
+        const challenge = res.status === 401 ? preferredChallenge(res.headers.get('www-authenticate')) : undefined;
+        this.ctx.log.debug(`registry ${registry} speaks ${scheme}${challenge ? `, auth ${challenge.scheme}` : ''}`);
+        return { base, challenge };
+      } catch (err) {
+        if (this.ctx.signal.aborted) throw err;
+        const e = unreachableError(registry, url, err);
+        // The server speaks TLS but we do not trust it: plain http cannot help, and its error would hide this one.
+        if (isCertificateError(err)) throw new RegistryError(`${e.message} (use --skip-tls-verify or add its CA)`, { retryable: false, url: e.url ?? '' }, { cause: err });
+        lastError ??= e;
+      }
+    }
+    throw lastError ?? new RegistryError(`unable to reach registry ${registry}`, { retryable: true });
+  }
+
+  #credential(registry: string): Promise<Credential> {
+    let p = this.#credentials.get(registry);
+    if (p === undefined) {
+      p = this.#opts.keychain.resolve(registry);
+      this.#credentials.set(registry, p);
+    }
+    return p;
+  }
+
+  async #authorization(registry: string, endpoint: Endpoint, scopes: readonly string[]): Promise<string | undefined> {
+    const challenge = endpoint.challenge;
+    if (challenge === undefined) return undefined;
+    const cred = await this.#credential(registry);
+    switch (challenge.scheme) {
+      case 'basic':
+        if (cred.kind !== 'basic') return undefined;
+        return `Basic ${Buffer.from(`${cred.username}:${cred.password}`).toString('base64')}`;
+      case 'bearer': {
+        if (cred.kind === 'registry-token') return `Bearer ${cred.token}`;
+        const wanted = withChallengeScope(scopes, challenge);
+        const token = await this.#token(registry, wanted, () =>
+          fetchBearerToken({
+            registry,
+            challenge,
+            scopes: wanted,
+            credential: cred,
+            userAgent: this.userAgent,
+            signal: this.ctx.signal,
+            agent: this.#agentFor,
+          }),
+        );
+        return `Bearer ${token}`;
+      }
+      default:
+        return undefined;
+    }
+  }
+
+  /**
+   * A token for the scopes, from the cache when one is still valid. Requests in flight share one fetch,
+   * so parallel blob uploads ask the token service once.
+   */
+  async #token(registry: string, scopes: readonly string[], fetchToken: () => Promise<BearerToken>): Promise<string> {
+    // A push token (`pull,push`) also serves pulls of the same repository.
+    const keys = [tokenKey(registry, scopes), tokenKey(registry, scopes.map((s) => s.replace(/:pull$/, ':pull,push')))];
+    for (const key of keys) {
+      const cached = this.#tokens.get(key);
+      if (cached === undefined) continue;
+      try {
+        const t = await cached;
+        if (t.expiresAt > Date.now()) return t.value;
+      } catch {
+        // The fetch this request joined failed; it is forgotten below and fetched again.
+      }
+    }
+    const key = tokenKey(registry, scopes);
+    const p = fetchToken().then((t) => {
+      this.#opts.mask.add(t.value);
+      return t;
+    });
+    this.#tokens.set(key, p);
+    p.catch(() => {
+      if (this.#tokens.get(key) === p) this.#tokens.delete(key);
+    });
+    return (await p).value;
+  }
+
+  #forgetTokens(registry: string, scopes: readonly string[]): void {
+    this.#tokens.delete(tokenKey(registry, scopes));
+    this.#tokens.delete(tokenKey(registry, scopes.map((s) => s.replace(/:pull$/, ':pull,push'))));
+  }
+}
+
+const CERTIFICATE_ERRORS = new Set([
+  'DEPTH_ZERO_SELF_SIGNED_CERT',
+  'SELF_SIGNED_CERT_IN_CHAIN',
+  'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
+  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
+  'CERT_HAS_EXPIRED',
+  'CERT_NOT_YET_VALID',
+  'ERR_TLS_CERT_ALTNAME_INVALID',
+]);
+
+function isCertificateError(err: unknown): boolean {
+  const code = (err as { code?: unknown } | null)?.code;
+  return typeof code === 'string' && CERTIFICATE_ERRORS.has(code);
+}
+
+/** Releases a request body stream the server did not (fully) read, e.g. an open layer file. */
+function discardBody(body: RequestInit['body']): void {
+  if (body instanceof Readable && !body.destroyed) body.destroy();
+}
+
+/** Adds the scope a 401 asked for (e.g. `insufficient_scope`) to the ones we meant to request. */
+function withChallengeScope(scopes: readonly string[], challenge: Challenge): readonly string[] {
+  const extra = challenge.params['scope'];
+  if (extra === undefined || extra === '') return scopes;
+  const all = new Set(scopes);
+  for (const s of extra.split(' ')) if (s !== '') all.add(s);
+  return [...all];
+}
+
+function tokenKey(registry: string, scopes: readonly string[]): string {
+  return `${registry} ${[...scopes].sort().join(' ')}`;
+}

@@ -1,0 +1,102 @@
+// Pushes an image to one or more registry destinations. Per repository: every blob (layers, then the
+// config) is checked with HEAD and uploaded only when missing, once however many tags name that
+// repository; the manifest goes last, so a tag never points at an image whose blobs are not all in.
+import { Readable } from 'node:stream';
+import type { Digest } from '../oci/digest.js';
+import type { Image } from '../oci/image.js';
+import { formatReference, type Reference } from '../oci/reference.js';
+import type { RunContext } from '../log/run-context.js';
+import type { RegistryClient } from '../registry/client.js';
+
+export interface PushOptions {
+  /** How many blobs upload at once per repository. */
+  readonly concurrency?: number;
+}
+
+interface Blob {
+  readonly digest: Digest;
+  readonly size: number;
+  readonly open: () => Promise<Readable>;
+  readonly origin?: { readonly registry: string; readonly repository: string } | undefined;
+}
+
+/** Pushes `image` to every destination; returns the manifest digest. */
+export async function pushImage(
+  client: RegistryClient,
+  image: Image,
+  destinations: readonly Reference[],
+  ctx: RunContext,
+  opts: PushOptions = {},
+): Promise<Digest> {
+  const digest = await image.digest();
+  const rawManifest = await image.rawManifest();
+  const mediaType = await image.mediaType();
+  const blobs = await imageBlobs(image);
+
+  const byRepo = new Map<string, Reference[]>();
+  for (const dest of destinations) {
+    const key = `${dest.registry}/${dest.repository}`;
+    byRepo.set(key, [...(byRepo.get(key) ?? []), dest]);
+  }
+  for (const [repoName, dests] of byRepo) {
+    const first = dests[0];
+    if (first === undefined) continue;
+    for (const dest of dests) ctx.log.info(`Pushing image to ${formatReference(dest)}`);
+    await pushBlobs(client, first.registry, first.repository, blobs, ctx, opts.concurrency ?? 3);
+    for (const dest of dests) {
+      await client.putManifest(dest.registry, dest.repository, dest.tag ?? digest, rawManifest, mediaType);
+      ctx.log.info(`Pushed ${repoName}@${digest}`);
+    }
+  }
+  return digest;
+}
+
+async function imageBlobs(image: Image): Promise<Blob[]> {
+  const out: Blob[] = [];
+  const seen = new Set<string>();
+  for (const layer of await image.layers()) {
+    const digest = await layer.digest();
+    if (seen.has(digest)) continue; // the same layer twice in one image is uploaded once
+    seen.add(digest);
+    out.push({ digest, size: await layer.size(), open: () => layer.compressed(), origin: layer.origin });
+  }
+  const config = await image.rawConfig();
+  const configDigest = await image.configName();
+  if (!seen.has(configDigest)) {
+    out.push({ digest: configDigest, size: config.byteLength, open: async () => Readable.from([Buffer.from(config)]) });
+  }
+  return out;
+}
+
+async function pushBlobs(
+  client: RegistryClient,
+  registry: string,
+  repository: string,
+  blobs: readonly Blob[],
+  ctx: RunContext,
+  concurrency: number,
+): Promise<void> {
+  const queue = [...blobs];
+  const worker = async (): Promise<void> => {
+    for (let blob = queue.shift(); blob !== undefined; blob = queue.shift()) {
+      try {
+        if (ctx.signal.aborted) throw ctx.signal.reason;
+        if (await client.blobExists(registry, repository, blob.digest, { forPush: true })) {
+          ctx.log.debug(`blob ${blob.digest} already in ${registry}/${repository}`);
+          continue;
+        }
+        const mountFrom = blob.origin?.registry === registry ? blob.origin.repository : undefined;
+        await client.uploadBlob(registry, repository, blob.digest, blob.size, blob.open, { mountFrom });
+        ctx.log.debug(`uploaded blob ${blob.digest} (${blob.size} bytes) to ${registry}/${repository}`);
+      } catch (err) {
+        queue.length = 0; // one failure fails the push: start no more uploads
+        throw err;
+      }
+    }
+  };
+  const workers = Array.from({ length: Math.max(1, Math.min(concurrency, queue.length)) }, () => worker());
+  // Wait for every worker even when one fails, so no upload is still running when we return.
+  const results = await Promise.allSettled(workers);
+  const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+  if (failed !== undefined) throw failed.reason;
+}

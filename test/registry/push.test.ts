@@ -1,0 +1,118 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parseReference } from '../../src/oci/reference.js';
+import { pushImage } from '../../src/sinks/registry-sink.js';
+import { pullImage } from '../../src/sources/registry-source.js';
+import { startRegistry, type RunningRegistry } from '../support/registry.js';
+import { captureContext, MemoryLayer, newClient, sha256, skopeo, testImage } from './fixtures.js';
+
+describe('pushing to a registry', () => {
+  let reg: RunningRegistry;
+  beforeAll(async () => {
+    reg = await startRegistry({ accessLog: true });
+  });
+  afterAll(async () => {
+    await reg?.stop();
+  });
+
+  it('pushes an image that skopeo reads back byte for byte, logging as kaniko does', async () => {
+    const ctx = captureContext('info');
+    const client = newClient(ctx);
+    const layers = [await MemoryLayer.of({ 'a.txt': 'hello' }), await MemoryLayer.of({ 'b.txt': 'world' })];
+    const image = testImage(layers);
+    const dest = parseReference(`${reg.host}/kiln/push:v1`);
+    const digest = await pushImage(client, image, [dest], ctx);
+    client.close();
+
+    expect(digest).toBe(await image.digest());
+    const raw = await skopeo('inspect', '--tls-verify=false', '--raw', `docker://${reg.host}/kiln/push:v1`);
+    expect(Buffer.from(raw)).toEqual(Buffer.from(await image.rawManifest()));
+    expect(sha256(Buffer.from(raw))).toBe(digest);
+    const config = await skopeo('inspect', '--tls-verify=false', '--config', `docker://${reg.host}/kiln/push:v1`);
+    const parsed = JSON.parse(config) as { rootfs: { diff_ids: string[] }; config: { Labels: Record<string, string> } };
+    expect(parsed.rootfs.diff_ids).toEqual([await layers[0]!.diffId(), await layers[1]!.diffId()]);
+    expect(parsed.config.Labels['kiln.test']).toBe('yes');
+    // skopeo copies every blob and checks their digests on the way.
+    await skopeo('copy', '--src-tls-verify=false', `docker://${reg.host}/kiln/push:v1`, `dir:${reg.dir}/copy`);
+
+    const text = ctx.lines.join('');
+    expect(text).toMatch(new RegExp(`INFO\\[\\d{4}\\] Pushing image to ${reg.host}/kiln/push:v1\\n`));
+    expect(text).toContain(`INFO[`);
+    expect(text).toContain(`] Pushed ${reg.host}/kiln/push@${digest}\n`);
+  });
+
+  it('uploads no blob again when the same image is pushed a second time', async () => {
+    const ctx = captureContext();
+    const image = testImage([await MemoryLayer.of({ 'again.txt': 'same' })], { label: 'again' });
+    const dest = parseReference(`${reg.host}/kiln/again:one`);
+    const c1 = newClient(ctx);
+    await pushImage(c1, image, [dest], ctx);
+    c1.close();
+    const before = reg.requests().length;
+
+    const c2 = newClient(ctx);
+    await pushImage(c2, image, [parseReference(`${reg.host}/kiln/again:two`)], ctx);
+    c2.close();
+    const second = reg.requests().slice(before);
+    expect(second.filter((r) => r.method === 'POST' || (r.method === 'PUT' && r.path.includes('/blobs/')))).toEqual([]);
+    expect(second.filter((r) => r.method === 'HEAD' && r.path.includes('/blobs/')).map((r) => r.status)).toEqual([200, 200]);
+    expect(second.filter((r) => r.method === 'PUT' && r.path === '/v2/kiln/again/manifests/two')).toHaveLength(1);
+  });
+
+  it('uploads each blob once per repository however many tags are pushed, manifest tags last', async () => {
+    const ctx = captureContext();
+    const client = newClient(ctx);
+    const image = testImage([await MemoryLayer.of({ 'x': '1' }), await MemoryLayer.of({ 'y': '2' })], { label: 'tags' });
+    const before = reg.requests().length;
+    const digest = await pushImage(
+      client,
+      image,
+      [parseReference(`${reg.host}/kiln/tags:a`), parseReference(`${reg.host}/kiln/tags:b`), parseReference(`${reg.host}/kiln/other:c`)],
+      ctx,
+    );
+    client.close();
+    const reqs = reg.requests().slice(before);
+    const uploads = (repo: string) => reqs.filter((r) => r.method === 'PUT' && r.path.startsWith(`/v2/${repo}/blobs/uploads/`));
+    expect(uploads('kiln/tags')).toHaveLength(3); // two layers and the config
+    expect(uploads('kiln/other')).toHaveLength(3);
+    const tagsReqs = reqs.filter((r) => r.path.startsWith('/v2/kiln/tags/'));
+    const firstManifest = tagsReqs.findIndex((r) => r.path.includes('/manifests/'));
+    const lastBlob = tagsReqs.map((r) => r.path.includes('/blobs/')).lastIndexOf(true);
+    expect(firstManifest).toBeGreaterThan(lastBlob);
+    for (const tag of ['tags:a', 'tags:b', 'other:c']) {
+      const raw = await skopeo('inspect', '--tls-verify=false', '--raw', `docker://${reg.host}/kiln/${tag}`);
+      expect(sha256(Buffer.from(raw))).toBe(digest);
+    }
+  });
+
+  it('mounts blobs from the repository a pulled image came from instead of uploading them', async () => {
+    const ctx = captureContext();
+    const client = newClient(ctx);
+    const source = parseReference(`${reg.host}/kiln/mount-src:v1`);
+    await pushImage(client, testImage([await MemoryLayer.of({ m: 'mount me' })], { label: 'mount' }), [source], ctx);
+    const pulled = await pullImage(client, source, { platform: { os: 'linux', architecture: 'amd64' } });
+    const layerDigest = await (await pulled.layers())[0]!.digest();
+    const before = reg.requests().length;
+    const digest = await pushImage(client, pulled, [parseReference(`${reg.host}/kiln/mount-dst:v1`)], ctx);
+    client.close();
+    expect(digest).toBe(await pulled.digest());
+    const reqs = reg.requests().slice(before);
+    expect(reqs).toContainEqual({
+      method: 'POST',
+      path: `/v2/kiln/mount-dst/blobs/uploads/?mount=${encodeURIComponent(layerDigest)}&from=${encodeURIComponent('kiln/mount-src')}`,
+      status: 201,
+    });
+    // Only the config (which has no origin) is uploaded.
+    expect(reqs.filter((r) => r.method === 'PUT' && r.path.includes('/blobs/uploads/'))).toHaveLength(1);
+    await skopeo('copy', '--src-tls-verify=false', `docker://${reg.host}/kiln/mount-dst:v1`, `dir:${reg.dir}/copy-mount`);
+  });
+
+  it('pushes a Docker schema 2 image with its media type', async () => {
+    const ctx = captureContext();
+    const client = newClient(ctx);
+    const image = testImage([await MemoryLayer.of({ 'd': 'docker' })], { family: 'docker' });
+    await pushImage(client, image, [parseReference(`${reg.host}/kiln/docker:v1`)], ctx);
+    client.close();
+    const out = JSON.parse(await skopeo('inspect', '--tls-verify=false', '--raw', `docker://${reg.host}/kiln/docker:v1`)) as { mediaType: string };
+    expect(out.mediaType).toBe('application/vnd.docker.distribution.manifest.v2+json');
+  });
+});
