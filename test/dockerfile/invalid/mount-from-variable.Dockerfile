@@ -1,0 +1,2 @@
+FROM alpine
+RUN --mount=type=bind,from=$X,target=/x true

@@ -1,0 +1,2 @@
+FROM alpine
+onbuild maintainer me
