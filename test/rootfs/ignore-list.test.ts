@@ -1,0 +1,51 @@
+import { describe, expect, it } from 'vitest';
+import { IgnoreList, defaultIgnoreList } from '../../src/rootfs/ignore-list.js';
+
+describe('IgnoreList', () => {
+  it('matches an entry and everything under it, not siblings sharing a prefix', () => {
+    const l = IgnoreList.of(['/proc', '/etc/hosts']);
+    expect(l.isIgnored('proc')).toBe(true);
+    expect(l.isIgnored('/proc/self/fd/0')).toBe(true);
+    expect(l.isIgnored('processes')).toBe(false);
+    expect(l.isIgnored('etc/hosts')).toBe(true);
+    expect(l.isIgnored('etc/hosts.allow')).toBe(false);
+    expect(l.isIgnored('etc')).toBe(false);
+    expect(l.isIgnored('')).toBe(false);
+  });
+
+  it('normalises entries and lookups', () => {
+    const l = IgnoreList.of(['//var/./run/', 'kaniko']);
+    expect(l.entries).toEqual(['/kaniko', '/var/run']);
+    expect(l.isIgnored('./var/run/x')).toBe(true);
+    expect(l.isIgnored('kaniko/')).toBe(true);
+  });
+
+  it('with() returns a new list and leaves the original as it was', () => {
+    const a = IgnoreList.of(['/proc']);
+    const b = a.with(['/workspace']);
+    expect(a.isIgnored('workspace')).toBe(false);
+    expect(b.isIgnored('workspace/ctx')).toBe(true);
+    expect(b.isIgnored('proc')).toBe(true);
+  });
+
+  it('refuses to ignore the root', () => {
+    expect(() => IgnoreList.of(['/'])).toThrow(RangeError);
+  });
+
+  it('knows whether an ignored path lies under a directory', () => {
+    const l = IgnoreList.of(['/var/run']);
+    expect(l.hasIgnoredUnder('var')).toBe(true);
+    expect(l.hasIgnoredUnder('')).toBe(true);
+    expect(l.hasIgnoredUnder('var/run')).toBe(false);
+    expect(l.hasIgnoredUnder('etc')).toBe(false);
+  });
+
+  it('default lists: kernel filesystems and runtime files always, /kaniko in container mode, /var/run unless disabled', () => {
+    const sandbox = defaultIgnoreList({ mode: 'sandbox' });
+    expect(sandbox.entries).toEqual(['/dev', '/etc/hostname', '/etc/hosts', '/etc/mtab', '/etc/resolv.conf', '/proc', '/sys', '/var/run']);
+    const container = defaultIgnoreList({ mode: 'container', ignoreVarRun: false, extra: ['/workspace', '/busybox'] });
+    expect(container.isIgnored('kaniko/0.tar.gz')).toBe(true);
+    expect(container.isIgnored('var/run')).toBe(false);
+    expect(container.isIgnored('busybox/sh')).toBe(true);
+  });
+});
