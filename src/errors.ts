@@ -127,8 +127,9 @@ export class OutputError extends KilnError {
 /** A RUN command exited non-zero: the executor exits with the same code, as kaniko does. */
 export class RunFailedError extends KilnError {
   readonly commandExitCode: number;
-  constructor(command: string, exitCode: number, options?: { cause?: unknown }) {
-    super('RUN', `failed to execute command ${oneLine(command)}: exit status ${exitCode}`, options);
+  /** `where` locates the RUN, e.g. `Dockerfile:3 RUN make`. */
+  constructor(where: string, exitCode: number, options?: { cause?: unknown }) {
+    super('RUN', `${oneLine(where)}: failed to execute command: exit status ${exitCode}`, options);
     this.commandExitCode = exitCode;
   }
   override get exitCode(): number {

@@ -59,7 +59,7 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv): Pro
     if (flags.cache || flags.cacheRepo !== undefined) {
       log.warn('layer caching (--cache, --cache-repo) is not implemented yet: building without a cache');
     }
-    await runBuild(request, { log, signal: controller.signal, mask, stdout: process.stdout, stderr });
+    await runBuild(request, { log, signal: controller.signal, mask, stdout: process.stdout, stderr, hostPath: env['PATH'] });
     return 0;
   } catch (err) {
     log.debug({ err }, 'build failed');

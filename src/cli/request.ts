@@ -1,6 +1,6 @@
 // argv (as commander parsed it) + environment -> a validated BuildRequest. Commander hands back an
 // untyped record, so it enters through zod like any other foreign data.
-import { mkdtemp } from 'node:fs/promises';
+import { chmod, mkdtemp } from 'node:fs/promises';
 import { join } from 'node:path';
 import { z } from 'zod';
 import type { BuildRequest, RunMode } from '../build/request.js';
@@ -124,6 +124,8 @@ export async function buildRequestFrom(flags: ExecutorFlags, e: Environment): Pr
   else if (flags.workDir !== undefined) workDir = flags.workDir;
   else {
     workDir = await mkdtemp(join(e.tmpDir, 'kiln-'));
+    // A RUN under a non-root USER runs bwrap as that user, who must be able to reach the rootfs.
+    await chmod(workDir, 0o755);
     ownsWorkDir = true;
   }
   return {

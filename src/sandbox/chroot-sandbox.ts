@@ -53,6 +53,7 @@ export class ChrootSandbox implements Sandbox {
   readonly root: string;
   readonly #bwrap: string;
   readonly #hostname: string;
+  #hostFiles: string[] | undefined;
 
   constructor(opts: ChrootSandboxOptions) {
     this.root = opts.root;
@@ -60,9 +61,17 @@ export class ChrootSandbox implements Sandbox {
     this.#hostname = opts.hostname ?? 'kiln';
   }
 
-  async run(spec: RunSpec, ctx: RunContext): Promise<number> {
+  /**
+   * Creates the mount targets bwrap needs inside the rootfs. Called before the snapshot baseline is
+   * taken, so the empty files (and /etc's new mtime) never show up as a change of the first RUN.
+   */
+  async prepare(): Promise<void> {
     await this.#checkMountPoints();
-    const hostFiles = await this.#prepareHostFileTargets();
+    this.#hostFiles = await this.#prepareHostFileTargets();
+  }
+
+  async run(spec: RunSpec, ctx: RunContext): Promise<number> {
+    const hostFiles = this.#hostFiles ?? (await this.prepare(), this.#hostFiles ?? []);
     const args = bwrapArgs({ root: this.root, spec, hostname: this.#hostname, hostFiles });
     ctx.log.debug({ argv: spec.argv, uid: spec.user.uid, gid: spec.user.gid }, 'sandbox: starting command');
     const child = spawn(this.#bwrap, args, {

@@ -1,0 +1,25 @@
+// What the whole build shares: dependencies built once by the CLI, and the clients and paths derived
+// from the request. Passed down explicitly; nothing global.
+import type { Writable } from 'node:stream';
+import type { IgnoreList } from '../rootfs/ignore-list.js';
+import type { SecretMask } from '../log/logger.js';
+import type { RunContext } from '../log/run-context.js';
+import type { RegistryClient } from '../registry/client.js';
+import type { BuildRequest } from './request.js';
+
+export interface BuildDeps extends RunContext {
+  /** The host PATH, to find helper programs (bwrap). */
+  readonly hostPath: string | undefined;
+  readonly mask: SecretMask;
+  readonly stdout: Writable;
+  readonly stderr: Writable;
+}
+
+export interface BuildContext extends BuildDeps {
+  readonly request: BuildRequest;
+  readonly pullClient: RegistryClient;
+  readonly pushClient: RegistryClient;
+  readonly ignore: IgnoreList;
+  /** Absolute path of the bwrap binary (sandbox mode). */
+  readonly bwrap: string | undefined;
+}

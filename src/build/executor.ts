@@ -1,0 +1,220 @@
+// The whole build: inputs -> parse -> plan -> stages in dependency order -> outputs.
+import { createHash } from 'node:crypto';
+import { rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { parseDockerfile } from '../dockerfile/parse.js';
+import type { Dockerfile } from '../dockerfile/instructions.js';
+import { planBuild, stageLabel, type BuildPlan, type FromSource } from '../dockerfile/plan.js';
+import { DockerfileError, KilnError, UsageError } from '../errors.js';
+import type { ContextFiles, InstructionSite } from '../instructions/handler.js';
+import type { Image } from '../oci/image.js';
+import { parsePlatform } from '../oci/platform.js';
+import { formatReference, parseReference } from '../oci/reference.js';
+import type { Platform } from '../oci/schemas.js';
+import { RegistryClient } from '../registry/client.js';
+import { loadDockerConfigKeychain } from '../registry/keychain.js';
+import { anonymousKeychain } from '../registry/keychain.js';
+import { defaultIgnoreList, type IgnoreList } from '../rootfs/ignore-list.js';
+import { pullImage } from '../sources/registry-source.js';
+import { scratchImage } from '../sources/scratch.js';
+import type { BuildContext, BuildDeps } from './build-context.js';
+import { findExecutable } from './find-executable.js';
+import { readMountPoints } from './mount-points.js';
+import { resolveInputs } from './inputs.js';
+import { writeOutputs } from './outputs.js';
+import type { BuildRequest } from './request.js';
+import { unpackImage } from './rootfs-materializer.js';
+import { buildStage, type StageResult } from './stage-builder.js';
+
+/** Build args that reach RUN without an ARG and stay out of the image (docker's predefined proxy ARGs). */
+const PROXY_ARGS = ['HTTP_PROXY', 'http_proxy', 'HTTPS_PROXY', 'https_proxy', 'FTP_PROXY', 'ftp_proxy', 'NO_PROXY', 'no_proxy', 'ALL_PROXY', 'all_proxy'];
+
+export interface BuildResult {
+  readonly digest: string;
+}
+
+export async function runBuild(request: BuildRequest, deps: BuildDeps): Promise<BuildResult> {
+  const { log } = deps;
+  const inputs = await resolveInputs(request);
+  const df = parseDockerfile(inputs.dockerfileText, inputs.dockerfileName);
+  for (const w of df.warnings) log.warn(`${df.file}:${w.line}: ${w.message}`);
+  const plan = planBuild(df, {
+    ...(request.target !== undefined ? { target: request.target } : {}),
+    buildArgs: request.buildArgs,
+    targetPlatform: request.platform,
+    buildPlatform: request.buildPlatform,
+  });
+  if (plan.unusedBuildArgs.length > 0) {
+    log.warn(`[Warning] One or more build-args [${plan.unusedBuildArgs.join(' ')}] were not consumed`);
+  }
+  const keychain = request.registry.dockerConfigDir === undefined ? anonymousKeychain : await loadDockerConfigKeychain(request.registry.dockerConfigDir, deps.mask);
+  const reg = request.registry;
+  const pullClient = new RegistryClient({
+    ctx: deps,
+    keychain,
+    mask: deps.mask,
+    insecure: (host) => reg.insecurePull || reg.insecureRegistries.includes(host),
+    skipTlsVerify: (host) => reg.skipTlsVerifyPull || reg.skipTlsVerifyRegistries.includes(host),
+    retries: reg.imageDownloadRetry,
+  });
+  const pushClient = new RegistryClient({
+    ctx: deps,
+    keychain,
+    mask: deps.mask,
+    insecure: (host) => reg.insecurePush || reg.insecureRegistries.includes(host),
+    skipTlsVerify: (host) => reg.skipTlsVerifyPush || reg.skipTlsVerifyRegistries.includes(host),
+    retries: reg.pushRetry,
+  });
+  const bctx: BuildContext = {
+    ...deps,
+    request,
+    pullClient,
+    pushClient,
+    ignore: await ignoreListFor(request, inputs.context.dir),
+    bwrap: request.runMode === 'sandbox' ? findExecutable('bwrap', deps.hostPath) : undefined,
+  };
+  try {
+    const results = await buildStages(bctx, df, plan, inputs.context);
+    const final = results.get(plan.target);
+    if (final === undefined) throw new KilnError('INTERNAL', `target stage ${plan.target} was not built`);
+    const digest = await writeOutputs(bctx, final.image);
+    return { digest };
+  } finally {
+    pullClient.close();
+    pushClient.close();
+    if (request.ownsWorkDir) await rm(request.workDir, { recursive: true, force: true });
+  }
+}
+
+/**
+ * What no unpack, snapshot or clearing of `/` may touch. In container mode that adds, as kaniko does,
+ * every mount point of kiln's container (volumes, secrets, runtime files), and the build context: kiln
+ * reads it after `/` is cleared, and kaniko users mount it as a volume, which makes it ignored anyway.
+ */
+async function ignoreListFor(request: BuildRequest, contextDir: string): Promise<IgnoreList> {
+  const base = { mode: request.runMode, ignoreVarRun: request.ignorePaths.includes('/var/run') };
+  if (request.runMode === 'sandbox') return defaultIgnoreList({ ...base, extra: request.ignorePaths });
+  if (contextDir === '/') {
+    throw new UsageError('in container mode the build context cannot be /: kiln empties / before unpacking the base image');
+  }
+  return defaultIgnoreList({ ...base, extra: [...request.ignorePaths, ...(await readMountPoints()), contextDir] });
+}
+
+/** Stages to build, dependencies first: the plan's order, or every stage without --skip-unused-stages. */
+function buildOrder(plan: BuildPlan, all: boolean): number[] {
+  if (!all) return [...plan.order];
+  const out: number[] = [];
+  const seen = new Set<number>();
+  const visit = (i: number): void => {
+    if (seen.has(i)) return;
+    seen.add(i);
+    for (const d of plan.stages[i]?.dependsOn ?? []) visit(d);
+    out.push(i);
+  };
+  for (const s of plan.stages) visit(s.index);
+  return out;
+}
+
+async function buildStages(
+  bctx: BuildContext,
+  df: Dockerfile,
+  plan: BuildPlan,
+  context: ContextFiles,
+): Promise<Map<number, StageResult>> {
+  const { log, request } = bctx;
+  const results = new Map<number, StageResult>();
+  const buildArgs = new Map(plan.buildArgs.map((a) => [a.name, a.value]));
+  const globalArgs = new Map(plan.globalArgs.map((a) => [a.name, a.value]));
+  const runOnlyArgs = new Map([...buildArgs].filter(([k]) => PROXY_ARGS.includes(k)));
+  const materialized = new Map<string, Promise<string>>();
+  const pulled = new Map<string, Promise<Image>>();
+
+  const pull = (ref: string, platform: Platform): Promise<Image> => {
+    const key = `${ref}|${platform.os}/${platform.architecture}/${platform.variant ?? ''}`;
+    let p = pulled.get(key);
+    if (p === undefined) {
+      p = (async () => {
+        const parsed = parseReference(ref);
+        log.info(`Retrieving image manifest ${ref}`);
+        const img = await pullImage(bctx.pullClient, parsed, { platform });
+        log.info(`Retrieving image ${formatReference(parsed)} from registry ${parsed.registry}`);
+        return img;
+      })();
+      pulled.set(key, p);
+    }
+    return p;
+  };
+
+  /** The filesystem of a `--from` source, on disk and never modified. */
+  const sourceRootfs = (source: FromSource): Promise<string> => {
+    const key = source.kind === 'stage' ? `stage-${source.index}` : `image-${createHash('sha256').update(source.ref).digest('hex').slice(0, 16)}`;
+    let p = materialized.get(key);
+    if (p === undefined) {
+      p = (async () => {
+        if (source.kind === 'stage') {
+          const r = results.get(source.index);
+          if (r === undefined) throw new KilnError('INTERNAL', `stage ${source.index} is used before it was built`);
+          if (r.rootfs !== undefined) return r.rootfs;
+          const dir = join(request.workDir, 'from', key);
+          await unpackImage(dir, r.image, bctx.ignore, bctx);
+          return dir;
+        }
+        const dir = join(request.workDir, 'from', key);
+        await unpackImage(dir, await pull(source.ref, request.platform), bctx.ignore, bctx);
+        return dir;
+      })();
+      materialized.set(key, p);
+    }
+    return p;
+  };
+
+  for (const index of buildOrder(plan, !request.skipUnusedStages)) {
+    const stage = df.stages[index];
+    const sp = plan.stages[index];
+    if (stage === undefined || sp === undefined) throw new KilnError('INTERNAL', `stage ${index} missing from the plan`);
+    const platform = sp.platform !== undefined ? parsePlatform(sp.platform) : request.platform;
+    let base: Image;
+    let baseStage: StageResult | undefined;
+    let baseIdx = -1;
+    switch (sp.base.kind) {
+      case 'scratch':
+        base = scratchImage(platform);
+        break;
+      case 'stage': {
+        baseStage = results.get(sp.base.index);
+        if (baseStage === undefined) throw new KilnError('INTERNAL', `stage ${sp.base.index} is used before it was built`);
+        base = baseStage.image;
+        baseIdx = sp.base.index;
+        break;
+      }
+      case 'image':
+        base = await pull(sp.base.ref, platform).catch((err: unknown) => {
+          if (err instanceof KilnError && !(err instanceof DockerfileError)) {
+            throw new DockerfileError(`base image ${sp.base.kind === 'image' ? sp.base.ref : ''}: ${err.message}`, { file: df.file, line: stage.from.line, source: stage.from.source }, { cause: err });
+          }
+          throw err;
+        });
+        break;
+    }
+    log.info(`Building stage '${stageLabel(stage)}' [idx: '${index}', base-idx: '${baseIdx}']`);
+    const result = await buildStage(bctx, {
+      df,
+      stage,
+      stagePlan: sp,
+      base,
+      baseStage,
+      context,
+      buildArgs,
+      globalArgs,
+      runOnlyArgs,
+      extraLabels: index === plan.target ? request.labels : new Map(),
+      fromRootfs: (from: string, site: InstructionSite) => {
+        const ref = sp.references.find((r) => r.written === from && r.line === site.line) ?? sp.references.find((r) => r.written === from);
+        if (ref === undefined) throw new DockerfileError(`unknown --from source ${JSON.stringify(from)}`, site);
+        return sourceRootfs(ref.source);
+      },
+    });
+    results.set(index, result);
+  }
+  return results;
+}

@@ -1,0 +1,74 @@
+// The build's inputs: the context directory and the Dockerfile (kaniko's lookup: the path as given
+// relative to the working directory, else relative to the context; `-` reads stdin).
+import { readFile, stat } from 'node:fs/promises';
+import { isAbsolute, join, resolve } from 'node:path';
+import { openContext, type BuildContext as ContextDir } from '../context/build-context.js';
+import { expandSources } from '../context/copy-sources.js';
+import { ContextError, DockerfileError, KilnError, UsageError } from '../errors.js';
+import type { ContextFiles, InstructionSite } from '../instructions/handler.js';
+import type { BuildRequest } from './request.js';
+
+export interface BuildInputs {
+  readonly dockerfileText: string;
+  /** How messages name the Dockerfile (`Dockerfile`, `build/Dockerfile.prod`, `-`). */
+  readonly dockerfileName: string;
+  readonly context: ContextFiles;
+}
+
+async function isFile(p: string): Promise<boolean> {
+  return (await stat(p).catch(() => undefined))?.isFile() ?? false;
+}
+
+async function locateDockerfile(request: BuildRequest, contextDir: string | undefined): Promise<string> {
+  const spec = request.dockerfileSpec;
+  const candidates = isAbsolute(spec) ? [spec] : [resolve(request.cwd, spec), ...(contextDir !== undefined ? [join(contextDir, spec)] : [])];
+  for (const c of candidates) if (await isFile(c)) return c;
+  throw new UsageError(`Dockerfile ${spec} not found: please provide a valid path to a Dockerfile within the build context with --dockerfile`);
+}
+
+export async function resolveInputs(request: BuildRequest): Promise<BuildInputs> {
+  // The context is opened before the Dockerfile is known only to find a context-relative Dockerfile;
+  // it is reopened with the Dockerfile so `<Dockerfile>.dockerignore` applies.
+  const probe = await openContext(request.contextSpec, request.cwd);
+  let dockerfileText: string;
+  let dockerfileName: string;
+  let dir: ContextDir;
+  if (request.dockerfileSpec === '-') {
+    dockerfileText = request.stdinDockerfile ?? '';
+    dockerfileName = 'Dockerfile';
+    dir = probe;
+  } else {
+    const path = await locateDockerfile(request, probe.root);
+    dockerfileText = await readFile(path, 'utf8').catch((err: unknown) => {
+      throw new UsageError(`reading Dockerfile ${path}: ${(err as Error).message}`, { cause: err });
+    });
+    dockerfileName = request.dockerfileSpec;
+    dir = await openContext(request.contextSpec, request.cwd, { dockerfile: path });
+  }
+  return { dockerfileText, dockerfileName, context: contextFiles(dir) };
+}
+
+function contextFiles(dir: ContextDir): ContextFiles {
+  return {
+    dir: dir.root,
+    async resolveSource(pattern: string, where: InstructionSite): Promise<string[]> {
+      try {
+        const found = await expandSources(dir, [pattern]);
+        // A symlink whose target stays inside the context is copied as its target; one leaving it is
+        // copied as the link itself, never followed out.
+        return found.map((s) => {
+          const p = s.followTo?.path ?? s.path;
+          return p === '.' ? '' : p;
+        });
+      } catch (err) {
+        if (err instanceof ContextError) throw new DockerfileError(err.message, where, { cause: err });
+        if (err instanceof KilnError) throw err;
+        throw new DockerfileError((err as Error).message, where, { cause: err });
+      }
+    },
+    isExcluded(relPath: string, isDir: boolean): boolean {
+      if (!dir.ignore.matches(relPath)) return false;
+      return !(isDir && dir.ignore.hasExceptions);
+    },
+  };
+}

@@ -1,0 +1,70 @@
+// The contract between the builder and the one-file-per-command handlers.
+import type { Writable } from 'node:stream';
+import type { AnyInstruction, Instruction } from '../dockerfile/instructions.js';
+import type { RunContext } from '../log/run-context.js';
+import type { Sandbox } from '../sandbox/sandbox.js';
+import type { StageState } from './stage-state.js';
+
+/** Files of the build context that COPY and ADD may read. */
+export interface ContextFiles {
+  readonly dir: string;
+  /**
+   * Expands one COPY/ADD source (a path or glob, already variable-expanded) to context-relative paths
+   * (`''` is the context itself), honouring .dockerignore. Throws a DockerfileError at `where` when
+   * nothing matches or the source escapes the context.
+   */
+  resolveSource(pattern: string, where: InstructionSite): Promise<string[]>;
+  /** Whether a context-relative path is left out by .dockerignore (a directory: with nothing re-included under it). */
+  isExcluded(relPath: string, isDir: boolean): boolean;
+}
+
+export interface InstructionSite {
+  readonly file: string;
+  readonly line: number;
+  readonly source: string;
+}
+
+/** What a handler may use. Everything effectful is reached through here, nothing global. */
+export interface InstructionEnv {
+  readonly ctx: RunContext;
+  readonly site: InstructionSite;
+  readonly stdout: Writable;
+  readonly stderr: Writable;
+  /** The stage's rootfs, unpacked from the base on first use. */
+  rootfs(): Promise<string>;
+  /** The sandbox RUN executes in; unpacks the rootfs first. */
+  sandbox(): Promise<Sandbox>;
+  readonly context: ContextFiles;
+  /** The rootfs of another stage (or of an image) named by `--from`, materialised read-only. */
+  fromRootfs(from: string): Promise<string>;
+  /** Build args in effect: the automatic platform ARGs, then `--build-arg`s (which win). */
+  readonly buildArgs: ReadonlyMap<string, string>;
+  /** Values of the ARGs declared before the first FROM, after --build-arg. */
+  readonly globalArgs: ReadonlyMap<string, string>;
+  /** Proxy build args, which reach RUN without an ARG (docker's predefined ARGs) and stay out of history. */
+  readonly runOnlyArgs: ReadonlyMap<string, string>;
+}
+
+export type FsEffect =
+  /** Only the config changed: history gets an empty_layer entry. */
+  | { readonly kind: 'none' }
+  /** Files may have changed anywhere: the snapshotter diffs the rootfs. */
+  | { readonly kind: 'changed' };
+
+export interface Step {
+  readonly state: StageState;
+  /** The history entry's created_by. */
+  readonly createdBy: string;
+  readonly fs: FsEffect;
+}
+
+export type Handler<I extends Instruction> = (instr: I, state: StageState, env: InstructionEnv) => Promise<Step>;
+
+export type HandlerTable = { readonly [K in Instruction['kind']]: Handler<Extract<Instruction, { kind: K }>> };
+
+export function isInstruction(i: AnyInstruction): i is Instruction {
+  return i.kind !== 'from';
+}
+
+export const NO_FS: FsEffect = { kind: 'none' };
+export const FS_CHANGED: FsEffect = { kind: 'changed' };

@@ -1,0 +1,23 @@
+import { posix } from 'node:path';
+import type { WorkdirInstruction } from '../dockerfile/instructions.js';
+import { DockerfileError } from '../errors.js';
+import { mkdirAllInRoot } from '../rootfs/in-root.js';
+import { expand } from './expand-in-stage.js';
+import { FS_CHANGED, NO_FS, type Handler } from './handler.js';
+import { resolveUserInRoot } from './identity.js';
+
+// Relative to the previous WORKDIR; created if missing, owned by the current USER (BuildKit's
+// dispatchWorkdir makes it with llb.WithUser), which adds a layer only when something was created.
+export const workdir: Handler<WorkdirInstruction> = async (instr, state, e) => {
+  const raw = expand(instr.path, state, e);
+  if (raw === '') throw new DockerfileError('WORKDIR requires a path', e.site);
+  const dir = posix.resolve(state.config.WorkingDir || '/', raw);
+  const next = { ...state, config: { ...state.config, WorkingDir: dir } };
+  if (dir === '/') return { state: next, createdBy: `WORKDIR ${dir}`, fs: NO_FS };
+  const root = await e.rootfs();
+  const owner = await resolveUserInRoot(root, state.config.User);
+  const created = await mkdirAllInRoot(root, dir, owner).catch((err: unknown) => {
+    throw new DockerfileError(`cannot create WORKDIR ${dir}: ${(err as Error).message}`, e.site, { cause: err });
+  });
+  return { state: next, createdBy: `WORKDIR ${dir}`, fs: created ? FS_CHANGED : NO_FS };
+};
