@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Installs the Debian packages kiln's tests, demo and sandbox mode use, when any is missing.
+#   docker-registry  the registry tests and the demo push to (distribution v2)
+#   skopeo, umoci    independent checks of what kiln produces; umoci also makes the test base images
+#   busybox-static   the test base image's userland
+#   bubblewrap       sandbox mode runs RUN with it
+#   apache2-utils    htpasswd -B for the Basic-auth registry tests
+#   openssl          keys and certificates for the token-auth and TLS registry tests
+#   curl             the demo waits for its registry with it
+set -euo pipefail
+packages=(docker-registry skopeo umoci busybox-static bubblewrap apache2-utils openssl ca-certificates curl)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  echo "installing: ${missing[*]}" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
