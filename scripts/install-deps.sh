@@ -7,8 +7,9 @@
 #   apache2-utils    htpasswd -B for the Basic-auth registry tests
 #   openssl          keys and certificates for the token-auth and TLS registry tests
 #   curl             the demo waits for its registry with it
+#   gcc, libc6-dev   the container-mode test compiles the executor image's static launcher
 set -euo pipefail
-packages=(docker-registry skopeo umoci busybox-static bubblewrap apache2-utils openssl ca-certificates curl)
+packages=(docker-registry skopeo umoci busybox-static bubblewrap apache2-utils openssl ca-certificates curl gcc libc6-dev)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

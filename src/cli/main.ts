@@ -17,6 +17,19 @@ async function readAll(stream: NodeJS.ReadableStream): Promise<string> {
   return Buffer.concat(chunks).toString('utf8');
 }
 
+/**
+ * os.homedir() throws when HOME is unset and the uid has no passwd entry: the executor image has no
+ * /etc/passwd and some runtimes set no HOME. It only locates ~/.docker, so fall back as docker does for
+ * a user it cannot find: `/`.
+ */
+function homeDirOrRoot(): string {
+  try {
+    return homedir();
+  } catch {
+    return '/';
+  }
+}
+
 /** Runs the executor; resolves with the process exit code. */
 export async function main(argv: readonly string[], env: NodeJS.ProcessEnv): Promise<number> {
   const stderr = process.stderr;
@@ -49,7 +62,7 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv): Pro
     const environment: Environment = {
       env,
       cwd: process.cwd(),
-      homeDir: homedir(),
+      homeDir: homeDirOrRoot(),
       tmpDir: tmpdir(),
       hostPlatform: hostPlatform(process.arch, process.platform),
       readStdin: () => readAll(process.stdin),

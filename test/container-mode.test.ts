@@ -1,0 +1,189 @@
+// Container mode for real: the executor image's tree (scripts/make-executor-root.sh, the same script
+// Dockerfile.executor's final stage comes from) becomes `/` of a chroot in private mount and PID
+// namespaces, with the image's ENV, and kiln builds there as it would in its container: it empties `/`
+// but for its ignore list, unpacks the base onto `/`, runs RUN as plain children and snapshots `/`.
+// What was pushed is read with skopeo, umoci and tar only, never with kiln's own code.
+import { execFile, execFileSync, spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { describe, expect, inject, it } from 'vitest';
+import { chrootRun, unpackWithUmoci } from './support/executor.js';
+
+const run = promisify(execFile);
+const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '..');
+const MAKE_ROOT = join(REPO, 'scripts/make-executor-root.sh');
+
+/** Whether this machine lets us make mount and PID namespaces (root, unshare from util-linux). */
+function canUnshare(): boolean {
+  try {
+    execFileSync('unshare', ['--mount', '--pid', '--fork', 'true'], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function hostTool(name: string): string {
+  return execFileSync('sh', ['-c', `command -v ${name}`], { encoding: 'utf8' }).trim();
+}
+
+/** The ENV of Dockerfile.executor's final stage, so the test runs kiln with exactly the image's. */
+async function executorImageEnv(): Promise<string[]> {
+  const text = await readFile(join(REPO, 'Dockerfile.executor'), 'utf8');
+  const finalStage = text.slice(text.lastIndexOf('\nFROM '));
+  return finalStage
+    .split('\n')
+    .filter((l) => l.startsWith('ENV '))
+    .flatMap((l) => l.slice(4).trim().split(/\s+/));
+}
+
+// The device nodes node and RUN need, on a tmpfs private to the namespace: never the host's /dev, so
+// a bug in clearing `/` could not reach a host device node.
+const DEV_NODES = [
+  ['null', '1', '3'],
+  ['zero', '1', '5'],
+  ['full', '1', '7'],
+  ['random', '1', '8'],
+  ['urandom', '1', '9'],
+  ['tty', '5', '0'],
+] as const;
+
+// A volume, as `docker run -v` would mount one: kiln must find it in mountinfo and leave it alone.
+const VOLUME_MOUNT_POINT = 'mnt/volume';
+
+const NAMESPACE_SETUP = [
+  'set -eu',
+  'root=$1; volume=$2; shift 2',
+  'mount -t tmpfs -o mode=0755,nosuid kiln-dev "$root/dev"',
+  `mount --bind "$volume" "$root/${VOLUME_MOUNT_POINT}"`,
+  ...DEV_NODES.map(([name, major, minor]) => `mknod -m 0666 "$root/dev/${name}" c ${major} ${minor}`),
+  'exec "$@"',
+].join('\n');
+
+interface Exit {
+  readonly code: number | null;
+  readonly output: string;
+}
+
+/** `unshare --mount --pid --fork --mount-proc=ROOT/proc chroot ROOT /kaniko/executor ARGS`, as a runtime would. */
+async function runExecutorInRoot(root: string, volume: string, args: readonly string[]): Promise<Exit> {
+  // Nothing but the image's ENV: no HOME either, as under runtimes that set none (kiln must cope).
+  const imageEnv = await executorImageEnv();
+  const argv = [
+    '--mount', '--pid', '--fork', `--mount-proc=${join(root, 'proc')}`,
+    'sh', '-c', NAMESPACE_SETUP, 'kiln-ns', root, volume,
+    hostTool('env'), '-i', ...imageEnv, hostTool('chroot'), root, '/kaniko/executor', ...args,
+  ];
+  return new Promise((resolvePromise, reject) => {
+    const child = spawn('unshare', argv, { stdio: ['ignore', 'pipe', 'pipe'], env: { PATH: process.env['PATH'] ?? '/usr/sbin:/usr/bin:/sbin:/bin' } });
+    let output = '';
+    child.stdout.on('data', (b: Buffer) => (output += b.toString()));
+    child.stderr.on('data', (b: Buffer) => (output += b.toString()));
+    child.once('error', reject);
+    child.once('close', (code) => resolvePromise({ code, output }));
+  });
+}
+
+async function layerNames(layout: string, digest: string): Promise<string[]> {
+  const blob = join(layout, 'blobs', 'sha256', digest.replace(/^sha256:/, ''));
+  const { stdout } = await run('tar', ['-tzf', blob], { maxBuffer: 64 << 20 });
+  return stdout
+    .split('\n')
+    .filter((l) => l !== '')
+    .map((l) => l.replace(/^\.\//, '').replace(/\/$/, ''))
+    .filter((l) => l !== '' && l !== '.');
+}
+
+async function manifestLayers(layout: string): Promise<string[]> {
+  const blob = (d: string): string => join(layout, 'blobs', 'sha256', d.replace(/^sha256:/, ''));
+  const index = JSON.parse(await readFile(join(layout, 'index.json'), 'utf8')) as { manifests: { digest: string }[] };
+  const manifestDigest = index.manifests[0]?.digest;
+  if (manifestDigest === undefined) throw new Error('skopeo wrote an empty index.json');
+  const manifest = JSON.parse(await readFile(blob(manifestDigest), 'utf8')) as { layers: { digest: string }[] };
+  return manifest.layers.map((l) => l.digest);
+}
+
+/** Anything of the executor image, or of the namespace we made, that must never reach the image. */
+const EXECUTOR_PATH = /^(kaniko|proc|dev|sys|workspace|mnt)(\/|$)|(^|\/)node$|ld-linux|libstdc\+\+|libc\.so|executor\.js$/;
+
+const unshareReason = 'skipped: mount and PID namespaces (unshare --mount --pid --fork) are unavailable here';
+
+describe('container mode in the executor image layout', () => {
+  const registry = inject('registry');
+  const images = inject('images');
+  const available = canUnshare();
+
+  it.skipIf(!available)(`builds and pushes from / of a chroot without touching /kaniko or putting any of it in a layer${available ? '' : ` (${unshareReason})`}`, async () => {
+    const root = await mkdtemp(join(tmpdir(), 'kiln-executor-root-'));
+    const volume = await mkdtemp(join(tmpdir(), 'kiln-executor-volume-'));
+    try {
+      await run('bash', [MAKE_ROOT, root], { maxBuffer: 16 << 20 });
+      for (const dir of ['proc', 'dev', 'sys', 'etc', VOLUME_MOUNT_POINT]) await mkdir(join(root, dir), { recursive: true });
+      await writeFile(join(volume, 'keep.txt'), 'volume data\n');
+      const context = join(root, 'workspace');
+      await writeFile(join(context, 'file.txt'), 'from the context\n');
+      await writeFile(
+        join(context, 'Dockerfile'),
+        [
+          `FROM ${images.busybox}`,
+          'RUN echo built > /built.txt && rm /etc/group',
+          'COPY file.txt /app/',
+          'CMD ["cat","/built.txt"]',
+          '',
+        ].join('\n'),
+      );
+      const destination = `${registry}/ctr/hello:1`;
+
+      const exit = await runExecutorInRoot(root, volume, ['--context', 'dir:///workspace', '--destination', destination, '--insecure']);
+      expect(exit.code, exit.output).toBe(0);
+
+      // Container mode built in `/` of the chroot and left kiln's own directory and the context alone.
+      expect(existsSync(join(root, 'kaniko/executor'))).toBe(true);
+      expect(existsSync(join(root, 'kaniko/bin/node'))).toBe(true);
+      expect(existsSync(join(root, 'kaniko/app/dist/cli/main.js'))).toBe(true);
+      expect(await readFile(join(root, 'workspace/file.txt'), 'utf8')).toBe('from the context\n');
+      expect(await readFile(join(volume, 'keep.txt'), 'utf8')).toBe('volume data\n');
+      expect(await readFile(join(root, 'built.txt'), 'utf8')).toBe('built\n');
+      expect(existsSync(join(root, 'etc/group'))).toBe(false);
+
+      const base = JSON.parse((await run('skopeo', ['inspect', '--tls-verify=false', `docker://${images.busybox}`])).stdout) as { Layers: string[] };
+      const built = JSON.parse((await run('skopeo', ['inspect', '--tls-verify=false', `docker://${destination}`])).stdout) as { Layers: string[] };
+      expect(built.Layers).toHaveLength(base.Layers.length + 2);
+      expect(built.Layers.slice(0, base.Layers.length)).toEqual(base.Layers);
+
+      const unpacked = await unpackWithUmoci(`docker://${destination}`);
+      try {
+        const layers = await manifestLayers(unpacked.layout);
+        expect(layers).toEqual(built.Layers);
+        const [runLayer, copyLayer] = await Promise.all(layers.slice(base.Layers.length).map((d) => layerNames(unpacked.layout, d)));
+        for (const name of [...(runLayer ?? []), ...(copyLayer ?? [])]) expect(name).not.toMatch(EXECUTOR_PATH);
+        // Exactly the RUN's and the COPY's changes: nothing else of `/` leaked into either layer.
+        expect([...(runLayer ?? [])].sort()).toEqual(['built.txt', 'etc', 'etc/.wh.group']);
+        expect([...(copyLayer ?? [])].sort()).toEqual(['app', 'app/file.txt']);
+
+        const rootfs = unpacked.rootfs;
+        expect(await readFile(join(rootfs, 'built.txt'), 'utf8')).toBe('built\n');
+        expect(existsSync(join(rootfs, 'etc/group'))).toBe(false);
+        expect(existsSync(join(rootfs, 'etc/passwd'))).toBe(true);
+        expect(await readFile(join(rootfs, 'app/file.txt'), 'utf8')).toBe('from the context\n');
+        expect(existsSync(join(rootfs, 'kaniko'))).toBe(false);
+
+        const config = JSON.parse((await run('skopeo', ['inspect', '--config', '--tls-verify=false', `docker://${destination}`])).stdout) as {
+          config: { Cmd?: string[] };
+        };
+        expect(config.config.Cmd).toEqual(['cat', '/built.txt']);
+        expect(await chrootRun(rootfs, config.config.Cmd ?? [])).toBe('built\n');
+      } finally {
+        await unpacked.cleanup();
+      }
+    } finally {
+      // The namespace's mounts (proc, dev, the volume) died with it: only plain files are left to remove.
+      await rm(root, { recursive: true, force: true });
+      await rm(volume, { recursive: true, force: true });
+    }
+  });
+});
