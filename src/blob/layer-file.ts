@@ -10,6 +10,7 @@ import type { Digest } from '../oci/digest.js';
 import type { Layer } from '../oci/image.js';
 import { MediaType } from '../oci/media-types.js';
 import { decompress, gzipCompressor } from './compression.js';
+import { ChunkBatcher } from './chunk-batcher.js';
 import { DigestingStream } from './digesting.js';
 
 export interface FileLayerParts {
@@ -74,7 +75,7 @@ export async function writeLayerFile(tar: Readable, path: string, opts: WriteLay
   const tarHash = new DigestingStream();
   const blobHash = new DigestingStream();
   try {
-    await pipeline(tar, tarHash, gzipCompressor(opts.level), blobHash, createWriteStream(tmp, { flags: 'wx', mode: 0o644 }));
+    await pipeline(tar, tarHash, new ChunkBatcher(), gzipCompressor(opts.level), blobHash, createWriteStream(tmp, { flags: 'wx', mode: 0o644 }));
     await rename(tmp, path);
   } catch (err) {
     await rm(tmp, { force: true });

@@ -62,8 +62,13 @@ export class IgnoreList {
   }
 }
 
+/** Anything that would make a path differ from its normal form: `.`/`..` components, `//`, edge slashes. */
+const NEEDS_NORMALIZING = /(^|\/)\.{1,2}(\/|$)|\/\/|^\/|\/$/;
+
 /** `/a//b/./c/` -> `a/b/c`; `..` cannot climb above the root. */
 function normalize(p: string): string {
+  // Walks call this per entry with paths already clean: skip the allocation-heavy path for them.
+  if (!NEEDS_NORMALIZING.test(p)) return p;
   const clean = posix.normalize(`/${p}`);
   return clean === '/' ? '' : clean.replace(/^\/+/, '').replace(/\/+$/, '');
 }

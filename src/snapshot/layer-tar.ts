@@ -1,8 +1,7 @@
 // Turns a list of changes into a layer tar, streamed: entries are sorted, each changed path comes with
 // its parent directories (current metadata), as kaniko and overlayfs copy-up do, and whiteouts say what
 // is gone. File bytes are read from the rootfs while the tar is consumed, with backpressure.
-import { constants as fsConstants } from 'node:fs';
-import { open } from 'node:fs/promises';
+import { closeSync, constants as fsConstants, createReadStream, openSync, readSync } from 'node:fs';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { pack as tarPack, type Header, type Pack } from 'tar-stream';
@@ -124,34 +123,56 @@ function addEntry(pack: Pack, header: Header | HeaderArg): Promise<void> {
 
 type HeaderArg = Partial<Header> & Pick<Header, 'name'>;
 
-/** Streams one file's bytes into its entry; the size recorded at scan time must still hold. */
+/**
+ * Files up to this size are read in one synchronous call and handed to the packer whole: most files of
+ * a rootfs are small, and a stream with its thread-pool reads per file cost ten times the read itself.
+ * Memory stays bounded by this size; larger files stream.
+ */
+const SMALL_FILE = 1 << 20;
+
+/** Writes one file's bytes into its entry; the size recorded at scan time must still hold. */
 async function addFile(pack: Pack, header: HeaderArg & { size: number }, host: string): Promise<void> {
-  const fh = await open(host, fsConstants.O_RDONLY | fsConstants.O_NOFOLLOW).catch((err: unknown) => {
-    throw new SnapshotError(`cannot read /${header.name}: ${(err as Error).message}`, { cause: err });
-  });
+  let fd: number;
   try {
+    fd = openSync(host, fsConstants.O_RDONLY | fsConstants.O_NOFOLLOW);
+  } catch (err) {
+    throw new SnapshotError(`cannot read /${header.name}: ${(err as Error).message}`, { cause: err });
+  }
+  try {
+    if (header.size <= SMALL_FILE) {
+      const buf = Buffer.allocUnsafe(header.size);
+      let bytes = 0;
+      for (let n = -1; n !== 0 && bytes < header.size; bytes += n) n = readSync(fd, buf, bytes, header.size - bytes, bytes);
+      if (bytes !== header.size) throw changedSize(header, bytes);
+      await new Promise<void>((resolve, reject) => {
+        pack.entry(header, buf, (err) => (err ? reject(err) : resolve()));
+      });
+      return;
+    }
     let done: (err?: Error | null) => void = () => {};
     const written = new Promise<void>((resolve, reject) => {
       done = (err) => (err ? reject(err) : resolve());
     });
     const sink = pack.entry(header, (err) => done(err));
     let bytes = 0;
-    if (header.size > 0) {
-      for await (const chunk of fh.createReadStream({ start: 0, end: header.size - 1, autoClose: false }) as AsyncIterable<Buffer>) {
-        bytes += chunk.length;
-        if (!sink.write(chunk)) await new Promise<void>((resolve) => sink.once('drain', () => resolve()));
-      }
+    for await (const chunk of createReadStream('', { fd, start: 0, end: header.size - 1, autoClose: false }) as AsyncIterable<Buffer>) {
+      bytes += chunk.length;
+      if (!sink.write(chunk)) await new Promise<void>((resolve) => sink.once('drain', () => resolve()));
     }
     if (bytes !== header.size) {
-      const err = new SnapshotError(`/${header.name} changed size while the layer was written (${header.size} -> ${bytes} bytes)`);
+      const err = changedSize(header, bytes);
       sink.destroy(err);
       throw err;
     }
     sink.end(null);
     await written;
   } finally {
-    await fh.close();
+    closeSync(fd);
   }
+}
+
+function changedSize(header: HeaderArg & { size: number }, bytes: number): SnapshotError {
+  return new SnapshotError(`/${header.name} changed size while the layer was written (${header.size} -> ${bytes} bytes)`);
 }
 
 function largeIds(m: EntryMeta): { pax?: Record<string, string> } {

@@ -69,6 +69,24 @@ describe('Snapshotter', () => {
     expect([by.get('etc/conf.d/a')?.uid, by.get('etc/conf.d/a')?.gid]).toEqual([1000, 2000]);
   });
 
+  it('streams files larger than the small-file buffer, byte for byte', async () => {
+    const big = Buffer.alloc(3 * 1024 * 1024 + 17, 'k');
+    big.write('start', 0);
+    big.write('end', big.length - 3);
+    await writeFile(join(root, 'big.bin'), big);
+    const layer = await snap.snapshot('big.tgz');
+    const out = execFileSync('tar', ['-xzOf', join(work, 'big.tgz'), 'big.bin'], { maxBuffer: 16 * 1024 * 1024 });
+    expect(out.equals(big)).toBe(true);
+    expect(await layer?.diffId()).toBe(`sha256:${execFileSync('sh', ['-c', `gunzip -c ${join(work, 'big.tgz')} | sha256sum`]).toString().split(' ')[0]}`);
+  });
+
+  it('keeps mode 0000 (tar-stream would default a falsy mode)', async () => {
+    await writeFile(join(root, 'etc/shadow'), 's', { mode: 0o000 });
+    await chmod(join(root, 'etc/shadow'), 0o000);
+    const es = await layerEntries();
+    expect(es.find((e) => e.name === 'etc/shadow')?.mode).toBe(0);
+  });
+
   it('a deleted file gives one whiteout', async () => {
     await unlink(join(root, 'etc/passwd'));
     expect(names(await layerEntries())).toEqual(['etc/', 'etc/.wh.passwd']);
