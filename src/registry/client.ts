@@ -11,7 +11,14 @@ import { formatReference, referenceIdentifier, type Reference } from '../oci/ref
 import { mediaTypeProbeSchema } from '../oci/schemas.js';
 import { Transport, type TransportOptions } from './transport.js';
 
-export type RegistryClientOptions = TransportOptions;
+export interface RegistryClientOptions extends TransportOptions {
+  /** Blobs larger than this go up in PATCH chunks instead of one PUT (default: never by size). */
+  readonly chunkedAbove?: number;
+  /** Bytes per PATCH in a chunked upload (default 16 MiB). */
+  readonly chunkSize?: number;
+}
+
+const DEFAULT_CHUNK_SIZE = 16 * 1024 * 1024;
 
 export interface FetchedManifest {
   /** The document exactly as received; its digest is computed over these bytes. */
@@ -46,9 +53,13 @@ export interface UploadOptions {
 
 export class RegistryClient {
   readonly #t: Transport;
+  readonly #chunkedAbove: number;
+  readonly #chunkSize: number;
 
   constructor(opts: RegistryClientOptions) {
     this.#t = new Transport(opts);
+    this.#chunkedAbove = opts.chunkedAbove ?? Number.POSITIVE_INFINITY;
+    this.#chunkSize = Math.max(1, opts.chunkSize ?? DEFAULT_CHUNK_SIZE);
   }
 
   /** Closes idle connections; the client must not be used afterwards. */
@@ -141,8 +152,45 @@ export class RegistryClient {
   }
 
   /**
-   * Uploads a blob in one streamed request (POST a session, PUT the bytes with a known length).
-   * Retries redo the whole sequence and reopen the bytes through `open`.
+   * Whether our credentials may push to a repository, asked the way go-containerregistry's
+   * `remote.CheckPushPermission` does: start an upload (a token handshake alone is not enough on
+   * Docker Hub) and cancel it. Throws the registry's error (a 401 or 403 names the registry).
+   */
+  async checkPushPermission(registry: string, repository: string): Promise<void> {
+    const started = await this.#t.request({
+      registry,
+      method: 'POST',
+      path: `/v2/${repository}/blobs/uploads/`,
+      scopes: [pushScope(repository)],
+      headers: { 'Content-Length': '0' },
+      ok: [201, 202],
+    });
+    started.body?.resume();
+    const location = started.headers.get('location');
+    if (location === null) return;
+    try {
+      const cancelled = await this.#t.request({
+        registry,
+        method: 'DELETE',
+        path: uploadTarget(location),
+        scopes: [pushScope(repository)],
+        // distribution wants a `delete` scope to cancel; a push-only token is refused, and that is
+        // fine: the cancel is a courtesy, not worth another token.
+        ok: [200, 202, 204, 401, 403, 404, 405],
+        retries: 0,
+      });
+      cancelled.body?.resume();
+    } catch (err) {
+      // Cancelling only frees the session early; the registry expires it anyway.
+      this.#t.ctx.log.debug(`cancelling the permission-check upload on ${registry}/${repository}: ${(err as Error).message}`);
+    }
+  }
+
+  /**
+   * Uploads a blob: a POST for a session, then the bytes in one streamed PUT with a known length, or
+   * in PATCH chunks when the blob is larger than `chunkedAbove` or the registry refuses the single PUT
+   * as too large (413, e.g. an nginx body limit in front of it). Retries redo the whole sequence and
+   * reopen the bytes through `open`.
    */
   async uploadBlob(
     registry: string,
@@ -154,10 +202,13 @@ export class RegistryClient {
   ): Promise<void> {
     const scopes = [pushScope(repository)];
     const mountFrom = opts.mountFrom !== undefined && opts.mountFrom !== repository ? opts.mountFrom : undefined;
+    // The `from` repository's pull scope goes in the same token, so the registry can check the mount.
     if (mountFrom !== undefined) scopes.push(pullScope(mountFrom));
     const what = `blob upload ${registry}/${repository}@${digest}`;
-    await this.#t.withRetry(what, this.#t.retries, async () => {
-      const query = mountFrom !== undefined ? `?mount=${encodeURIComponent(digest)}&from=${encodeURIComponent(mountFrom)}` : '';
+    let chunked = size > this.#chunkedAbove;
+    const query = mountFrom !== undefined ? `?mount=${encodeURIComponent(digest)}&from=${encodeURIComponent(mountFrom)}` : '';
+    /** A new upload session's Location, or undefined when the registry mounted the blob instead. */
+    const startSession = async (): Promise<string | undefined> => {
       const started = await this.#t.request({
         registry,
         method: 'POST',
@@ -170,25 +221,76 @@ export class RegistryClient {
       started.body?.resume();
       if (started.status === 201) {
         this.#t.ctx.log.debug(`mounted ${digest} from ${mountFrom ?? '?'} into ${repository}`);
-        return;
+        return undefined;
       }
       const location = started.headers.get('location');
       if (location === null) throw new RegistryError(`POST ${registry}/v2/${repository}/blobs/uploads/: no Location header`, {});
-      const put = new URL(location, 'http://placeholder.invalid');
-      put.searchParams.set('digest', digest);
-      const target = /^https?:\/\//.test(location) ? put.toString() : `${put.pathname}${put.search}`;
-      const done = await this.#t.request({
+      return location;
+    };
+    await this.#t.withRetry(what, this.#t.retries, async () => {
+      let location = await startSession();
+      if (location === undefined) return;
+      if (!chunked) {
+        try {
+          const done = await this.#t.request({
+            registry,
+            method: 'PUT',
+            path: uploadTarget(location, digest),
+            scopes: [pushScope(repository)],
+            headers: { 'Content-Type': 'application/octet-stream', 'Content-Length': String(size) },
+            body: open,
+            ok: [201, 204],
+            retries: 0,
+          });
+          done.body?.resume();
+          return;
+        } catch (err) {
+          if (!(err instanceof RegistryError) || err.status !== 413) throw err;
+          this.#t.ctx.log.debug(`${registry} refused ${digest} in one request (413): uploading it in chunks`);
+          chunked = true;
+          // A fresh session: the refused one may be in any state.
+          location = await startSession();
+          if (location === undefined) return;
+        }
+      }
+      await this.#uploadChunks(registry, repository, location, digest, open);
+    });
+  }
+
+  /** The distribution spec's chunked upload: PATCH each chunk with its Content-Range, then PUT the digest. */
+  async #uploadChunks(registry: string, repository: string, location: string, digest: Digest, open: () => Promise<Readable>): Promise<void> {
+    const scopes = [pushScope(repository)];
+    let at = location;
+    let offset = 0;
+    for await (const chunk of chunksOf(await open(), this.#chunkSize)) {
+      const res = await this.#t.request({
         registry,
-        method: 'PUT',
-        path: target,
-        scopes: [pushScope(repository)],
-        headers: { 'Content-Type': 'application/octet-stream', 'Content-Length': String(size) },
-        body: open,
-        ok: [201, 204],
+        method: 'PATCH',
+        path: uploadTarget(at),
+        scopes,
+        headers: {
+          'Content-Type': 'application/octet-stream',
+          'Content-Length': String(chunk.byteLength),
+          'Content-Range': `${offset}-${offset + chunk.byteLength - 1}`,
+        },
+        body: async () => chunk,
+        ok: [202],
         retries: 0,
       });
-      done.body?.resume();
+      res.body?.resume();
+      offset += chunk.byteLength;
+      at = res.headers.get('location') ?? at;
+    }
+    const done = await this.#t.request({
+      registry,
+      method: 'PUT',
+      path: uploadTarget(at, digest),
+      scopes,
+      headers: { 'Content-Length': '0' },
+      ok: [201, 204],
+      retries: 0,
     });
+    done.body?.resume();
   }
 
   /** Puts a manifest under a tag or digest; returns the digest of the bytes sent. */
@@ -205,6 +307,35 @@ export class RegistryClient {
     res.body?.resume();
     return digestOfBytes(bytes);
   }
+}
+
+/** An upload Location (absolute, or relative to the registry) with `digest` added to its query. */
+function uploadTarget(location: string, digest?: Digest): string {
+  const u = new URL(location, 'http://placeholder.invalid');
+  if (digest !== undefined) u.searchParams.set('digest', digest);
+  return /^https?:\/\//.test(location) ? u.toString() : `${u.pathname}${u.search}`;
+}
+
+/** Re-chunks a stream into buffers of exactly `size` bytes (the last one shorter). */
+async function* chunksOf(stream: Readable, size: number): AsyncGenerator<Buffer> {
+  let parts: Buffer[] = [];
+  let held = 0;
+  for await (const c of stream) {
+    let b = Buffer.isBuffer(c) ? c : Buffer.from(c as Uint8Array);
+    while (held + b.byteLength >= size) {
+      const take = size - held;
+      parts.push(b.subarray(0, take));
+      yield Buffer.concat(parts);
+      parts = [];
+      held = 0;
+      b = b.subarray(take);
+    }
+    if (b.byteLength > 0) {
+      parts.push(b);
+      held += b.byteLength;
+    }
+  }
+  if (held > 0) yield Buffer.concat(parts);
 }
 
 /** The media type from Content-Type, or from the document itself when the registry is vague. */

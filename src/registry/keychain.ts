@@ -198,3 +198,37 @@ function credentialFromEntry(entry: AuthEntry, key: string): Credential {
   }
   return ANONYMOUS;
 }
+
+/** `CI_REGISTRY`, `CI_REGISTRY_USER` and `CI_REGISTRY_PASSWORD`, as GitLab CI sets them for a job. */
+export interface GitLabCiCredentials {
+  /** The registry as GitLab writes it: `registry.gitlab.com`, `gitlab.example.com:5050`, or a URL. */
+  readonly registry: string;
+  readonly username: string;
+  readonly password: string;
+}
+
+/** The host name of a registry key or URL, without scheme, port or path. */
+function hostNameOf(registry: string): string {
+  const host = normalizeRegistryKey(registry);
+  if (host.startsWith('[')) return host.slice(0, host.indexOf(']') + 1);
+  const colon = host.lastIndexOf(':');
+  return colon >= 0 ? host.slice(0, colon) : host;
+}
+
+/**
+ * kaniko's built-in GitLab helper (docker-credential-gitlabci): when the docker config has nothing for
+ * a registry whose host name is CI_REGISTRY's, the job's CI_REGISTRY_USER/PASSWORD are used. It comes
+ * after config.json, as in kaniko's multi-keychain, so an explicit `docker login` entry wins.
+ */
+export function withGitLabCi(inner: Keychain, ci: GitLabCiCredentials | undefined, mask: SecretMask): Keychain {
+  if (ci === undefined) return inner;
+  mask.add(ci.password);
+  const host = hostNameOf(ci.registry);
+  return {
+    async resolve(registry: string): Promise<Credential> {
+      const cred = await inner.resolve(registry);
+      if (cred.kind !== 'anonymous' || hostNameOf(registry) !== host) return cred;
+      return { kind: 'basic', username: ci.username, password: ci.password };
+    },
+  };
+}

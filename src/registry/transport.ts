@@ -5,6 +5,7 @@
 import { Agent as HttpAgent } from 'node:http';
 import { Agent as HttpsAgent } from 'node:https';
 import { Readable } from 'node:stream';
+import { rootCertificates } from 'node:tls';
 import { setTimeout as sleep } from 'node:timers/promises';
 import fetch, { type BodyInit, type RequestInit, type Response } from 'node-fetch';
 import { RegistryError } from '../errors.js';
@@ -14,7 +15,10 @@ import { fetchBearerToken, type BearerToken } from './bearer-token.js';
 import { preferredChallenge, type Challenge } from './challenge.js';
 import { apiHost, schemesFor } from './endpoint.js';
 import type { Credential, Keychain } from './keychain.js';
-import { errorFromResponse, isRetryableStatus, unreachableError } from './response-error.js';
+import { displayUrl, errorFromResponse, unreachableError } from './response-error.js';
+
+const REDIRECTS = new Set([301, 302, 303, 307, 308]);
+const MAX_REDIRECTS = 10;
 
 export interface TransportOptions {
   readonly ctx: RunContext;
@@ -25,11 +29,22 @@ export interface TransportOptions {
   readonly insecure?: (registry: string) => boolean;
   /** Registries whose TLS certificate is not verified (kaniko's --skip-tls-verify). */
   readonly skipTlsVerify?: (registry: string) => boolean;
+  /** Extra CA and client certificate for a registry (`--registry-certificate`, `--registry-client-cert`). */
+  readonly tls?: (registry: string) => RegistryTls | undefined;
   /** Extra attempts after the first for network errors and 5xx. */
   readonly retries?: number;
   /** Delay before the first retry; doubled for each next one. */
   readonly retryDelayMs?: number;
   readonly userAgent?: string;
+}
+
+/** PEM bytes, already read (see tls-files.ts), so a bad path fails before any request. */
+export interface RegistryTls {
+  /** A CA trusted for this registry in addition to the system's. */
+  readonly ca?: Buffer | undefined;
+  /** Client certificate and key for mutual TLS. */
+  readonly cert?: Buffer | undefined;
+  readonly key?: Buffer | undefined;
 }
 
 export type HttpMethod = 'GET' | 'HEAD' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';
@@ -64,6 +79,8 @@ export class Transport {
   readonly #httpAgent = new HttpAgent({ keepAlive: true });
   readonly #httpsAgent = new HttpsAgent({ keepAlive: true });
   readonly #httpsNoVerifyAgent = new HttpsAgent({ keepAlive: true, rejectUnauthorized: false });
+  /** Agents for hosts with their own TLS settings (a CA, a client certificate), made on first use. */
+  readonly #hostAgents = new Map<string, HttpsAgent>();
   readonly userAgent: string;
 
   constructor(opts: TransportOptions) {
@@ -84,12 +101,28 @@ export class Transport {
     this.#httpAgent.destroy();
     this.#httpsAgent.destroy();
     this.#httpsNoVerifyAgent.destroy();
+    for (const a of this.#hostAgents.values()) a.destroy();
   }
 
   /** The agent for a URL, chosen per request so redirects to storage hosts get their own TLS rules. */
   readonly #agentFor = (url: URL): HttpAgent => {
     if (url.protocol === 'http:') return this.#httpAgent;
-    return this.#opts.skipTlsVerify?.(url.host) === true ? this.#httpsNoVerifyAgent : this.#httpsAgent;
+    const skipVerify = this.#opts.skipTlsVerify?.(url.host) === true;
+    const tls = this.#opts.tls?.(url.host);
+    if (tls === undefined) return skipVerify ? this.#httpsNoVerifyAgent : this.#httpsAgent;
+    let agent = this.#hostAgents.get(url.host);
+    if (agent === undefined) {
+      agent = new HttpsAgent({
+        keepAlive: true,
+        rejectUnauthorized: !skipVerify,
+        // Node's `ca` replaces the bundled roots; kaniko adds the registry's CA to the system pool.
+        ...(tls.ca !== undefined ? { ca: [...rootCertificates, tls.ca.toString('utf8')] } : {}),
+        ...(tls.cert !== undefined ? { cert: tls.cert } : {}),
+        ...(tls.key !== undefined ? { key: tls.key } : {}),
+      });
+      this.#hostAgents.set(url.host, agent);
+    }
+    return agent;
   };
 
   /** Runs `fn` with up to `retries` extra attempts on retryable RegistryErrors, backing off exponentially. */
@@ -116,7 +149,8 @@ export class Transport {
   async #attempt(req: RegistryRequest): Promise<Response> {
     const endpoint = await this.#endpoint(req.registry);
     const url = new URL(req.path, endpoint.base);
-    const sameOrigin = url.origin === new URL(endpoint.base).origin;
+    const registryOrigin = new URL(endpoint.base).origin;
+    const sameOrigin = url.origin === registryOrigin;
     for (let reauth = 0; ; reauth++) {
       const headers: Record<string, string> = { 'User-Agent': this.userAgent, ...req.headers };
       // Never hand our credentials to a host the registry redirected us to (e.g. blob storage).
@@ -129,11 +163,14 @@ export class Transport {
         agent: this.#agentFor,
         // Registries serve layers as they are; never let fetch gunzip a gzip layer on the way.
         compress: false,
+        // Redirects are followed below, where we decide which hop may see the credentials.
+        redirect: 'manual',
       };
       if (req.body !== undefined) init.body = await req.body();
       let res: Response;
+      let at = url;
       try {
-        res = await fetch(url, init);
+        ({ res, url: at } = await this.#fetchFollowing(url, init, registryOrigin, authorization));
       } catch (err) {
         // A body stream that failed (a local read error, a source blob's digest mismatch) is the
         // real cause, not the network.
@@ -141,10 +178,10 @@ export class Transport {
         discardBody(init.body);
         if (bodyError !== null && bodyError !== undefined) throw bodyError;
         if (this.ctx.signal.aborted) throw err;
-        throw unreachableError(req.registry, url, err);
+        if (err instanceof RegistryError) throw err;
+        throw unreachableError(req.registry, at, err);
       }
-      this.ctx.log.debug(`${req.method} ${url.origin}${url.pathname} -> ${res.status}`);
-      if (res.status === 401 && reauth === 0 && sameOrigin) {
+      if (res.status === 401 && reauth === 0 && at.origin === registryOrigin && !req.ok.includes(401)) {
         // Our token may have expired or lack a scope; the 401 says what the registry wants now.
         const challenge = preferredChallenge(res.headers.get('www-authenticate'));
         if (challenge !== undefined) {
@@ -157,7 +194,37 @@ export class Transport {
       }
       if (req.ok.includes(res.status)) return res;
       discardBody(init.body);
-      throw await errorFromResponse(req.method, url, res);
+      throw await errorFromResponse(req.method, at, res);
+    }
+  }
+
+  /**
+   * fetch, following redirects of GET and HEAD (blob downloads are often sent to a storage host). The
+   * Authorization header goes only to the registry's own origin (scheme, host and port): a storage URL
+   * is pre-signed, and a token must never reach a host the registry merely pointed at.
+   */
+  async #fetchFollowing(
+    first: URL,
+    init: RequestInit,
+    registryOrigin: string,
+    authorization: string | undefined,
+  ): Promise<{ res: Response; url: URL }> {
+    let url = first;
+    for (let hop = 0; ; hop++) {
+      const res = await fetch(url, init);
+      this.ctx.log.debug(`${init.method ?? 'GET'} ${url.origin}${url.pathname} -> ${res.status}`);
+      const location = res.headers.get('location');
+      const followable = (init.method === 'GET' || init.method === 'HEAD') && REDIRECTS.has(res.status) && location !== null;
+      if (!followable) return { res, url };
+      res.body?.resume();
+      if (hop >= MAX_REDIRECTS) {
+        throw new RegistryError(`${init.method} ${displayUrl(first)}: more than ${MAX_REDIRECTS} redirects`, { url: displayUrl(first) });
+      }
+      url = new URL(location, url);
+      const headers: Record<string, string> = { ...(init.headers as Record<string, string>) };
+      delete headers['Authorization'];
+      if (url.origin === registryOrigin && authorization !== undefined) headers['Authorization'] = authorization;
+      init = { ...init, headers };
     }
   }
 
@@ -202,7 +269,7 @@ export class Transport {
         if (this.ctx.signal.aborted) throw err;
         const e = unreachableError(registry, url, err);
         // The server speaks TLS but we do not trust it: plain http cannot help, and its error would hide this one.
-        if (isCertificateError(err)) throw new RegistryError(`${e.message} (use --skip-tls-verify or add its CA)`, { retryable: false, url: e.url ?? '' }, { cause: err });
+        if (isCertificateError(err)) throw new RegistryError(`${e.message} (give its CA with --registry-certificate, or use --skip-tls-verify-registry)`, { retryable: false, url: e.url ?? '' }, { cause: err });
         lastError ??= e;
       }
     }

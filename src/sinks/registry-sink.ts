@@ -2,6 +2,7 @@
 // config) is checked with HEAD and uploaded only when missing, once however many tags name that
 // repository; the manifest goes last, so a tag never points at an image whose blobs are not all in.
 import { Readable } from 'node:stream';
+import { RegistryError } from '../errors.js';
 import type { Digest } from '../oci/digest.js';
 import type { Image } from '../oci/image.js';
 import { formatReference, type Reference } from '../oci/reference.js';
@@ -11,6 +12,41 @@ import type { RegistryClient } from '../registry/client.js';
 export interface PushOptions {
   /** How many blobs upload at once per repository. */
   readonly concurrency?: number;
+  /** `--push-ignore-immutable-tag-errors`: a tag the registry refuses to overwrite is not a failure. */
+  readonly ignoreImmutableTagErrors?: boolean;
+}
+
+/** The refusals kaniko recognises as "this tag is immutable" (Artifact Registry, ECR). */
+const TAG_IMMUTABLE = ['The repository has enabled tag immutability', 'cannot be overwritten because the repository is immutable'];
+
+/**
+ * kaniko's CheckPushPermissions, before anything is built: each destination repository (once) is
+ * asked for an upload session, so bad credentials or a read-only token fail in a second, naming the
+ * destination, instead of after the build.
+ */
+export async function checkPushPermissions(client: RegistryClient, destinations: readonly Reference[], ctx: RunContext): Promise<void> {
+  const checked = new Set<string>();
+  for (const dest of destinations) {
+    const key = `${dest.registry}/${dest.repository}`;
+    if (checked.has(key)) continue;
+    checked.add(key);
+    ctx.log.debug(`checking push permission for ${key}`);
+    try {
+      await client.checkPushPermission(dest.registry, dest.repository);
+    } catch (err) {
+      if (!(err instanceof RegistryError)) throw err;
+      throw new RegistryError(
+        `checking push permission for ${formatReference(dest)}: ${err.message}`,
+        {
+          ...(err.status !== undefined ? { status: err.status } : {}),
+          registryCodes: err.registryCodes,
+          retryable: err.retryable,
+          ...(err.url !== undefined ? { url: err.url } : {}),
+        },
+        { cause: err },
+      );
+    }
+  }
 }
 
 interface Blob {
@@ -44,7 +80,14 @@ export async function pushImage(
     for (const dest of dests) ctx.log.info(`Pushing image to ${formatReference(dest)}`);
     await pushBlobs(client, first.registry, first.repository, blobs, ctx, opts.concurrency ?? 3);
     for (const dest of dests) {
-      await client.putManifest(dest.registry, dest.repository, dest.tag ?? digest, rawManifest, mediaType);
+      try {
+        await client.putManifest(dest.registry, dest.repository, dest.tag ?? digest, rawManifest, mediaType);
+      } catch (err) {
+        const immutable = err instanceof RegistryError && TAG_IMMUTABLE.some((m) => err.message.includes(m));
+        if (!immutable || opts.ignoreImmutableTagErrors !== true) throw err;
+        ctx.log.info(`Immutable tag error ignored for ${repoName}@${digest}`);
+        continue;
+      }
       ctx.log.info(`Pushed ${repoName}@${digest}`);
     }
   }

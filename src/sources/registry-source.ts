@@ -12,7 +12,9 @@ import { isImageManifestMediaType, isIndexMediaType } from '../oci/media-types.j
 import { formatPlatform, platformMatches } from '../oci/platform.js';
 import { formatReference, withDigest, type Reference } from '../oci/reference.js';
 import { configFileSchema, indexSchema, manifestSchema, type Descriptor, type Platform } from '../oci/schemas.js';
+import type { RunContext } from '../log/run-context.js';
 import { ALL_MANIFEST_TYPES, type FetchedManifest, type RegistryClient } from '../registry/client.js';
+import { mappedReferences, type RegistryMap } from '../registry/registry-map.js';
 
 export interface PullOptions {
   /** For an index or manifest list: which platform's image to take. */
@@ -37,6 +39,46 @@ export async function pullImage(client: RegistryClient, ref: Reference, opts: Pu
     throw new KilnError('INVALID_DOCUMENT', `${what}: unsupported manifest media type ${fetched.mediaType}`);
   }
   return await remoteImage(client, resolved, fetched, what);
+}
+
+export interface PullRoutes {
+  /** `--registry-map` / `--registry-mirror`: registries to try before the one a reference names. */
+  readonly registryMap: RegistryMap;
+  /** `--skip-default-registry-fallback`: fail when no mapped registry has the image. */
+  readonly skipDefaultRegistryFallback: boolean;
+}
+
+/**
+ * kaniko's RetrieveRemoteImage: the mapped registries first, in order, each failure a warning, then the
+ * original registry. The image's layers come from whichever registry answered.
+ */
+export async function pullImageVia(
+  client: RegistryClient,
+  ref: Reference,
+  opts: PullOptions & { readonly routes: PullRoutes; readonly ctx: RunContext },
+): Promise<Image> {
+  const mapped = mappedReferences(ref, opts.routes.registryMap);
+  let last: unknown;
+  for (const alt of mapped) {
+    opts.ctx.log.info(`Retrieving image ${formatReference(alt)} from mapped registry ${alt.registry}`);
+    try {
+      return await pullImage(client, alt, opts);
+    } catch (err) {
+      if (opts.ctx.signal.aborted) throw err;
+      last = err;
+      opts.ctx.log.warn(
+        `Failed to retrieve image ${formatReference(alt)} from remapped registry ${alt.registry}: ${(err as Error).message}. Will try with the next registry, or fallback to the original registry.`,
+      );
+    }
+  }
+  if (mapped.length > 0 && opts.routes.skipDefaultRegistryFallback) {
+    throw new KilnError(
+      'REGISTRY',
+      `image not found on any configured mapped registries for ${formatReference(ref)}: ${(last as Error).message}`,
+      { cause: last },
+    );
+  }
+  return pullImage(client, ref, opts);
 }
 
 /** The index entry for a platform, or an error listing the platforms there are. */
@@ -93,7 +135,7 @@ export function remoteLayer(client: RegistryClient, ref: Reference, desc: Descri
   };
 }
 
-function uncompressedOpener(
+export function uncompressedOpener(
   compressed: () => Promise<Readable>,
   mediaType: string,
   diffId: Digest,

@@ -3,7 +3,7 @@ import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { get as httpsGet } from 'node:https';
 import { promisify } from 'node:util';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { createServer } from 'node:net';
+import { connect, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { writeHtpasswd } from './htpasswd.js';
@@ -16,6 +16,10 @@ export interface RunningRegistry {
   readonly dir: string;
   /** Request lines (`POST /v2/x/blobs/uploads/ 202`) seen so far; only with `accessLog: true`. */
   requests(): readonly AccessLogEntry[];
+  /** Stops the process but keeps its storage, as a crash or a restart would. */
+  kill(): Promise<void>;
+  /** Starts it again on the same address with the same storage (after `kill`). */
+  restart(): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -51,6 +55,8 @@ export interface RegistryOptions {
   readonly tls?: { readonly certPath: string; readonly keyPath: string };
   /** Capture the access log, for tests that count requests (`requests()`). */
   readonly accessLog?: boolean;
+  /** `tls.clientcas`: require client certificates signed by these CAs (mutual TLS). */
+  readonly clientCas?: readonly string[];
 }
 
 async function authConfig(auth: HtpasswdAuth | TokenAuth, dir: string): Promise<string> {
@@ -111,6 +117,37 @@ export async function selfSignedCertificate(dir: string): Promise<{ certPath: st
   return { certPath, keyPath };
 }
 
+export interface TestPki {
+  /** The CA that signed both certificates, for `--registry-certificate`. */
+  readonly caPath: string;
+  /** Server certificate for 127.0.0.1 and localhost. */
+  readonly server: { readonly certPath: string; readonly keyPath: string };
+  /** Client certificate for mutual TLS (`--registry-client-cert`). */
+  readonly client: { readonly certPath: string; readonly keyPath: string };
+}
+
+/** A private CA with a server and a client certificate, made with openssl in `dir`. */
+export async function testPki(dir: string): Promise<TestPki> {
+  const run = promisify(execFile);
+  const p = (name: string): string => join(dir, name);
+  await run('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', p('ca-key.pem'), '-out', p('ca.pem'), '-days', '2', '-subj', '/CN=kiln test CA']);
+  const issue = async (name: string, subj: string, ext: string): Promise<void> => {
+    await run('openssl', ['req', '-newkey', 'rsa:2048', '-nodes', '-keyout', p(`${name}-key.pem`), '-out', p(`${name}.csr`), '-subj', subj]);
+    await writeFile(p(`${name}.ext`), ext);
+    await run('openssl', [
+      'x509', '-req', '-in', p(`${name}.csr`), '-CA', p('ca.pem'), '-CAkey', p('ca-key.pem'), '-CAcreateserial',
+      '-out', p(`${name}.pem`), '-days', '2', '-extfile', p(`${name}.ext`),
+    ]);
+  };
+  await issue('server', '/CN=127.0.0.1', 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n');
+  await issue('client', '/CN=kiln-client', 'extendedKeyUsage=clientAuth\n');
+  return {
+    caPath: p('ca.pem'),
+    server: { certPath: p('server.pem'), keyPath: p('server-key.pem') },
+    client: { certPath: p('client.pem'), keyPath: p('client-key.pem') },
+  };
+}
+
 export async function startRegistry(opts: RegistryOptions = {}): Promise<RunningRegistry> {
   const dir = await mkdtemp(join(tmpdir(), 'kiln-registry-'));
   const port = await freePort();
@@ -130,6 +167,7 @@ export async function startRegistry(opts: RegistryOptions = {}): Promise<Running
     'http:',
     `  addr: ${host}`,
     ...(opts.tls !== undefined ? ['  tls:', `    certificate: ${opts.tls.certPath}`, `    key: ${opts.tls.keyPath}`] : []),
+    ...(opts.tls !== undefined && opts.clientCas !== undefined ? ['    clientcas:', ...opts.clientCas.map((c) => `      - ${c}`)] : []),
     ...(opts.extraHttp !== undefined ? [opts.extraHttp] : []),
     ...(opts.auth !== undefined ? [await authConfig(opts.auth, dir)] : []),
     ...(opts.extraConfig !== undefined ? [opts.extraConfig] : []),
@@ -137,10 +175,41 @@ export async function startRegistry(opts: RegistryOptions = {}): Promise<Running
   ].join('\n');
   const configPath = join(dir, 'config.yml');
   await writeFile(configPath, config);
-  const child: ChildProcess = spawn('docker-registry', ['serve', configPath], {
-    stdio: ['ignore', opts.accessLog === true ? 'pipe' : 'ignore', 'pipe'],
-  });
   const accessLog: AccessLogEntry[] = [];
+  const url = `${scheme}://${host}`;
+  let current = await spawnRegistry(configPath, host, url, scheme, opts.accessLog === true, accessLog);
+  return {
+    host,
+    url,
+    dir,
+    requests: () => [...accessLog],
+    kill: () => current.kill(),
+    async restart() {
+      await current.kill();
+      current = await spawnRegistry(configPath, host, url, scheme, opts.accessLog === true, accessLog);
+    },
+    async stop() {
+      await current.kill();
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+interface RegistryProcess {
+  kill(): Promise<void>;
+}
+
+async function spawnRegistry(
+  configPath: string,
+  host: string,
+  url: string,
+  scheme: string,
+  withAccessLog: boolean,
+  accessLog: AccessLogEntry[],
+): Promise<RegistryProcess> {
+  const child: ChildProcess = spawn('docker-registry', ['serve', configPath], {
+    stdio: ['ignore', withAccessLog ? 'pipe' : 'ignore', 'pipe'],
+  });
   let pending = '';
   child.stdout?.on('data', (b: Buffer) => {
     const lines = (pending + b.toString()).split('\n');
@@ -155,7 +224,6 @@ export async function startRegistry(opts: RegistryOptions = {}): Promise<Running
     stderr = (stderr + b.toString()).slice(-4000);
   });
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  const url = `${scheme}://${host}`;
   const deadline = Date.now() + 15_000;
   for (;;) {
     if (child.exitCode !== null) throw new Error(`docker-registry exited: ${stderr}`);
@@ -163,7 +231,8 @@ export async function startRegistry(opts: RegistryOptions = {}): Promise<Running
       const status = scheme === 'https' ? await probeTls(`${url}/v2/`) : (await fetch(`${url}/v2/`, { signal: AbortSignal.timeout(1000) })).status;
       if (status === 200 || status === 401) break;
     } catch {
-      // not listening yet
+      // not listening yet (or, with mutual TLS, listening but refusing us: the port check below says which)
+      if (scheme === 'https' && (await listening(host))) break;
     }
     if (Date.now() > deadline) {
       child.kill('SIGKILL');
@@ -172,17 +241,28 @@ export async function startRegistry(opts: RegistryOptions = {}): Promise<Running
     await new Promise((r) => setTimeout(r, 100));
   }
   return {
-    host,
-    url,
-    dir,
-    requests: () => [...accessLog],
-    async stop() {
-      if (child.exitCode === null) {
+    async kill() {
+      if (child.exitCode === null && child.signalCode === null) {
         child.kill('SIGTERM');
         await Promise.race([exited, new Promise((r) => setTimeout(r, 3000))]);
-        if (child.exitCode === null) child.kill('SIGKILL');
+        if (child.exitCode === null && child.signalCode === null) {
+          child.kill('SIGKILL');
+          await exited;
+        }
       }
-      await rm(dir, { recursive: true, force: true });
     },
   };
+}
+
+/** Whether something accepts TCP connections at `host` (`127.0.0.1:PORT`). */
+function listening(host: string): Promise<boolean> {
+  const colon = host.lastIndexOf(':');
+  return new Promise((resolve) => {
+    const sock = connect({ host: host.slice(0, colon), port: Number(host.slice(colon + 1)) });
+    sock.once('connect', () => {
+      sock.destroy();
+      resolve(true);
+    });
+    sock.once('error', () => resolve(false));
+  });
 }

@@ -18,6 +18,8 @@ export interface TokenServerOptions {
   readonly issuer: string;
   /** OAuth2 refresh tokens (docker's `identitytoken`) accepted by `POST` with grant_type=refresh_token, mapped to their user. */
   readonly refreshTokens?: Readonly<Record<string, string>>;
+  /** Token lifetime in seconds, in `expires_in` and the JWT's `exp` (default 300). */
+  readonly expiresIn?: number;
 }
 
 export interface TokenRequestRecord {
@@ -80,7 +82,7 @@ export async function startTokenServer(opts: TokenServerOptions): Promise<Runnin
       iss: opts.issuer,
       sub: user,
       aud: opts.service,
-      exp: now + 300,
+      exp: now + (opts.expiresIn ?? 300),
       nbf: now - 10,
       iat: now,
       jti: randomUUID(),
@@ -88,7 +90,7 @@ export async function startTokenServer(opts: TokenServerOptions): Promise<Runnin
     };
     const token = signJwt({ alg: 'RS256', typ: 'JWT', x5c: [certDer] }, claims, key);
     res.writeHead(200, { 'Content-Type': 'application/json' });
-    res.end(JSON.stringify({ token, access_token: token, expires_in: 300, issued_at: new Date().toISOString() }));
+    res.end(JSON.stringify({ token, access_token: token, expires_in: opts.expiresIn ?? 300, issued_at: new Date().toISOString() }));
   }
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const addr = server.address();
