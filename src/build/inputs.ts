@@ -1,7 +1,7 @@
 // The build's inputs: the context directory and the Dockerfile (kaniko's lookup: the path as given
 // relative to the working directory, else relative to the context; `-` reads stdin).
 import { readFile, stat } from 'node:fs/promises';
-import { isAbsolute, join, resolve } from 'node:path';
+import { basename, isAbsolute, join, resolve } from 'node:path';
 import { openContext, type BuildContext as ContextDir } from '../context/build-context.js';
 import { expandSources } from '../context/copy-sources.js';
 import { ContextError, DockerfileError, KilnError, UsageError } from '../errors.js';
@@ -42,7 +42,8 @@ export async function resolveInputs(request: BuildRequest): Promise<BuildInputs>
     dockerfileText = await readFile(path, 'utf8').catch((err: unknown) => {
       throw new UsageError(`reading Dockerfile ${path}: ${(err as Error).message}`, { cause: err });
     });
-    dockerfileName = request.dockerfileSpec;
+    // Messages name the file as docker does: by its name, not the path it was found at.
+    dockerfileName = basename(path);
     dir = await openContext(request.contextSpec, request.cwd, { dockerfile: path });
   }
   return { dockerfileText, dockerfileName, context: contextFiles(dir) };
@@ -54,8 +55,8 @@ function contextFiles(dir: ContextDir): ContextFiles {
     async resolveSource(pattern: string, where: InstructionSite): Promise<string[]> {
       try {
         const found = await expandSources(dir, [pattern]);
-        // A symlink whose target stays inside the context is copied as its target; one leaving it is
-        // copied as the link itself, never followed out.
+        // A symlink whose target stays inside the context is copied as its target; one leaving it
+        // stays a link here, and the copy refuses it as a missing source.
         return found.map((s) => {
           const p = s.followTo?.path ?? s.path;
           return p === '.' ? '' : p;

@@ -9,9 +9,10 @@
 //     FollowSymlinkInScope / BuildKit's RootPath: an absolute target restarts at the context root
 //     and `..` stops there, so nothing outside the context is ever read;
 //   - a source that is itself a symlink is followed by BuildKit (scoped the same way). We follow it
-//     only when its target stays inside the context (`followTo`); a link whose target is absolute
-//     or climbs above the context root is copied as the link itself and never followed, where
-//     BuildKit would silently reinterpret `/etc/x` as `<context>/etc/x`;
+//     only when its target stays inside the context (`followTo`); for a link whose target is
+//     absolute or climbs above the context root there is no `followTo`, and the COPY fails as a
+//     missing source (src/instructions/copy-files.ts), where BuildKit would silently reinterpret
+//     `/etc/x` as `<context>/etc/x`;
 //   - symlinks below a copied directory are copied as symlinks (`walkContext` never follows them).
 import type { Dirent, Stats } from 'node:fs';
 import { lstat, readdir, readlink } from 'node:fs/promises';

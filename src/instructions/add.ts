@@ -1,20 +1,125 @@
+// ADD: COPY plus local tar archives extracted into the destination (add-archive.ts) and http(s) URLs
+// downloaded (add-remote.ts), after the Dockerfile reference's "ADD" and BuildKit's dispatchCopy with
+// AttemptUnpack. Heredoc sources are written as files, as with COPY.
+import { lstat, mkdir, mkdtemp, rename, rm, utimes } from 'node:fs/promises';
+import { join, posix } from 'node:path';
 import type { AddInstruction } from '../dockerfile/instructions.js';
 import { DockerfileError } from '../errors.js';
-import { copyIntoRootfs } from './copy-files.js';
-import { describeCopy, planCopy } from './copy-sources.js';
-import { FS_CHANGED, type Handler } from './handler.js';
+import { hostPathInRoot, mkdirAllInRoot, type Owner } from '../rootfs/in-root.js';
+import { detectArchive, extractArchive } from './add-archive.js';
+import { download, parseChecksum } from './add-remote.js';
+import { copyIntoRootfs, parseChmod } from './copy-files.js';
+import { planCopy } from './copy-sources.js';
+import { expand } from './expand-in-stage.js';
+import { FS_CHANGED, fsPaths, type Handler } from './handler.js';
+import { resolveChown } from './identity.js';
 
-const REMOTE = /^(https?|git):\/\/|^git@/;
-const ARCHIVE = /\.(tar|tar\.gz|tgz|tar\.bz2|tbz2?|tar\.xz|txz|tar\.zst|tzst)$/i;
+const HTTP = /^https?:\/\//i;
+const GIT = /^git:\/\/|^git@|^(https?:\/\/|ssh:\/\/).*\.git(#.*)?$/;
 
-// ADD of plain local files behaves as COPY. Remote URLs and archive extraction are not built yet:
-// they fail loudly rather than silently copying an archive unextracted.
 export const add: Handler<AddInstruction> = async (instr, state, e) => {
-  for (const s of instr.sources) {
-    if (s.kind === 'path' && REMOTE.test(s.path)) throw new DockerfileError('ADD from a URL is not supported yet', e.site);
-    if (s.kind === 'path' && ARCHIVE.test(s.path)) throw new DockerfileError('ADD of a local archive (auto-extraction) is not supported yet', e.site);
+  const paths = instr.sources.flatMap((s) => (s.kind === 'path' ? [expand(s.path, state, e)] : []));
+  const heredocCount = instr.sources.length - paths.length;
+  for (const p of paths) {
+    if (GIT.test(p)) throw new DockerfileError('ADD from a git repository is not supported yet', e.site);
   }
-  const req = await planCopy(instr, state, e);
-  await copyIntoRootfs(req);
-  return { state, createdBy: describeCopy(instr, req), fs: FS_CHANGED };
+  const urls = paths.filter((p) => HTTP.test(p));
+  const locals = paths.filter((p) => !HTTP.test(p));
+  const checksum = instr.checksum === undefined ? undefined : parseChecksum(expand(instr.checksum, state, e), e.site);
+  // BuildKit: "checksum can't be specified for non-HTTP(S) sources".
+  if (checksum !== undefined && (locals.length > 0 || heredocCount > 0)) {
+    throw new DockerfileError("checksum can't be specified for non-HTTP(S) sources", e.site);
+  }
+
+  const rawDest = expand(instr.dest, state, e);
+  if (rawDest === '') throw new DockerfileError('ADD requires a destination', e.site);
+  const trailing = rawDest.endsWith('/') || rawDest.endsWith('/.') || rawDest === '.';
+  const dest = posix.resolve(state.config.WorkingDir || '/', rawDest);
+  const root = await e.rootfs();
+  const owner: Owner | undefined = instr.chown === undefined ? undefined : await resolveChown(root, expand(instr.chown, state, e)).catch((err: unknown) => {
+    throw new DockerfileError((err as Error).message, e.site, { cause: err });
+  });
+  const chmodValue = instr.chmod === undefined ? undefined : parseChmod(expand(instr.chmod, state, e), e.site);
+
+  // Which local sources are archives: by content, whatever their names.
+  const archives: Array<{ rel: string; compression: Awaited<ReturnType<typeof detectArchive>> }> = [];
+  const plainLocals: string[] = [];
+  let localCount = 0;
+  for (const p of locals) {
+    for (const rel of await e.context.resolveSource(p, e.site)) {
+      localCount++;
+      const host = rel === '' ? e.context.dir : join(e.context.dir, rel);
+      const st = await lstat(host);
+      const compression = await detectArchive(host, st, e.site);
+      if (compression !== undefined) archives.push({ rel, compression });
+      else plainLocals.push(rel);
+    }
+  }
+  const total = localCount + urls.length + heredocCount;
+  const destIsDir = trailing || (await lstat(hostPathInRoot(root, dest)).catch(() => undefined))?.isDirectory() === true;
+  if ((total > 1 || locals.some((p) => /[*?[]/.test(p))) && !destIsDir && archives.length !== total) {
+    throw new DockerfileError('When using ADD with more than one source file, the destination must be a directory and end with a /', e.site);
+  }
+  const destForCopy = trailing || total > 1 ? `${dest.replace(/\/+$/, '')}/` : dest;
+  const shown: string[] = [];
+
+  // Plain files and heredocs copy as COPY does.
+  if (plainLocals.length > 0 || heredocCount > 0) {
+    const plan = await planCopy({ ...instr, dest: destForCopy === dest ? instr.dest : destForCopy }, state, e, plainLocals.map((rel) => (rel === '' ? '.' : rel)));
+    try {
+      for (const req of plan.requests) await copyIntoRootfs(req);
+    } finally {
+      await plan.cleanup();
+    }
+    shown.push(...plainLocals, ...instr.sources.flatMap((s) => (s.kind === 'heredoc' ? [`<<${s.heredoc.name}`] : [])));
+  }
+
+  // Archives: extracted into the destination, always taken as a directory.
+  for (const a of archives) {
+    const created = await mkdirAllInRoot(root, dest, owner);
+    if (created) e.ctx.log.debug({ dest }, 'created ADD destination directory');
+    await extractArchive({
+      file: join(e.context.dir, a.rel),
+      compression: a.compression ?? 'none',
+      destRoot: root,
+      destDir: dest,
+      owner,
+      site: e.site,
+    });
+    shown.push(a.rel);
+  }
+
+  // URLs: downloaded, never extracted.
+  for (const url of urls) {
+    await mkdir(e.runMounts.scratchDir, { recursive: true, mode: 0o755 });
+    const dir = await mkdtemp(join(e.runMounts.scratchDir, 'add-'));
+    try {
+      const got = await download(url, dir, checksum, e.ctx.signal, e.site);
+      const named = join(dir, got.name);
+      await rename(got.file, named);
+      if (got.mtime !== undefined) await utimes(named, got.mtime, got.mtime);
+      await copyIntoRootfs({
+        sourceRoot: dir,
+        sources: [got.name],
+        multiple: total > 1,
+        destRoot: root,
+        dest: destForCopy,
+        owner: owner ?? { uid: 0, gid: 0 },
+        chmod: chmodValue,
+        excluded: () => false,
+        site: e.site,
+      });
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+    shown.push(url);
+  }
+
+  const flags = [instr.chown ? `--chown=${instr.chown}` : '', instr.chmod ? `--chmod=${instr.chmod}` : '', instr.checksum ? `--checksum=${instr.checksum}` : '']
+    .filter(Boolean)
+    .join(' ');
+  return { state, createdBy: `ADD ${flags ? `${flags} ` : ''}${shown.join(' ')} ${destForCopy}`,
+    // An archive may hold symlinks that later entries are written through: only a walk sees where.
+    fs: archives.length > 0 ? FS_CHANGED : fsPaths([destForCopy]),
+  };
 };

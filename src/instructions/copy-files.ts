@@ -49,6 +49,13 @@ export async function copyIntoRootfs(req: CopyRequest): Promise<void> {
     const st = await lstat(srcHost).catch((err: unknown) => {
       throw new DockerfileError(`failed to compute cache key: "/${rel}": not found`, req.site, { cause: err });
     });
+    // A source still a symlink here leads out of its root or to nothing. BuildKit follows a named
+    // source symlink (FollowSymlinks) and fails when the target is not there; docker never copies a
+    // file from outside the context, and neither do we copy a dangling link in its place.
+    if (st.isSymbolicLink()) {
+      const target = await readlink(srcHost);
+      throw new DockerfileError(`failed to compute cache key: "/${rel}": not found: it is a symlink to ${JSON.stringify(target)}, which leads outside the source or to nothing`, req.site);
+    }
     if (st.isDirectory()) {
       // A directory source copies its contents; the destination takes the source directory's
       // metadata only when this copy creates it.
@@ -81,9 +88,22 @@ async function copyTree(req: CopyRequest, srcDir: string, relDir: string, destDi
     const rel = relDir === '' ? ent.name : `${relDir}/${ent.name}`;
     if (req.excluded(rel, ent.isDirectory())) continue;
     const src = join(srcDir, ent.name);
+    // A directory .dockerignore excludes is entered only for `!` exceptions, and sent only when one
+    // of them re-includes something below it (BuildKit's fsutil walker emits such parents lazily).
+    if (ent.isDirectory() && req.excluded(rel, false) && !(await keepsSomething(req, src, rel))) continue;
     const st = await lstat(src);
     await copyEntry(req, src, st, posix.join(destDir, ent.name), rel);
   }
+}
+
+/** Whether anything below an excluded directory is re-included by a .dockerignore exception. */
+async function keepsSomething(req: CopyRequest, srcDir: string, relDir: string): Promise<boolean> {
+  for (const ent of await readdir(srcDir, { withFileTypes: true })) {
+    const rel = `${relDir}/${ent.name}`;
+    if (!req.excluded(rel, false)) return true;
+    if (ent.isDirectory() && (await keepsSomething(req, join(srcDir, ent.name), rel))) return true;
+  }
+  return false;
 }
 
 async function copyEntry(req: CopyRequest, src: string, st: Stats, destAbs: string, rel?: string): Promise<void> {

@@ -1,30 +1,64 @@
-// Turns COPY/ADD operands into a CopyRequest: variable expansion, destination relative to WORKDIR,
-// sources from the context or from another stage, ownership and mode flags.
-import { posix } from 'node:path';
+// Turns COPY/ADD operands into CopyRequests: variable expansion, destination relative to WORKDIR,
+// sources from the context, from another stage or image (`--from`, wildcards included), or inline
+// heredoc files; ownership and mode flags.
+import { chmod, lstat, mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { join, posix } from 'node:path';
+import { goMatch, hasMeta } from '../context/go-path.js';
 import type { AddInstruction, CopyInstruction } from '../dockerfile/instructions.js';
 import { DockerfileError } from '../errors.js';
-import { resolveInRoot } from '../rootfs/root-path.js';
+import { cleanEntryName, resolveInRoot } from '../rootfs/root-path.js';
 import { parseChmod, type CopyRequest } from './copy-files.js';
 import { expand } from './expand-in-stage.js';
 import type { InstructionEnv } from './handler.js';
+import { expandHeredocBody } from './heredoc-expand.js';
 import { resolveChown } from './identity.js';
-import type { StageState } from './stage-state.js';
+import { expansionLookup, type StageState } from './stage-state.js';
 
 const GLOB = /[*?[]/;
 
-export async function planCopy(instr: CopyInstruction | AddInstruction, state: StageState, e: InstructionEnv): Promise<CopyRequest> {
+export interface CopyPlan {
+  /** Path sources (one request), then heredoc files (another), in that order. */
+  readonly requests: readonly CopyRequest[];
+  /** The history entry's created_by. */
+  readonly createdBy: string;
+  /** Removes the temporary heredoc files. */
+  cleanup(): Promise<void>;
+}
+
+/** Where the heredoc files of one instruction are written before they are copied. */
+async function writeHeredocFiles(instr: CopyInstruction | AddInstruction, state: StageState, e: InstructionEnv): Promise<{ dir: string; names: string[] } | undefined> {
+  const docs = instr.sources.flatMap((s) => (s.kind === 'heredoc' ? [s.heredoc] : []));
+  if (docs.length === 0) return undefined;
+  // The build's work dir, never the rootfs: in container mode that is /kaniko, ignored by snapshots.
+  await mkdir(e.runMounts.scratchDir, { recursive: true, mode: 0o755 });
+  const dir = await mkdtemp(join(e.runMounts.scratchDir, 'heredoc-'));
+  const names: string[] = [];
+  for (const h of docs) {
+    // BuildKit: llb.Mkfile(name, 0644, content); the name is the delimiter, a file name of its own.
+    const name = posix.basename(h.name);
+    if (name === '' || name === '.' || name === '..') throw new DockerfileError(`invalid heredoc name ${JSON.stringify(h.name)}`, e.site);
+    const content = h.expand ? expandHeredocBody(h.content, expansionLookup(state), state.escape, e.site) : h.content;
+    await writeFile(join(dir, name), content);
+    await chmod(join(dir, name), 0o644);
+    names.push(name);
+  }
+  return { dir, names };
+}
+
+export async function planCopy(instr: CopyInstruction | AddInstruction, state: StageState, e: InstructionEnv, pathsOverride?: readonly string[]): Promise<CopyPlan> {
   const rawDest = expand(instr.dest, state, e);
-  if (rawDest === '') throw new DockerfileError(`${instr.kind.toUpperCase()} requires a destination`, e.site);
+  const kind = instr.kind.toUpperCase();
+  if (rawDest === '') throw new DockerfileError(`${kind} requires a destination`, e.site);
   const trailing = rawDest.endsWith('/') || rawDest.endsWith('/.') || rawDest === '.';
   let dest = posix.resolve(state.config.WorkingDir || '/', rawDest);
   if (trailing && !dest.endsWith('/')) dest += '/';
   const destRoot = await e.rootfs();
   const from = instr.kind === 'copy' ? instr.from : undefined;
-  const patterns: string[] = [];
-  for (const src of instr.sources) {
-    if (src.kind === 'heredoc') throw new DockerfileError('COPY/ADD of heredocs is not supported yet', e.site);
-    patterns.push(expand(src.path, state, e));
-  }
+  const patterns = pathsOverride ?? instr.sources.flatMap((s) => (s.kind === 'path' ? [expand(s.path, state, e)] : []));
+  const heredocCount = instr.sources.filter((s) => s.kind === 'heredoc').length;
+  if (instr.exclude.length > 0) throw new DockerfileError(`${kind} --exclude is not supported yet`, e.site);
+  if (instr.kind === 'copy' && instr.parents) throw new DockerfileError('COPY --parents is not supported yet', e.site);
+
   let sourceRoot: string;
   const sources: string[] = [];
   if (from === undefined) {
@@ -32,30 +66,93 @@ export async function planCopy(instr: CopyInstruction | AddInstruction, state: S
     for (const p of patterns) sources.push(...(await e.context.resolveSource(p, e.site)));
   } else {
     sourceRoot = await e.fromRootfs(from);
-    for (const p of patterns) {
-      if (GLOB.test(p)) throw new DockerfileError('wildcards in COPY --from sources are not supported yet', e.site);
-      sources.push(resolveInRoot(sourceRoot, p.replace(/^\/+/, '')));
-    }
+    for (const p of patterns) sources.push(...(await fromSources(sourceRoot, p, from, e)));
   }
   const owner = instr.chown !== undefined ? await resolveChown(destRoot, expand(instr.chown, state, e)).catch((err: unknown) => {
     throw new DockerfileError((err as Error).message, e.site, { cause: err });
   }) : from === undefined ? { uid: 0, gid: 0 } : 'preserve' as const;
+  const chmodValue = instr.chmod === undefined ? undefined : parseChmod(expand(instr.chmod, state, e), e.site);
+  const multiple = patterns.length + heredocCount > 1 || sources.length + heredocCount > 1 || patterns.some((p) => GLOB.test(p));
+
+  const requests: CopyRequest[] = [];
+  if (patterns.length > 0) {
+    requests.push({
+      sourceRoot,
+      sources,
+      multiple,
+      destRoot,
+      dest,
+      owner,
+      chmod: chmodValue,
+      excluded: from === undefined ? (rel, isDir) => e.context.isExcluded(rel, isDir) : () => false,
+      site: e.site,
+    });
+  }
+  const heredocs = await writeHeredocFiles(instr, state, e);
+  if (heredocs !== undefined) {
+    requests.push({
+      sourceRoot: heredocs.dir,
+      sources: heredocs.names,
+      multiple,
+      destRoot,
+      dest,
+      owner: owner === 'preserve' ? { uid: 0, gid: 0 } : owner,
+      chmod: chmodValue,
+      excluded: () => false,
+      site: e.site,
+    });
+  }
+  const shown = [...sources.map((s) => s || '.'), ...(heredocs?.names.map((n) => `<<${n}`) ?? [])];
+  const flags = [from !== undefined ? `--from=${from}` : '', instr.chown ? `--chown=${instr.chown}` : '', instr.chmod ? `--chmod=${instr.chmod}` : '']
+    .filter(Boolean)
+    .join(' ');
   return {
-    sourceRoot,
-    sources,
-    multiple: patterns.length > 1 || sources.length > 1 || patterns.some((p) => GLOB.test(p)),
-    destRoot,
-    dest,
-    owner,
-    chmod: instr.chmod === undefined ? undefined : parseChmod(expand(instr.chmod, state, e), e.site),
-    excluded: from === undefined ? (rel, isDir) => e.context.isExcluded(rel, isDir) : () => false,
-    site: e.site,
+    requests,
+    createdBy: `${kind} ${flags ? `${flags} ` : ''}${shown.join(' ')} ${dest}`,
+    cleanup: async () => {
+      if (heredocs !== undefined) await rm(heredocs.dir, { recursive: true, force: true });
+    },
   };
 }
 
-export function describeCopy(instr: CopyInstruction | AddInstruction, req: CopyRequest): string {
-  const flags = [instr.kind === 'copy' && instr.from !== undefined ? `--from=${instr.from}` : '', instr.chown ? `--chown=${instr.chown}` : '', instr.chmod ? `--chmod=${instr.chmod}` : '']
-    .filter(Boolean)
-    .join(' ');
-  return `${instr.kind.toUpperCase()} ${flags ? `${flags} ` : ''}${req.sources.map((s) => s || '.').join(' ')} ${req.dest}`;
+/**
+ * A `--from` source inside another stage's or image's rootfs: symlinks resolved inside that root, a
+ * path climbing out of it refused, wildcards matched per path segment with Go's filepath.Match as
+ * BuildKit does (matches in lexical order; none is an error).
+ */
+async function fromSources(root: string, pattern: string, from: string, e: InstructionEnv): Promise<string[]> {
+  const cleaned = cleanEntryName(pattern);
+  if (cleaned === null) throw new DockerfileError(`COPY --from=${from} source ${JSON.stringify(pattern)} is outside the stage's root`, e.site);
+  if (!GLOB.test(cleaned)) return [resolveInRoot(root, cleaned)];
+  const segments = cleaned.split('/');
+  let found = [''];
+  for (const seg of segments) {
+    const next: string[] = [];
+    for (const dir of found) {
+      if (!hasMeta(seg)) {
+        next.push(dir === '' ? seg : `${dir}/${seg}`);
+        continue;
+      }
+      const hostDir = join(root, resolveInRoot(root, dir));
+      const names = await readdir(hostDir).catch(() => [] as string[]);
+      names.sort();
+      for (const n of names) {
+        let ok: boolean;
+        try {
+          ok = goMatch(seg, n);
+        } catch (err) {
+          throw new DockerfileError(`bad pattern ${JSON.stringify(pattern)}: ${(err as Error).message}`, e.site, { cause: err });
+        }
+        if (ok) next.push(dir === '' ? n : `${dir}/${n}`);
+      }
+    }
+    found = next;
+  }
+  const resolved: string[] = [];
+  for (const p of found) {
+    const r = resolveInRoot(root, p);
+    if ((await lstat(join(root, r)).catch(() => undefined)) !== undefined) resolved.push(r);
+  }
+  if (resolved.length === 0) throw new DockerfileError(`no source files were specified: ${pattern} matches nothing in --from=${from}`, e.site);
+  return resolved;
 }

@@ -3,6 +3,7 @@ import type { Writable } from 'node:stream';
 import type { AnyInstruction, Instruction } from '../dockerfile/instructions.js';
 import type { RunContext } from '../log/run-context.js';
 import type { Sandbox } from '../sandbox/sandbox.js';
+import type { RunMountSupport } from './run-mounts.js';
 import type { StageState } from './stage-state.js';
 
 /** Files of the build context that COPY and ADD may read. */
@@ -43,13 +44,20 @@ export interface InstructionEnv {
   readonly globalArgs: ReadonlyMap<string, string>;
   /** Proxy build args, which reach RUN without an ARG (docker's predefined ARGs) and stay out of history. */
   readonly runOnlyArgs: ReadonlyMap<string, string>;
+  /** Cache root, scratch space, `--secret`s and the secret mask, for RUN --mount. */
+  readonly runMounts: RunMountSupport;
 }
 
 export type FsEffect =
   /** Only the config changed: history gets an empty_layer entry. */
   | { readonly kind: 'none' }
   /** Files may have changed anywhere: the snapshotter diffs the rootfs. */
-  | { readonly kind: 'changed' };
+  | { readonly kind: 'changed' }
+  /**
+   * Only these absolute in-rootfs paths (with everything under them, and their parent directories)
+   * may have changed: the snapshotter rescans just those (COPY, ADD, WORKDIR).
+   */
+  | { readonly kind: 'paths'; readonly paths: readonly string[] };
 
 export interface Step {
   readonly state: StageState;
@@ -68,3 +76,7 @@ export function isInstruction(i: AnyInstruction): i is Instruction {
 
 export const NO_FS: FsEffect = { kind: 'none' };
 export const FS_CHANGED: FsEffect = { kind: 'changed' };
+
+export function fsPaths(paths: readonly string[]): FsEffect {
+  return { kind: 'paths', paths };
+}

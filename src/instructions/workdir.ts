@@ -3,7 +3,7 @@ import type { WorkdirInstruction } from '../dockerfile/instructions.js';
 import { DockerfileError } from '../errors.js';
 import { mkdirAllInRoot } from '../rootfs/in-root.js';
 import { expand } from './expand-in-stage.js';
-import { FS_CHANGED, NO_FS, type Handler } from './handler.js';
+import { fsPaths, NO_FS, type Handler } from './handler.js';
 import { resolveUserInRoot } from './identity.js';
 
 // Relative to the previous WORKDIR; created if missing, owned by the current USER (BuildKit's
@@ -19,5 +19,5 @@ export const workdir: Handler<WorkdirInstruction> = async (instr, state, e) => {
   const created = await mkdirAllInRoot(root, dir, owner).catch((err: unknown) => {
     throw new DockerfileError(`cannot create WORKDIR ${dir}: ${(err as Error).message}`, e.site, { cause: err });
   });
-  return { state: next, createdBy: `WORKDIR ${dir}`, fs: created ? FS_CHANGED : NO_FS };
+  return { state: next, createdBy: `WORKDIR ${dir}`, fs: created ? fsPaths([dir]) : NO_FS };
 };

@@ -4,12 +4,15 @@
 // Nothing of the host is mounted writable. Root keeps docker's capabilities minus the ones that reach
 // the host kernel; a non-root USER runs bwrap as that uid in a user namespace, so it has no privilege.
 import { spawn } from 'node:child_process';
-import { lstat, open } from 'node:fs/promises';
+import { statSync } from 'node:fs';
+import { lstat, mkdir, open, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { SandboxError } from '../errors.js';
 import type { RunContext } from '../log/run-context.js';
 import { waitForExit } from './child-exit.js';
-import type { RunSpec, Sandbox } from './sandbox.js';
+import { createMountStubs } from './mount-stubs.js';
+import { overlayArgv, overlayDirsFor, type OverlayDirs, type RunOverlay } from './overlay-run.js';
+import type { RunSpec, RunUser, Sandbox, SandboxMount } from './sandbox.js';
 
 /** Capabilities root loses inside the sandbox: those that act on the host kernel rather than the rootfs. */
 const DROPPED_CAPS = [
@@ -46,6 +49,8 @@ export interface ChrootSandboxOptions {
   /** Absolute path of the bwrap binary on the host. */
   readonly bwrap: string;
   readonly hostname?: string;
+  /** Run each RUN on an overlay of the rootfs and hand its upper dir over (overlay-run.ts). */
+  readonly overlay?: RunOverlay;
 }
 
 export class ChrootSandbox implements Sandbox {
@@ -53,12 +58,14 @@ export class ChrootSandbox implements Sandbox {
   readonly root: string;
   readonly #bwrap: string;
   readonly #hostname: string;
+  readonly #overlay: RunOverlay | undefined;
   #hostFiles: string[] | undefined;
 
   constructor(opts: ChrootSandboxOptions) {
     this.root = opts.root;
     this.#bwrap = opts.bwrap;
     this.#hostname = opts.hostname ?? 'kiln';
+    this.#overlay = opts.overlay;
   }
 
   /**
@@ -72,25 +79,54 @@ export class ChrootSandbox implements Sandbox {
 
   async run(spec: RunSpec, ctx: RunContext): Promise<number> {
     const hostFiles = this.#hostFiles ?? (await this.prepare(), this.#hostFiles ?? []);
-    const args = bwrapArgs({ root: this.root, spec, hostname: this.#hostname, hostFiles });
-    ctx.log.debug({ argv: spec.argv, uid: spec.user.uid, gid: spec.user.gid }, 'sandbox: starting command');
-    const child = spawn(this.#bwrap, args, {
+    const mounts = spec.mounts ?? [];
+    if (spec.user.uid !== 0) await checkReachable(mounts, spec.user);
+    const stubs = await createMountStubs(
+      this.root,
+      mounts.map((m) => ({ target: m.target, dir: m.kind === 'tmpfs' || isDirSource(m) })),
+    );
+    const overlay = this.#overlay;
+    const dirs = overlay === undefined ? undefined : await overlayDirsFor(overlay.scratch, this.root);
+    try {
+      const resolved = mounts.map((m, i) => ({ ...m, target: stubs.targets[i] ?? m.target }));
+      return await this.#spawn({ ...spec, mounts: resolved }, hostFiles, ctx, dirs);
+    } finally {
+      await stubs.remove();
+      if (overlay !== undefined && dirs !== undefined) {
+        // The RUN's changes reach the rootfs even when it failed, as they do on the walk strategy.
+        await overlay.collect(dirs.upper, [spec.workdir, ...stubs.targets]);
+        await rm(join(dirs.upper, '..'), { recursive: true, force: true });
+      }
+    }
+  }
+
+  async #spawn(spec: RunSpec, hostFiles: readonly string[], ctx: RunContext, overlay: OverlayDirs | undefined): Promise<number> {
+    const args = bwrapArgs({ root: overlay?.merged ?? this.root, spec, hostname: this.#hostname, hostFiles });
+    ctx.log.debug({ argv: spec.argv, uid: spec.user.uid, gid: spec.user.gid, mounts: spec.mounts?.map((m) => m.target), overlay: overlay !== undefined }, 'sandbox: starting command');
+    const argv = overlay === undefined || this.#overlay === undefined ? [this.#bwrap, ...args] : overlayArgv(this.#overlay.tools, overlay, spec.user, [this.#bwrap, ...args]);
+    const child = spawn(argv[0] as string, argv.slice(1), {
       env: envObject(spec.env),
       stdio: ['ignore', 'pipe', 'pipe'],
       signal: ctx.signal,
-      // A non-root USER never holds privilege on the host: bwrap itself runs as that identity.
-      ...(spec.user.uid !== 0 ? { uid: spec.user.uid, gid: spec.user.gid } : {}),
+      // A non-root USER never holds privilege on the host: bwrap itself runs as that identity (on an
+      // overlay, setpriv drops to it once the mount is made).
+      ...(spec.user.uid !== 0 && overlay === undefined ? { uid: spec.user.uid, gid: spec.user.gid } : {}),
     });
     child.stdout?.pipe(spec.stdout, { end: false });
     child.stderr?.pipe(spec.stderr, { end: false });
     return waitForExit(child, 'bwrap');
   }
 
-  /** bwrap mounts on /proc and /dev inside the rootfs; a symlink there would point it at the host. */
+  /**
+   * bwrap mounts on /proc and /dev inside the rootfs; a symlink there would point it at the host. A
+   * missing one is created here, before the snapshot baseline (so it is never part of a layer, as
+   * BuildKit removes its mount stubs): a non-root USER's bwrap could not create it in a root-owned /.
+   */
   async #checkMountPoints(): Promise<void> {
     for (const dir of ['proc', 'dev']) {
       const st = await lstat(join(this.root, dir)).catch(() => undefined);
-      if (st !== undefined && !st.isDirectory()) {
+      if (st === undefined) await mkdir(join(this.root, dir), { mode: 0o755 });
+      else if (!st.isDirectory()) {
         throw new SandboxError(`refusing to run: /${dir} in the rootfs is not a directory`);
       }
     }
@@ -140,6 +176,21 @@ export function bwrapArgs(o: { root: string; spec: RunSpec; hostname: string; ho
     '--chdir', spec.workdir,
   ];
   for (const rel of o.hostFiles) args.push('--ro-bind', `/${rel}`, `/${rel}`);
+  // Parents before children, so a mount inside another one lands on top of it.
+  const mounts = [...(spec.mounts ?? [])].sort((a, b) => depth(a.target) - depth(b.target));
+  for (const m of mounts) {
+    switch (m.kind) {
+      case 'bind':
+        args.push(m.readOnly ? '--ro-bind' : '--bind', m.source, m.target);
+        break;
+      case 'tmpfs':
+        // docker's tmpfs mounts are world-writable with the sticky bit, like /tmp.
+        args.push('--perms', '1777');
+        if (m.size !== undefined) args.push('--size', String(m.size));
+        args.push('--tmpfs', m.target);
+        break;
+    }
+  }
   if (spec.network === 'none') args.push('--unshare-net');
   if (spec.user.uid === 0) {
     for (const cap of DROPPED_CAPS) args.push('--cap-drop', cap);
@@ -148,6 +199,36 @@ export function bwrapArgs(o: { root: string; spec: RunSpec; hostname: string; ho
   }
   args.push('--', ...spec.argv);
   return args;
+}
+
+function depth(p: string): number {
+  return p.split('/').filter(Boolean).length;
+}
+
+function isDirSource(m: SandboxMount): boolean {
+  return m.kind === 'bind' && statSync(m.source).isDirectory();
+}
+
+/**
+ * A non-root USER's bwrap runs as that uid and must be able to reach each bind source itself (it
+ * resolves the path; an open fd does not help, bwrap 0.8 resolves /proc/self/fd/N too). Says which
+ * directory stops it, rather than bwrap's bare "Permission denied".
+ */
+async function checkReachable(mounts: readonly SandboxMount[], user: RunUser): Promise<void> {
+  for (const m of mounts) {
+    if (m.kind !== 'bind') continue;
+    const parts = m.source.split('/').filter(Boolean);
+    for (let i = 0; i < parts.length; i++) {
+      const dir = `/${parts.slice(0, i).join('/')}`;
+      const st = await stat(dir);
+      const bits = st.uid === user.uid ? (st.mode >> 6) & 1 : st.gid === user.gid ? (st.mode >> 3) & 1 : st.mode & 1;
+      if (bits === 0) {
+        throw new SandboxError(
+          `RUN as uid ${user.uid} cannot reach the mount source ${m.source}: ${dir} is not searchable by that user (choose a --mount-cache-dir or context outside it)`,
+        );
+      }
+    }
+  }
 }
 
 export function envObject(env: readonly string[]): Record<string, string> {

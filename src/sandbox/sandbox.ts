@@ -18,7 +18,18 @@ export interface RunSpec {
   readonly stdout: Writable;
   readonly stderr: Writable;
   readonly network: 'default' | 'none';
+  /** Extra mounts for this process only (RUN --mount, heredoc scripts); none when absent. */
+  readonly mounts?: readonly SandboxMount[];
 }
+
+/**
+ * A mount seen by one RUN. `source` is a host path kiln prepared (a cache dir, a secret file, a
+ * context or stage path already resolved and checked to stay inside its root); `target` is absolute
+ * inside the rootfs. Mount targets that did not exist are created for the run and removed after it.
+ */
+export type SandboxMount =
+  | { readonly kind: 'bind'; readonly source: string; readonly target: string; readonly readOnly: boolean }
+  | { readonly kind: 'tmpfs'; readonly target: string; readonly size?: number };
 
 /** How RUN executes. `run` resolves with the command's exit status (128+signal when killed). */
 export interface Sandbox {

@@ -1,0 +1,2 @@
+FROM {{busybox}}
+COPY sub/f.txt /f.txt
