@@ -7,6 +7,8 @@ import { UnpackError } from '../errors.js';
 
 /** Linux's own limit on symlinks followed while resolving one path. */
 const MAX_SYMLINKS = 40;
+/** A `.` or `..` component, an empty one, or a leading or trailing slash. */
+const UNCLEAN = /(?:^|\/)\.\.?(?:\/|$)|\/\/|^\/|\/$/;
 
 /**
  * Cleans a tar entry name (or hardlink target) into a root-relative path (`a/b`, the root is `''`).
@@ -14,6 +16,11 @@ const MAX_SYMLINKS = 40;
  * climbs above the root gets `null`. Symlinks are not consulted: this is the lexical half.
  */
 export function cleanEntryName(name: string): string | null {
+  // Fast path for the names nearly every layer has (`./usr/bin/x`, `usr/lib/`): nothing to apply.
+  let n = name;
+  while (n.startsWith('./')) n = n.slice(2);
+  if (n.endsWith('/')) n = n.slice(0, -1);
+  if (n !== '' && !UNCLEAN.test(n)) return n;
   const out: string[] = [];
   for (const c of name.split('/')) {
     if (c === '' || c === '.') continue;

@@ -11,15 +11,23 @@
 //   resolved; the entry itself is replaced, never written through (files are opened O_NOFOLLOW|O_EXCL).
 // - This assumes nothing else modifies the rootfs while a layer is applied.
 //
-// Not applied: character and block devices (a build cannot create them without CAP_MKNOD on a real
-// device cgroup, and images never need them: /dev is the runtime's), FIFOs (Node has no mkfifo), and
-// extended attributes / file capabilities (Node has no setxattr). Each skip is logged at debug level.
-// Metadata of the root directory itself (`./` entries) is left alone: in container mode the root is `/`.
+// Applied as docker does: regular files, directories, symlinks, hardlinks (whose header metadata is
+// applied to the shared inode, as docker's archive package does), FIFOs (through the native addon's
+// mkfifo), and the `security.capability` xattr of files and hardlinks (PAX `SCHILY.xattr.`, binary,
+// set after the chown that would clear it). Not applied: character and block devices (a build cannot
+// create them without CAP_MKNOD on a real device cgroup, and images never need them: /dev is the
+// runtime's), other xattrs, and unknown entry types (tar has no socket type). Each skip is logged at
+// debug level; without the addon, FIFOs and capabilities are skipped too. Metadata of the root
+// directory itself (`./` entries) is left alone: in container mode the root is `/`.
 //
-// The per-entry syscalls are synchronous on purpose: a layer is tens of thousands of tiny operations,
-// and a thread-pool round trip for each made unpacking ten times slower than GNU tar. File bytes still
-// stream from the tar with backpressure.
+// Speed (docs/snapshots.md has the numbers): a layer is tens of thousands of tiny operations, so
+// - the per-entry syscalls are synchronous (a thread-pool round trip for each made unpacking ten times
+//   slower than GNU tar), and entries are applied while the chunk that holds them is parsed
+//   (tar-reader.ts), with no stream or promise per entry; file bytes still stream with backpressure;
+// - parents resolved through the rootfs are cached (see `#parents`), so an entry costs no lstat of its
+//   ancestors, and entries are created first and only checked on EEXIST.
 import {
+  chmodSync,
   closeSync,
   constants as fsConstants,
   fchmodSync,
@@ -34,20 +42,22 @@ import {
   readdirSync,
   rmSync,
   symlinkSync,
+  unlinkSync,
   writeSync,
   type Stats,
 } from 'node:fs';
 import { realpath } from 'node:fs/promises';
-import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { extract as tarExtract, type Header } from 'tar-stream';
 import { VerifyingStream } from '../blob/digesting.js';
 import { KilnError, UnpackError } from '../errors.js';
 import type { RunContext } from '../log/run-context.js';
 import type { Digest } from '../oci/digest.js';
 import type { IgnoreList } from './ignore-list.js';
+import { nativeFs, type NativeFs } from './native-fs.js';
+import { CAPABILITY_XATTR, XATTR_PAX_PREFIX } from './pax-records.js';
 import { cleanEntryName, resolveInRoot, resolveParentInRoot } from './root-path.js';
+import { TarReader, type TarEntrySink, type TarHeader } from './tar-reader.js';
 import { OPAQUE_WHITEOUT, WHITEOUT_PREFIX } from './whiteout.js';
 
 export interface UnpackOptions {
@@ -57,6 +67,8 @@ export interface UnpackOptions {
   readonly expectedDiffId?: Digest;
   /** How messages name the layer (e.g. its digest). */
   readonly what?: string;
+  /** The addon for FIFOs and capabilities; default: the built one. `null` applies neither (tests). */
+  readonly native?: NativeFs | null;
 }
 
 export interface UnpackStats {
@@ -65,52 +77,40 @@ export interface UnpackStats {
   readonly directories: number;
   readonly symlinks: number;
   readonly hardlinks: number;
+  readonly fifos: number;
   readonly whiteouts: number;
   readonly opaqueWhiteouts: number;
+  /** `security.capability` xattrs set. */
+  readonly capabilities: number;
   /** Entries on the ignore list. */
   readonly ignored: number;
-  /** Devices, FIFOs and unknown types, not applied (see the module comment). */
+  /** Devices and unknown types, and FIFOs without the addon: not applied (see the module comment). */
   readonly skipped: number;
   /** Bytes of regular file content written. */
   readonly bytes: number;
 }
 
-/** tar-stream's decoded header, with the PAX records it keeps typed as what they are. */
-type PaxHeaders = Omit<Header, 'pax'> & { readonly pax?: Readonly<Record<string, string>> | null };
-
-/** One entry as tar-stream's extractor yields it: its header and its bytes. */
-interface Entry extends AsyncIterable<Buffer> {
-  readonly header: Header;
-}
-
 const CREATE_FILE = fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_EXCL | fsConstants.O_NOFOLLOW;
+const CAPABILITY_PAX = XATTR_PAX_PREFIX + CAPABILITY_XATTR;
 
 export async function unpackLayer(root: string, tar: Readable, opts: UnpackOptions): Promise<UnpackStats> {
   const applier = new LayerApplier(await realpath(root), opts);
-  const extract = tarExtract();
-  // The pipeline's outcome is kept as a value so that it is never an unhandled rejection while the
-  // entries are still being applied.
-  const piped: Promise<{ err: unknown } | undefined> = (
-    opts.expectedDiffId === undefined
-      ? pipeline(tar, extract)
-      : pipeline(tar, new VerifyingStream(opts.what ?? 'layer', opts.expectedDiffId), extract)
-  ).then(
-    () => undefined,
-    (err: unknown) => ({ err }),
-  );
-  let failure: unknown;
+  const reader = new TarReader(applier);
+  const signal = opts.ctx?.signal;
+  const consume = async (source: AsyncIterable<Buffer>): Promise<void> => {
+    for await (const chunk of source) {
+      signal?.throwIfAborted();
+      reader.push(chunk);
+    }
+    reader.finish();
+  };
   try {
-    // streamx's typings omit the async iterator its Readable has; the cast names what it yields.
-    for await (const entry of extract) await applier.apply(entry as unknown as Entry);
+    if (opts.expectedDiffId === undefined) await pipeline(tar, consume);
+    else await pipeline(tar, new VerifyingStream(opts.what ?? 'layer', opts.expectedDiffId), consume);
   } catch (err) {
-    failure = err;
-  }
-  const pipeFailure = await piped;
-  // A digest mismatch explains everything that follows from it (a truncated or corrupt tar).
-  if (pipeFailure !== undefined && (failure === undefined || pipeFailure.err instanceof KilnError)) failure = pipeFailure.err;
-  if (failure !== undefined) {
-    if (failure instanceof KilnError) throw failure;
-    throw new UnpackError(`${opts.what ?? 'layer'}: ${errorText(failure)}`, { cause: failure });
+    applier.abort();
+    if (err instanceof KilnError) throw err;
+    throw new UnpackError(`${opts.what ?? 'layer'}: ${errorText(err)}`, { cause: err });
   }
   applier.finish();
   return applier.stats();
@@ -122,43 +122,100 @@ interface DirTime {
   readonly mtime: number;
 }
 
-class LayerApplier {
+/** The entry whose body is arriving: a file being written, or one whose bytes are skipped. */
+type Current = { readonly kind: 'file'; readonly fd: number; readonly host: string; readonly h: TarHeader } | { readonly kind: 'skip' };
+
+const SKIP: Current = { kind: 'skip' };
+
+class LayerApplier implements TarEntrySink {
   readonly #root: string;
+  /** The root with one trailing slash (the root may be `/` itself, in container mode). */
+  readonly #rootSlash: string;
   readonly #ignore: IgnoreList;
   readonly #ctx: RunContext | undefined;
   readonly #what: string;
+  readonly #native: NativeFs | null;
   /** Resolved root-relative paths this layer created: an opaque whiteout keeps these. */
   readonly #unpacked = new Set<string>();
   /** Directory times are set last: writing their children would move them again. */
   readonly #dirTimes: DirTime[] = [];
-  readonly #counts = { entries: 0, files: 0, directories: 0, symlinks: 0, hardlinks: 0, whiteouts: 0, opaqueWhiteouts: 0, ignored: 0, skipped: 0, bytes: 0 };
+  /**
+   * Cleaned parent path of an entry -> that parent resolved in the rootfs, for parents that exist as
+   * real directories (made or checked by this applier). A resolution passes only through directories
+   * and symlinks that exist, and creating an entry never puts anything in the way of one; only
+   * removing a directory or a symlink can change it, so every such removal empties the cache.
+   */
+  readonly #parents = new Map<string, string>();
+  #current: Current = SKIP;
+  #name = '';
+  readonly #counts = { entries: 0, files: 0, directories: 0, symlinks: 0, hardlinks: 0, fifos: 0, whiteouts: 0, opaqueWhiteouts: 0, capabilities: 0, ignored: 0, skipped: 0, bytes: 0 };
 
   constructor(root: string, opts: UnpackOptions) {
     this.#root = root;
+    this.#rootSlash = root.endsWith('/') ? root : `${root}/`;
     this.#ignore = opts.ignore;
     this.#ctx = opts.ctx;
     this.#what = opts.what ?? 'layer';
+    this.#native = opts.native === undefined ? nativeFs() : opts.native;
   }
 
   stats(): UnpackStats {
     return { ...this.#counts };
   }
 
-  async apply(entry: Entry): Promise<void> {
-    this.#ctx?.signal.throwIfAborted();
+  entry(h: TarHeader): void {
     this.#counts.entries++;
-    const h = entry.header as PaxHeaders;
+    this.#name = h.name;
+    this.#current = SKIP;
+    this.#guard(() => this.#apply(h));
+  }
+
+  data(chunk: Buffer): void {
+    const cur = this.#current;
+    if (cur.kind !== 'file') return;
+    this.#guard(() => {
+      let off = 0;
+      while (off < chunk.length) off += writeSync(cur.fd, chunk, off, chunk.length - off);
+      this.#counts.bytes += chunk.length;
+    });
+  }
+
+  end(): void {
+    const cur = this.#current;
+    if (cur.kind !== 'file') return;
+    this.#current = SKIP;
+    this.#guard(() => {
+      try {
+        // chown first: it clears setuid/setgid (which chmod then sets) and file capabilities.
+        fchownSync(cur.fd, cur.h.uid, cur.h.gid);
+        fchmodSync(cur.fd, cur.h.mode);
+        this.#setCapability(cur.host, cur.h);
+        futimesSync(cur.fd, cur.h.atime, cur.h.mtime);
+      } finally {
+        closeSync(cur.fd);
+      }
+    });
+  }
+
+  /** Closes the file being written when the unpack fails mid-entry. */
+  abort(): void {
+    const cur = this.#current;
+    this.#current = SKIP;
+    if (cur.kind === 'file') closeSync(cur.fd);
+  }
+
+  /** Runs one step of an entry, naming the entry in any error that is not already kiln's. */
+  #guard(step: () => void): void {
     try {
-      await this.#apply(entry, h);
-      // Skipped entries still have bytes the extractor must get past before the next header.
-      await drain(entry);
+      step();
     } catch (err) {
       if (err instanceof KilnError) throw err;
-      throw new UnpackError(`${this.#what}: entry ${JSON.stringify(h.name)}: ${errorText(err)}`, { cause: err });
+      throw new UnpackError(`${this.#what}: entry ${JSON.stringify(this.#name)}: ${errorText(err)}`, { cause: err });
     }
   }
 
-  async #apply(entry: Entry, h: PaxHeaders): Promise<void> {
+  #apply(h: TarHeader): void {
+    this.#ctx?.signal.throwIfAborted();
     const name = cleanEntryName(h.name);
     if (name === null) throw this.#refuse(h, 'its path climbs out of the root');
     if (name === '') {
@@ -167,11 +224,13 @@ class LayerApplier {
     }
     if (this.#ignore.isIgnored(name)) return this.#skipIgnored(h);
     // Resolve the parent through the symlinks now in the rootfs; the last component is the entry itself.
-    const rel = resolveParentInRoot(this.#root, name);
+    const slash = name.lastIndexOf('/');
+    const rawParent = slash < 0 ? '' : name.slice(0, slash);
+    const base = name.slice(slash + 1);
+    const cached = this.#parents.get(rawParent);
+    const parent = cached ?? (rawParent === '' ? '' : resolveInRoot(this.#root, rawParent));
+    const rel = parent === '' ? base : `${parent}/${base}`;
     if (this.#ignore.isIgnored(rel)) return this.#skipIgnored(h);
-    const slash = rel.lastIndexOf('/');
-    const parent = slash < 0 ? '' : rel.slice(0, slash);
-    const base = rel.slice(slash + 1);
 
     if (base === OPAQUE_WHITEOUT) {
       this.#counts.opaqueWhiteouts++;
@@ -186,38 +245,48 @@ class LayerApplier {
       return;
     }
 
-    if (parent !== '') mkdirSync(this.#host(parent), { recursive: true, mode: 0o755 });
+    if (cached === undefined) {
+      if (parent !== '') mkdirSync(this.#host(parent), { recursive: true, mode: 0o755 });
+      this.#parents.set(rawParent, parent);
+    }
     const host = this.#host(rel);
     switch (h.type) {
-      case 'file':
-      case 'contiguous-file':
-        this.#clear(rel, false);
-        await this.#writeFile(host, entry, h);
+      case 'file': {
+        const fd = this.#create(rel, () => openSync(host, CREATE_FILE, 0o600));
+        this.#current = { kind: 'file', fd, host, h };
         this.#counts.files++;
         break;
+      }
       case 'directory':
-        if (!this.#clear(rel, true)) mkdirSync(host, { mode: 0o700 });
+        this.#mkdir(rel, host);
         this.#setDirMetadata(rel, h);
         this.#counts.directories++;
         break;
       case 'symlink':
-        this.#clear(rel, false);
-        symlinkSync(h.linkname ?? '', host);
-        lchownTo(host, h);
-        lutimesSync(host, ...times(h));
+        this.#create(rel, () => symlinkSync(h.linkname, host));
+        lchownSync(host, h.uid, h.gid);
+        lutimesSync(host, h.atime, h.mtime);
         this.#counts.symlinks++;
         break;
       case 'link':
         if (!this.#hardlink(rel, h)) return;
         this.#counts.hardlinks++;
         break;
+      case 'fifo': {
+        const native = this.#native;
+        if (native === null) return this.#skipSpecial(h);
+        this.#create(rel, () => native.mkfifo(host, h.mode));
+        // mkfifo's mode went through the umask; the path is the FIFO just made (chmod never opens it).
+        lchownSync(host, h.uid, h.gid);
+        chmodSync(host, h.mode);
+        lutimesSync(host, h.atime, h.mtime);
+        this.#counts.fifos++;
+        break;
+      }
       case 'character-device':
       case 'block-device':
-      case 'fifo':
-      default:
-        this.#counts.skipped++;
-        this.#ctx?.log.debug({ entry: h.name, type: h.type }, 'not unpacking special file');
-        return;
+      case 'other':
+        return this.#skipSpecial(h);
     }
     this.#unpacked.add(rel);
   }
@@ -235,33 +304,65 @@ class LayerApplier {
   }
 
   #host(rel: string): string {
-    return join(this.#root, rel);
+    // `rel` is clean (no `.`, `..` or empty components): concatenation is what join would give.
+    return this.#rootSlash + rel;
   }
 
-  #refuse(h: PaxHeaders, why: string): UnpackError {
+  #refuse(h: TarHeader, why: string): UnpackError {
     return new UnpackError(`${this.#what}: refusing entry ${JSON.stringify(h.name)}: ${why}`);
   }
 
-  #skipIgnored(h: PaxHeaders): void {
+  #skipIgnored(h: TarHeader): void {
     this.#counts.ignored++;
     this.#ctx?.log.debug({ entry: h.name }, 'not unpacking ignored path');
   }
 
+  #skipSpecial(h: TarHeader): void {
+    this.#counts.skipped++;
+    this.#ctx?.log.debug({ entry: h.name, type: h.type, typeflag: h.typeflag }, 'not unpacking special file');
+  }
+
   /**
-   * Makes room at `rel` for a new entry: an existing directory stays if the new entry is a directory
-   * too (it keeps its contents and takes the entry's metadata); anything else is removed.
-   * Returns whether a directory was kept.
+   * Creates the entry at `rel` with `make`; when something already stands there (EEXIST: the entry
+   * was never written through it), removes it and tries once more. Most entries of a base layer
+   * meet nothing, so they cost no lstat.
    */
-  #clear(rel: string, keepDir: boolean): boolean {
+  #create<T>(rel: string, make: () => T): T {
+    try {
+      return make();
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+    }
+    this.#clear(rel);
+    return make();
+  }
+
+  /** A directory entry: an existing directory stays (inode and contents); anything else is replaced. */
+  #mkdir(rel: string, host: string): void {
+    try {
+      mkdirSync(host, { mode: 0o700 });
+      return;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+    }
+    const st = lstatOrNull(host);
+    if (st?.isDirectory() === true) return;
+    this.#clear(rel);
+    mkdirSync(host, { mode: 0o700 });
+  }
+
+  /** Removes what stands at `rel` so that a new entry can take its place. */
+  #clear(rel: string): void {
     const st = lstatOrNull(this.#host(rel));
-    if (st === null) return false;
-    if (keepDir && st.isDirectory()) return true;
-    this.#remove(rel);
-    return false;
+    if (st === null) return;
+    // A file is never part of a cached parent resolution: unlink it without emptying the cache.
+    if (!st.isDirectory() && !st.isSymbolicLink()) unlinkSync(this.#host(rel));
+    else this.#remove(rel);
   }
 
   /** `rm -rf` of `rel`, sparing ignored paths below it (mount points must not be emptied). */
   #remove(rel: string): void {
+    this.#parents.clear();
     if (!this.#ignore.hasIgnoredUnder(rel)) {
       rmSync(this.#host(rel), { recursive: true, force: true });
       return;
@@ -291,46 +392,42 @@ class LayerApplier {
     }
   }
 
-  async #writeFile(host: string, entry: Entry, h: PaxHeaders): Promise<void> {
-    const fd = openSync(host, CREATE_FILE, 0o600);
-    try {
-      for await (const chunk of entry) {
-        let off = 0;
-        while (off < chunk.length) off += writeSync(fd, chunk, off, chunk.length - off);
-        this.#counts.bytes += chunk.length;
-      }
-      // chown first: it clears setuid/setgid, which chmod then sets.
-      const { uid, gid } = owner(h);
-      fchownSync(fd, uid, gid);
-      fchmodSync(fd, modeOf(h));
-      futimesSync(fd, ...times(h));
-    } finally {
-      closeSync(fd);
-    }
-  }
-
-  #setDirMetadata(rel: string, h: PaxHeaders): void {
+  #setDirMetadata(rel: string, h: TarHeader): void {
     const host = this.#host(rel);
     // The path was just created or checked to be a directory (not a symlink): O_NOFOLLOW makes sure.
     const fd = openSync(host, fsConstants.O_RDONLY | fsConstants.O_DIRECTORY | fsConstants.O_NOFOLLOW);
     try {
-      const { uid, gid } = owner(h);
-      fchownSync(fd, uid, gid);
-      fchmodSync(fd, modeOf(h));
+      fchownSync(fd, h.uid, h.gid);
+      fchmodSync(fd, h.mode);
     } finally {
       closeSync(fd);
     }
-    const [atime, mtime] = times(h);
-    this.#dirTimes.push({ rel, atime, mtime });
+    this.#dirTimes.push({ rel, atime: h.atime, mtime: h.mtime });
+  }
+
+  /** Sets the entry's `security.capability` (after its chown, which clears it); other xattrs are not applied. */
+  #setCapability(host: string, h: TarHeader): void {
+    const pax = h.pax;
+    if (pax === undefined) return;
+    for (const [key, value] of pax) {
+      if (!key.startsWith(XATTR_PAX_PREFIX)) continue;
+      if (key !== CAPABILITY_PAX || this.#native === null) {
+        this.#ctx?.log.debug({ entry: h.name, xattr: key.slice(XATTR_PAX_PREFIX.length) }, 'not applying extended attribute');
+        continue;
+      }
+      this.#native.lsetxattr(host, CAPABILITY_XATTR, value);
+      this.#counts.capabilities++;
+    }
   }
 
   /**
    * A hardlink entry: the target is another path of this rootfs, named root-relative. Its parent is
    * resolved like an entry's; the target itself is linked as it is (link(2) does not follow symlinks).
-   * The shared inode keeps the metadata of the entry that created it. Returns false when skipped.
+   * As docker does, the entry's owner, mode, times and capability then apply to the shared inode
+   * (owner only, when the target is a symlink). Returns false when skipped.
    */
-  #hardlink(rel: string, h: PaxHeaders): boolean {
-    const targetName = cleanEntryName(h.linkname ?? '');
+  #hardlink(rel: string, h: TarHeader): boolean {
+    const targetName = cleanEntryName(h.linkname);
     if (targetName === null || targetName === '') throw this.#refuse(h, `its link target ${JSON.stringify(h.linkname)} is outside the root`);
     if (this.#ignore.isIgnored(targetName)) {
       this.#skipIgnored(h);
@@ -345,42 +442,21 @@ class LayerApplier {
     const st = lstatOrNull(this.#host(target));
     if (st === null) throw this.#refuse(h, `its link target ${JSON.stringify(h.linkname)} does not exist`);
     if (st.isDirectory()) throw this.#refuse(h, `its link target ${JSON.stringify(h.linkname)} is a directory`);
-    this.#clear(rel, false);
-    linkSync(this.#host(target), this.#host(rel));
+    const host = this.#host(rel);
+    this.#create(rel, () => linkSync(this.#host(target), host));
+    lchownSync(host, h.uid, h.gid);
+    if (!st.isSymbolicLink()) {
+      // `host` is the regular file (or FIFO) just linked: chmod follows nothing here.
+      chmodSync(host, h.mode);
+      this.#setCapability(host, h);
+      lutimesSync(host, h.atime, h.mtime);
+    }
     return true;
   }
 }
 
 function join2(dir: string, name: string): string {
   return dir === '' ? name : `${dir}/${name}`;
-}
-
-function modeOf(h: PaxHeaders): number {
-  return (h.mode ?? 0o644) & 0o7777;
-}
-
-/** uid/gid, from the PAX records when present (they hold values too large for the octal fields). */
-function owner(h: PaxHeaders): { uid: number; gid: number } {
-  const paxUid = h.pax?.['uid'];
-  const paxGid = h.pax?.['gid'];
-  return {
-    uid: paxUid !== undefined ? Number.parseInt(paxUid, 10) : (h.uid ?? 0),
-    gid: paxGid !== undefined ? Number.parseInt(paxGid, 10) : (h.gid ?? 0),
-  };
-}
-
-/** [atime, mtime] in seconds, with the sub-second precision of PAX records when present. */
-function times(h: PaxHeaders): [number, number] {
-  const paxMtime = h.pax?.['mtime'];
-  const mtime = paxMtime !== undefined ? Number.parseFloat(paxMtime) : (h.mtime?.getTime() ?? 0) / 1000;
-  const paxAtime = h.pax?.['atime'];
-  const atime = paxAtime !== undefined ? Number.parseFloat(paxAtime) : mtime;
-  return [atime, mtime];
-}
-
-function lchownTo(host: string, h: PaxHeaders): void {
-  const { uid, gid } = owner(h);
-  lchownSync(host, uid, gid);
 }
 
 function lstatOrNull(host: string): Stats | null {
@@ -390,12 +466,6 @@ function lstatOrNull(host: string): Stats | null {
     const code = (err as NodeJS.ErrnoException).code;
     if (code === 'ENOENT' || code === 'ENOTDIR') return null;
     throw err;
-  }
-}
-
-async function drain(entry: Entry): Promise<void> {
-  for await (const _ of entry) {
-    // discard
   }
 }
 

@@ -15,8 +15,29 @@ export type Change =
    */
   | { readonly kind: 'opaque'; readonly path: string };
 
+export interface DiffOptions {
+  /**
+   * Looks up a path of the whole tree after the change, when `after` holds only part of it (a scoped
+   * snapshot): deletions need their parent. Default: `after` itself.
+   */
+  readonly lookupAfter?: (path: string) => EntryMeta | undefined;
+  /**
+   * Paths whose inode was swapped by kiln itself (an overlay upper merged into the rootfs): they
+   * count as changed only when what a layer records differs, not their inode number or ctime.
+   */
+  readonly rewritten?: ReadonlySet<string>;
+  /** Paths known to be changed whatever their metadata says (same metadata, other content). */
+  readonly forced?: ReadonlySet<string>;
+  /** `--snapshot-mode=time`: only type, mtime and link target count. */
+  readonly mtimeOnly?: boolean;
+}
+
 /** The changes from `before` to `after`, sorted by path (deletions and opaques before entries at a path). */
-export function diffTrees(before: TreeIndex, after: TreeIndex): Change[] {
+export function diffTrees(before: TreeIndex, after: TreeIndex, opts: DiffOptions = {}): Change[] {
+  const lookupAfter = opts.lookupAfter ?? ((p: string) => after.get(p));
+  const rewritten = opts.rewritten;
+  const forced = opts.forced;
+  const differs = opts.mtimeOnly === true ? differsInTime : differsInMetadata;
   const changes: Change[] = [];
   const replacedDirs = new Set<string>();
   const changed = new Set<string>();
@@ -28,14 +49,16 @@ export function diffTrees(before: TreeIndex, after: TreeIndex): Change[] {
       changed.add(path);
       continue;
     }
-    if (a.kind === 'dir' && b.kind === 'dir' && (a.ino !== b.ino || a.dev !== b.dev)) {
+    if (a.kind === 'dir' && b.kind === 'dir' && (a.ino !== b.ino || a.dev !== b.dev || a.birthNs !== b.birthNs)) {
       replacedDirs.add(path);
       changes.push({ kind: 'opaque', path });
       changes.push({ kind: 'modified', path });
       changed.add(path);
       continue;
     }
-    if (differs(a, b)) {
+    const changedHere =
+      forced?.has(path) === true || (rewritten?.has(path) === true ? differsInLayer(a, b) : differs(a, b));
+    if (changedHere) {
       changes.push({ kind: 'modified', path });
       changed.add(path);
     }
@@ -55,7 +78,7 @@ export function diffTrees(before: TreeIndex, after: TreeIndex): Change[] {
     // that became something else, or below a replaced directory, the removal is already implied.
     const slash = path.lastIndexOf('/');
     if (slash >= 0) {
-      const parent = after.get(path.slice(0, slash));
+      const parent = lookupAfter(path.slice(0, slash));
       if (parent === undefined || parent.kind !== 'dir') continue;
       if (hasAncestorIn(path, replacedDirs)) continue;
     }
@@ -66,7 +89,11 @@ export function diffTrees(before: TreeIndex, after: TreeIndex): Change[] {
   return changes.sort((x, y) => (x.path < y.path ? -1 : x.path > y.path ? 1 : rank[x.kind] - rank[y.kind]));
 }
 
-function differs(a: EntryMeta, b: EntryMeta): boolean {
+function differsInTime(a: EntryMeta, b: EntryMeta): boolean {
+  return a.kind !== b.kind || a.mtimeNs !== b.mtimeNs || a.linkTarget !== b.linkTarget;
+}
+
+function differsInMetadata(a: EntryMeta, b: EntryMeta): boolean {
   return (
     a.kind !== b.kind ||
     a.mode !== b.mode ||
@@ -77,6 +104,20 @@ function differs(a: EntryMeta, b: EntryMeta): boolean {
     a.ctimeNs !== b.ctimeNs ||
     a.ino !== b.ino ||
     a.dev !== b.dev ||
+    a.rdev !== b.rdev ||
+    a.linkTarget !== b.linkTarget
+  );
+}
+
+/** What a layer entry records: type, permissions, owner, size, mtime, link target, device. */
+function differsInLayer(a: EntryMeta, b: EntryMeta): boolean {
+  return (
+    a.kind !== b.kind ||
+    a.mode !== b.mode ||
+    a.uid !== b.uid ||
+    a.gid !== b.gid ||
+    (a.kind !== 'dir' && a.size !== b.size) ||
+    a.mtimeNs !== b.mtimeNs ||
     a.rdev !== b.rdev ||
     a.linkTarget !== b.linkTarget
   );

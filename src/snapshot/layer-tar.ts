@@ -1,13 +1,18 @@
 // Turns a list of changes into a layer tar, streamed: entries are sorted, each changed path comes with
 // its parent directories (current metadata), as kaniko and overlayfs copy-up do, and whiteouts say what
 // is gone. File bytes are read from the rootfs while the tar is consumed, with backpressure.
+// File capabilities (`security.capability`) of the files recorded travel as PAX records, written by
+// pax-header.ts because tar-stream's own records cannot hold binary values.
 import { closeSync, constants as fsConstants, createReadStream, openSync, readSync } from 'node:fs';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { pack as tarPack, type Header, type Pack } from 'tar-stream';
 import { SnapshotError } from '../errors.js';
+import { nativeFs } from '../rootfs/native-fs.js';
+import { CAPABILITY_XATTR, XATTR_PAX_PREFIX } from '../rootfs/pax-records.js';
 import { OPAQUE_WHITEOUT, whiteoutName } from '../rootfs/whiteout.js';
 import type { Change } from './diff.js';
+import { withPaxRecords } from './pax-header.js';
 import type { EntryMeta, TreeIndex } from './tree-index.js';
 
 /** What one tar entry is made from: a path of the rootfs, or a whiteout marker. */
@@ -23,19 +28,24 @@ const S_IFMT = { file: 0o100000, dir: 0o040000, symlink: 0o120000, fifo: 0o01000
 /** Largest uid/gid the octal header fields hold; beyond it the value travels in a PAX record. */
 const MAX_OCTAL_ID = 0o777777;
 
+export interface LayerTarOptions {
+  /** `--reproducible`: every entry's mtime is the epoch, so the same files give the same bytes any day. */
+  readonly reproducible?: boolean;
+}
+
 /**
- * The layer tar for `changes`, reading current file contents under `root`. `after` is the index the
- * changes were computed against (their metadata and parents come from it).
+ * The layer tar for `changes`, reading current file contents under `root`. `after` looks up the
+ * index the changes were computed against (their metadata and parents come from it).
  */
-export function writeChangesTar(root: string, changes: readonly Change[], after: TreeIndex): Readable {
+export function writeChangesTar(root: string, changes: readonly Change[], after: Pick<TreeIndex, 'get'>, opts: LayerTarOptions = {}): Readable {
   const items = collectItems(changes, after);
   const pack = tarPack();
-  void produce(pack, root, items).catch((err: unknown) => pack.destroy(err instanceof Error ? err : new Error(String(err))));
+  void produce(pack, root, items, opts.reproducible ?? false).catch((err: unknown) => pack.destroy(err instanceof Error ? err : new Error(String(err))));
   // A Node Readable over tar-stream's streamx one: pulls as fast as the consumer reads.
   return Readable.from(pack as AsyncIterable<Buffer>, { objectMode: false });
 }
 
-function collectItems(changes: readonly Change[], after: TreeIndex): Map<string, TarItem> {
+function collectItems(changes: readonly Change[], after: Pick<TreeIndex, 'get'>): Map<string, TarItem> {
   const items = new Map<string, TarItem>();
   const addWithParents = (path: string): void => {
     for (let p = path; p !== ''; p = parentOf(p)) {
@@ -68,7 +78,9 @@ function collectItems(changes: readonly Change[], after: TreeIndex): Map<string,
   return new Map([...items.entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
 }
 
-async function produce(pack: Pack, root: string, items: ReadonlyMap<string, TarItem>): Promise<void> {
+async function produce(pack: Pack, root: string, items: ReadonlyMap<string, TarItem>, reproducible: boolean): Promise<void> {
+  // Without the addon capabilities cannot be read (Node has no getxattr): layers then carry none.
+  const native = nativeFs();
   // Later paths of an inode become hardlink entries to the first path written in this layer.
   const firstPathOfInode = new Map<string, string>();
   for (const [path, item] of items) {
@@ -77,7 +89,7 @@ async function produce(pack: Pack, root: string, items: ReadonlyMap<string, TarI
       continue;
     }
     const m = item.meta;
-    const base = { mode: S_IFMT[m.kind] | m.mode, uid: m.uid, gid: m.gid, mtime: new Date(Number(m.mtimeNs / 1_000_000n)) };
+    const base = { mode: S_IFMT[m.kind] | m.mode, uid: m.uid, gid: m.gid, mtime: new Date(reproducible ? 0 : Number(m.mtimeNs / 1_000_000n)) };
     const pax = largeIds(m);
     switch (m.kind) {
       case 'dir':
@@ -97,21 +109,42 @@ async function produce(pack: Pack, root: string, items: ReadonlyMap<string, TarI
         // A socket is a running process's, not content: no tar type exists for it.
         break;
       case 'file': {
+        const host = join(root, path);
+        // Only files a layer records get here, so reading their capability costs one getxattr per
+        // changed file, not one per file of the rootfs (tree-index.ts). A hardlink entry carries it
+        // too: unpackers apply a link entry's metadata to the shared inode, and its chown clears it.
+        const capability = native?.lgetxattr(host, CAPABILITY_XATTR) ?? null;
         if (m.nlink > 1) {
           const key = `${m.dev}:${m.ino}`;
           const first = firstPathOfInode.get(key);
           if (first !== undefined) {
-            await addEntry(pack, { ...base, ...pax, name: path, type: 'link', linkname: first, size: 0 });
+            const header: HeaderArg = { ...base, ...pax, name: path, type: 'link', linkname: first, size: 0 };
+            if (capability === null) await addEntry(pack, header);
+            else await addEntry(pack, withCapability(pack, header, m, capability));
             break;
           }
           firstPathOfInode.set(key, path);
         }
-        await addFile(pack, { ...base, ...pax, name: path, type: 'file', size: m.size }, join(root, path));
+        const header = { ...base, ...pax, name: path, type: 'file' as const, size: m.size };
+        await addFile(pack, capability === null ? header : withCapability(pack, header, m, capability), host);
         break;
       }
     }
   }
   pack.finalize();
+}
+
+/**
+ * Writes the PAX `x` entry that carries `capability` (binary, which tar-stream's own PAX records would
+ * corrupt) and returns the header to write the entry itself with. tar-stream gives no entry but a file
+ * a body, so the encoded `x` entry goes into the pack's output as it is: every earlier entry has been
+ * written (each is awaited) and the next starts after, so the bytes land between the two.
+ */
+function withCapability<H extends HeaderArg>(pack: Pack, header: H, m: EntryMeta, capability: Buffer): H {
+  const entry = { name: header.name, uid: m.uid, gid: m.gid, ...(header.linkname != null ? { linkname: header.linkname } : {}) };
+  const { paxEntry, header: plain } = withPaxRecords(header, entry, [[XATTR_PAX_PREFIX + CAPABILITY_XATTR, capability]]);
+  pack.push(paxEntry);
+  return plain;
 }
 
 function addEntry(pack: Pack, header: Header | HeaderArg): Promise<void> {

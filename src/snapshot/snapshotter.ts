@@ -1,15 +1,31 @@
 // Takes a baseline index of the rootfs, and after each instruction writes what changed as a layer file
-// and moves the baseline forward. Full-walk strategy: every snapshot indexes the whole rootfs.
+// and moves the baseline forward. What is rescanned follows what is known about the change
+// (change-scope.ts): a full walk after a RUN on the walk strategy; only the destination paths after
+// COPY/ADD/WORKDIR; only the upper dir's paths after a RUN on an overlay (overlay-merge.ts). Both
+// roads end in the same diff and the same tar writer, so the same change gives the same layer bytes.
 import { isAbsolute, relative, resolve, sep } from 'node:path';
 import { realpathSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
+import type { LayerCodec } from '../blob/compression.js';
 import { writeLayerFile, type FileLayer } from '../blob/layer-file.js';
 import { KilnError, SnapshotError } from '../errors.js';
 import type { RunContext } from '../log/run-context.js';
 import type { IgnoreList } from '../rootfs/ignore-list.js';
-import { diffTrees } from './diff.js';
-import { writeChangesTar } from './layer-tar.js';
-import { scanTree, type TreeIndex } from './tree-index.js';
+import { resolveInRoot, resolveParentInRoot } from '../rootfs/root-path.js';
+import { ChangeScope } from './change-scope.js';
+import { diffTrees, type Change } from './diff.js';
+import { writeChangesTar, type LayerTarOptions } from './layer-tar.js';
+import { mergeOverlayUpper } from './overlay-merge.js';
+import { scanScope, scanTree, type EntryMeta, type TreeIndex } from './tree-index.js';
+
+/**
+ * kaniko's `--snapshot-mode`. `time`: a path changed when its type, mtime or link target did (kaniko:
+ * mtime only), so a bare chmod/chown is not recorded. `redo` (kiln's default) and `full`: all of the
+ * metadata, ctime included. kaniko's `full` also hashes file contents to catch a write that put the
+ * mtime back; kiln's ctime catches that already (ctime cannot be set from userspace), so `full` reads
+ * no file twice and equals `redo` (docs/snapshots.md).
+ */
+export type SnapshotMode = 'full' | 'redo' | 'time';
 
 export interface SnapshotterOptions {
   readonly root: string;
@@ -17,8 +33,11 @@ export interface SnapshotterOptions {
   /** Where layer files go by default. If it lies inside the root it is ignored (container mode: /kaniko). */
   readonly workDir: string;
   readonly ctx?: RunContext;
-  /** gzip level for the layers. */
-  readonly level?: number;
+  /** How layers are compressed (default: gzip). */
+  readonly codec?: LayerCodec;
+  readonly mode?: SnapshotMode;
+  /** `--reproducible`: every mtime in the layers is the epoch. */
+  readonly reproducible?: boolean;
 }
 
 /**
@@ -33,8 +52,11 @@ export class Snapshotter {
   readonly #ignore: IgnoreList;
   readonly #workDir: string;
   readonly #ctx: RunContext | undefined;
-  readonly #level: number | undefined;
-  #baseline: TreeIndex | undefined;
+  readonly #codec: LayerCodec | undefined;
+  readonly #mode: SnapshotMode;
+  readonly #tar: LayerTarOptions;
+  #baseline: Map<string, EntryMeta> | undefined;
+  #scope = new ChangeScope();
 
   constructor(opts: SnapshotterOptions) {
     this.#root = realpathSync(opts.root);
@@ -44,19 +66,62 @@ export class Snapshotter {
     // Never snapshot our own layer files, nor whiteout the work dir when it lies in the rootfs.
     this.#ignore = workDirInRoot ? opts.ignore.with([inside]) : opts.ignore;
     this.#ctx = opts.ctx;
-    this.#level = opts.level;
+    this.#codec = opts.codec;
+    this.#mode = opts.mode ?? 'redo';
+    this.#tar = { reproducible: opts.reproducible ?? false };
   }
 
   /** Indexes the rootfs as it is now: the next snapshot records changes from here. */
   async init(): Promise<void> {
-    this.#baseline = await scanTree(this.#root, this.#ignore);
+    this.#baseline = new Map(await scanTree(this.#root, this.#ignore));
+    this.#scope = new ChangeScope();
     await sleep(CLOCK_TICK_MS);
   }
 
   /** The current baseline (after `init`). */
   get baseline(): TreeIndex {
+    return this.#base();
+  }
+
+  #base(): Map<string, EntryMeta> {
     if (this.#baseline === undefined) throw new SnapshotError('snapshotter used before init()');
     return this.#baseline;
+  }
+
+  /** Something changed, anywhere: the next snapshot walks the whole rootfs. */
+  markAll(): void {
+    this.#scope.all = true;
+    this.#scope.known = true;
+  }
+
+  /**
+   * Only these absolute in-rootfs paths (and what lies under them) changed, plus their parent
+   * directories' own metadata. Symlinks in their parents are resolved inside the rootfs.
+   */
+  markPaths(paths: readonly string[]): void {
+    for (const p of paths) {
+      // The path itself (a symlink replaced, say) and what it leads to (a COPY into a linked dir).
+      this.#scope.addTree(this.#rel(p));
+      this.#scope.addTree(resolveInRoot(this.#root, p.replace(/^\/+/, '')));
+    }
+  }
+
+  /** These paths may have changed themselves (not what lies under them): e.g. a RUN's work dir. */
+  markEntries(paths: readonly string[]): void {
+    for (const p of paths) this.#scope.addEntry(this.#rel(p));
+  }
+
+  /**
+   * Moves a RUN's overlay upper dir into the rootfs and records its paths as the change: the cost is
+   * that of the upper dir, whatever the size of the rootfs. The upper dir is consumed.
+   */
+  async mergeUpper(upper: string): Promise<void> {
+    this.#scope.known = true;
+    await mergeOverlayUpper(this.#root, upper, this.#ignore, this.#scope);
+  }
+
+  #rel(p: string): string {
+    return resolveParentInRoot(this.#root, p.replace(/^\/+/, '').replace(/\/+$/, ''));
   }
 
   /**
@@ -65,26 +130,125 @@ export class Snapshotter {
    * changed.
    */
   async snapshot(layerPath: string): Promise<FileLayer | null> {
-    const before = this.baseline;
+    const before = this.#base();
     this.#ctx?.signal.throwIfAborted();
     const started = Date.now();
-    const after = await scanTree(this.#root, this.#ignore);
+    const scope = this.#scope;
+    this.#scope = new ChangeScope();
+    let changes: Change[];
+    let after: Pick<TreeIndex, 'get'>;
+    let commit: () => void;
+    if (scope.all || !scope.known) {
+      const full = await scanTree(this.#root, this.#ignore);
+      changes = diffTrees(before, full, this.#diffOptions());
+      after = full;
+      commit = () => {
+        this.#baseline = new Map(full);
+      };
+    } else if (scope.empty) {
+      return null;
+    } else {
+      const scoped = this.#scopedDiff(before, scope);
+      if (scoped === 'walk') {
+        this.#scope = scope;
+        scope.all = true;
+        return this.snapshot(layerPath);
+      }
+      ({ changes, after, commit } = scoped);
+    }
     await sleep(CLOCK_TICK_MS);
-    const changes = diffTrees(before, after);
-    this.#ctx?.log.debug({ entries: after.size, changes: changes.length, ms: Date.now() - started }, 'scanned rootfs for changes');
+    this.#ctx?.log.debug({ scoped: scope.known && !scope.all, changes: changes.length, ms: Date.now() - started }, 'scanned rootfs for changes');
     if (changes.length === 0) {
-      this.#baseline = after;
+      commit();
       return null;
     }
     const path = resolve(this.#workDir, layerPath);
     let layer: FileLayer;
     try {
-      layer = await writeLayerFile(writeChangesTar(this.#root, changes, after), path, this.#level === undefined ? {} : { level: this.#level });
+      layer = await writeLayerFile(writeChangesTar(this.#root, changes, after, this.#tar), path, this.#codec === undefined ? {} : { codec: this.#codec });
     } catch (err) {
       if (err instanceof KilnError) throw err;
       throw new SnapshotError(`writing layer ${path}: ${(err as Error).message}`, { cause: err });
     }
-    this.#baseline = after;
+    commit();
     return layer;
   }
+
+  #diffOptions(): { mtimeOnly: boolean } {
+    return { mtimeOnly: this.#mode === 'time' };
+  }
+
+  /** Rescans only the scope's paths and diffs them against their part of the baseline. */
+  #scopedDiff(before: Map<string, EntryMeta>, scope: ChangeScope): { changes: Change[]; after: Pick<TreeIndex, 'get'>; commit: () => void } | 'walk' {
+    const afterSub = new Map<string, EntryMeta>();
+    const entries = [...scope.entries].filter((e) => !scope.coveredByTree(e));
+    scanScope(this.#root, this.#ignore, [], entries, afterSub);
+    // A directory that is not the one indexed (another inode) brings children the scope cannot name.
+    for (const e of entries) {
+      const a = afterSub.get(e);
+      const b = before.get(e);
+      if (a?.kind === 'dir' && b?.kind === 'dir' && (a.ino !== b.ino || a.birthNs !== b.birthNs) && !scope.rewritten.has(e)) scope.trees.add(e);
+    }
+    const trees = [...scope.trees].filter((t) => !hasAncestorIn(t, scope.trees));
+    for (const t of trees) afterSub.delete(t);
+    scanScope(this.#root, this.#ignore, trees, [], afterSub);
+
+    const beforeSub = new Map<string, EntryMeta>();
+    for (const e of entries) {
+      const m = before.get(e);
+      if (m !== undefined) beforeSub.set(e, m);
+    }
+    const dirTrees: string[] = [];
+    for (const t of trees) {
+      const m = before.get(t);
+      if (m === undefined) continue;
+      beforeSub.set(t, m);
+      if (m.kind === 'dir') dirTrees.push(`${t}/`);
+    }
+    if (dirTrees.length > 0) {
+      for (const [p, m] of before) {
+        for (const prefix of dirTrees) {
+          if (p.startsWith(prefix)) {
+            beforeSub.set(p, m);
+            break;
+          }
+        }
+      }
+    }
+    // A symlink that was already inside a copied-to tree may have been written through (COPY and ADD
+    // resolve destinations inside the rootfs, as BuildKit does): where it led is unknown, so walk.
+    if (scope.rewritten.size === 0) {
+      const roots = new Set(trees);
+      for (const [p, m] of beforeSub) {
+        if (m.kind === 'symlink' && !roots.has(p) && afterSub.get(p)?.linkTarget === m.linkTarget) return 'walk';
+      }
+    }
+    // Other paths of an inode whose link count or content changed (a hardlinked file rewritten in
+    // place): a walk would see their ctime move, so the scope must include them too.
+    const inodes = new Set<string>();
+    for (const m of beforeSub.values()) if (m.kind === 'file' && m.nlink > 1) inodes.add(`${m.dev}:${m.ino}`);
+    if (inodes.size > 0) {
+      const extra: string[] = [];
+      for (const [p, m] of before) if (m.nlink > 1 && !beforeSub.has(p) && inodes.has(`${m.dev}:${m.ino}`)) extra.push(p);
+      scanScope(this.#root, this.#ignore, [], extra, afterSub);
+      for (const p of extra) beforeSub.set(p, before.get(p) as EntryMeta);
+    }
+
+    const covered = new ChangeScope();
+    for (const t of trees) covered.trees.add(t);
+    const lookupAfter = (p: string): EntryMeta | undefined => afterSub.get(p) ?? (beforeSub.has(p) || covered.coveredByTree(p) ? undefined : before.get(p));
+    const changes = diffTrees(beforeSub, afterSub, { lookupAfter, rewritten: scope.rewritten, forced: scope.forced, ...this.#diffOptions() });
+    const commit = (): void => {
+      for (const p of beforeSub.keys()) if (!afterSub.has(p)) before.delete(p);
+      for (const [p, m] of afterSub) before.set(p, m);
+    };
+    return { changes, after: { get: lookupAfter }, commit };
+  }
+}
+
+function hasAncestorIn(path: string, set: ReadonlySet<string>): boolean {
+  for (let i = path.lastIndexOf('/'); i > 0; i = path.lastIndexOf('/', i - 1)) {
+    if (set.has(path.slice(0, i))) return true;
+  }
+  return false;
 }

@@ -1,9 +1,12 @@
 // Test fixtures for rootfs and snapshot tests: tars built in memory (they are tiny) and temp dirs.
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { mkdtemp, readdir, readFile, readlink, lstat, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { extract, pack, type Header } from 'tar-stream';
+import { nativeFs } from '../../src/rootfs/native-fs.js';
 
 export type TarEntry = Partial<Header> & Pick<Header, 'name'> & { content?: string | Buffer; pax?: Record<string, string> };
 
@@ -80,4 +83,19 @@ export async function fingerprint(dir: string): Promise<string[]> {
   };
   await walk('');
   return out;
+}
+
+/** The `security.capability` bytes setcap writes for `caps` (e.g. `cap_net_raw+ep`), read through the addon. */
+export function capabilityOf(caps: string): Buffer {
+  const dir = mkdtempSync(join(tmpdir(), 'kiln-cap-'));
+  try {
+    const file = join(dir, 'f');
+    writeFileSync(file, '');
+    execFileSync('setcap', [caps, file]);
+    const raw = nativeFs()?.lgetxattr(file, 'security.capability');
+    if (raw === null || raw === undefined) throw new Error('setcap wrote no security.capability (is the addon built?)');
+    return raw;
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 }

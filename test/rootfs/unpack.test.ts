@@ -1,3 +1,4 @@
+import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { lstat, mkdir, readdir, readFile, readlink, stat, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -7,7 +8,8 @@ import { DigestMismatchError, UnpackError } from '../../src/errors.js';
 import { sha256Digest } from '../../src/oci/digest.js';
 import { IgnoreList, defaultIgnoreList } from '../../src/rootfs/ignore-list.js';
 import { unpackLayer } from '../../src/rootfs/unpack.js';
-import { fingerprint, tarBytes, tarOf, tempDir, type TarEntry } from './fixtures.js';
+import { encodePaxRecords, paxEntryBytes } from '../../src/snapshot/pax-header.js';
+import { capabilityOf, fingerprint, tarBytes, tarOf, tempDir, type TarEntry } from './fixtures.js';
 
 const none = IgnoreList.empty();
 const T = new Date('2021-03-04T05:06:07Z');
@@ -116,17 +118,73 @@ describe('unpackLayer: entry types', () => {
     expect(await readlink(join(root, 'longlink'))).toBe(target);
   });
 
-  it('skips character and block devices and FIFOs, counting them', async () => {
+  it('skips character and block devices, counting them; creates FIFOs with mode, owner and mtime', async () => {
     const stats = await unpack([
       { name: 'dev2/null', type: 'character-device', devmajor: 1, devminor: 3 },
       { name: 'dev2/sda', type: 'block-device', devmajor: 8, devminor: 0 },
-      { name: 'run/pipe', type: 'fifo' },
+      { name: 'run/pipe', type: 'fifo', mode: 0o620, uid: 12, gid: 34, mtime: T },
       { name: 'ok', content: 'ok' },
     ]);
-    expect(stats.skipped).toBe(3);
+    expect(stats.skipped).toBe(2);
+    expect(stats.fifos).toBe(1);
     expect(stats.files).toBe(1);
     await expect(lstat(join(root, 'dev2/null'))).rejects.toThrow(/ENOENT/);
-    await expect(lstat(join(root, 'run/pipe'))).rejects.toThrow(/ENOENT/);
+    const fifo = await lstat(join(root, 'run/pipe'));
+    expect(fifo.isFIFO()).toBe(true);
+    expect(fifo.mode & 0o7777).toBe(0o620);
+    expect([fifo.uid, fifo.gid, fifo.mtimeMs]).toEqual([12, 34, T.getTime()]);
+  });
+
+  it('a FIFO replaces what stood at its path; without the addon it is skipped', async () => {
+    await writeFile(join(root, 'p'), 'file');
+    await unpack([{ name: 'p', type: 'fifo' }]);
+    expect((await lstat(join(root, 'p'))).isFIFO()).toBe(true);
+    const stats = await unpackLayer(root, await tarOf([{ name: 'q', type: 'fifo' }]), { ignore: none, native: null });
+    expect(stats.skipped).toBe(1);
+    await expect(lstat(join(root, 'q'))).rejects.toThrow(/ENOENT/);
+  });
+
+  it('skips entry types it does not know (tar has none for sockets), and their bodies', async () => {
+    const sparse = await tarBytes([{ name: 'weird', content: 'body of an unknown type' }]);
+    sparse[156] = 'S'.charCodeAt(0);
+    // Fix the checksum for the changed typeflag.
+    sparse.fill(0x20, 148, 156);
+    let sum = 0;
+    for (let i = 0; i < 512; i++) sum += sparse[i] as number;
+    sparse.write(`${sum.toString(8).padStart(6, '0')}\0 `, 148, 'latin1');
+    const after = await tarBytes([{ name: 'after', content: 'a' }]);
+    const stats = await unpackLayer(root, Readable.from([Buffer.concat([sparse.subarray(0, sparse.length - 1024), after])]), { ignore: none });
+    expect(stats.skipped).toBe(1);
+    expect(await readdir(root)).toEqual(['after']);
+  });
+
+  it('applies a hardlink entry header metadata to the shared inode, as docker does', async () => {
+    await unpack([
+      { name: 'bin/tool', content: 'x', mode: 0o755, uid: 1, gid: 2, mtime: T },
+      { name: 'bin/alias', type: 'link', linkname: 'bin/tool', mode: 0o4750, uid: 3, gid: 4, mtime: T2 },
+    ]);
+    const st = await stat(join(root, 'bin/tool'));
+    expect(st.nlink).toBe(2);
+    expect(st.mode & 0o7777).toBe(0o4750);
+    expect([st.uid, st.gid, st.mtimeMs]).toEqual([3, 4, T2.getTime()]);
+  });
+
+  it('applies security.capability (binary PAX value) to files and hardlinks; getcap reads it', async () => {
+    const cap = capabilityOf('cap_net_raw+ep');
+    const layer = Buffer.concat([
+      paxEntryBytes(encodePaxRecords([['path', 'bin/ping'], ['SCHILY.xattr.security.capability', cap]]), 0),
+      await tarBytes([{ name: 'ping-placeholder', content: 'ping', mode: 0o755, uid: 5, gid: 6 }]),
+    ]);
+    const link = Buffer.concat([
+      paxEntryBytes(encodePaxRecords([['path', 'bin/ping6'], ['linkpath', 'bin/ping'], ['SCHILY.xattr.security.capability', cap]]), 0),
+      await tarBytes([{ name: 'x', type: 'link', linkname: 'bin/ping', mode: 0o755, uid: 5, gid: 6 }]),
+    ]);
+    const stats = await unpackLayer(root, Readable.from([layer.subarray(0, layer.length - 1024), link]), { ignore: none });
+    expect(stats.capabilities).toBe(2);
+    expect(execFileSync('getcap', [join(root, 'bin/ping')]).toString()).toMatch(/cap_net_raw=ep/);
+    // The link's chown (which clears capabilities) came before its capability was set again.
+    expect((await stat(join(root, 'bin/ping6'))).nlink).toBe(2);
+    expect(execFileSync('getcap', [join(root, 'bin/ping6')]).toString()).toMatch(/cap_net_raw=ep/);
   });
 
   it('accepts ./-prefixed names and leaves the root directory metadata alone', async () => {
@@ -348,6 +406,34 @@ describe('unpackLayer: never writes outside the root', () => {
     await symlink('../sentinel', join(root, 'out'));
     await symlink(sentinel, join(root, 'outabs'));
     await unpack([{ name: 'out/.wh.secret' }, { name: 'outabs/.wh..wh..opq' }, { name: 'out/sub/.wh.file' }, { name: '.wh.out' }]);
+    await untouched();
+  });
+
+  it('a directory replaced by a symlink to outside within the layer: later entries under it stay inside (resolution cache)', async () => {
+    await unpack([
+      { name: 'a/', type: 'directory' },
+      { name: 'a/first', content: 'cached parent' },
+      { name: 'a', type: 'symlink', linkname: sentinel },
+      { name: 'a/secret', content: 'pwned' },
+      { name: 'a/sub/file', content: 'pwned' },
+    ]);
+    expect(await readFile(join(root, sentinel, 'secret'), 'utf8')).toBe('pwned');
+    expect(await readlink(join(root, 'a'))).toBe(sentinel);
+    await untouched();
+  });
+
+  it('a whiteout of a symlinked directory, then a real one: later entries go into the real one (resolution cache)', async () => {
+    await mkdir(join(root, 'usr/lib'), { recursive: true });
+    await symlink('usr/lib', join(root, 'lib'));
+    await unpack([
+      { name: 'lib/x', content: 'through the link' },
+      { name: '.wh.lib' },
+      { name: 'lib/', type: 'directory' },
+      { name: 'lib/y', content: 'in the new dir' },
+    ]);
+    expect(await readFile(join(root, 'usr/lib/x'), 'utf8')).toBe('through the link');
+    expect((await lstat(join(root, 'lib'))).isDirectory()).toBe(true);
+    expect(await readdir(join(root, 'lib'))).toEqual(['y']);
     await untouched();
   });
 

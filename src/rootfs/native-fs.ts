@@ -1,0 +1,99 @@
+// kiln's native addon (native/kiln_native.c, built by node-gyp at install time): extended attributes,
+// mkfifo, and a one-call-per-directory lstat reader for fast walks. Node.js has no API for the first
+// two, and its per-entry lstat is what makes a JS walk slow. When the addon is not built, callers fall
+// back (a JS walk; capabilities and FIFOs are then skipped with a debug log, overlay snapshots off).
+import { createRequire } from 'node:module';
+
+export interface NativeFs {
+  /** The attribute's bytes, or null when it is not set (or the filesystem has no xattrs). */
+  lgetxattr(path: string, name: string): Buffer | null;
+  llistxattr(path: string): string[];
+  lsetxattr(path: string, name: string, value: Buffer): void;
+  /** Removes the attribute; no error when it is not set. */
+  lremovexattr(path: string, name: string): void;
+  /** Creates a FIFO; fails with EEXIST on any existing path (never follows a symlink). */
+  mkfifo(path: string, mode: number): void;
+  /** Every entry of `dir` with its lstat, packed (see `decodeDirRecords`); null when `dir` is gone. */
+  lstatDir(dir: string, xattrName?: string): ArrayBuffer | null;
+}
+
+/** The build output, relative to this file in both src/rootfs (tests) and dist/rootfs (the CLI). */
+const ADDON = '../../build/Release/kiln_native.node';
+
+let loaded: { readonly addon: NativeFs | null } | undefined;
+
+/**
+ * The addon, or null when it was not built. Loaded once: a native module cannot be unloaded, so
+ * this is a constant of the process, like an import.
+ */
+export function nativeFs(): NativeFs | null {
+  if (loaded === undefined) {
+    try {
+      loaded = { addon: createRequire(import.meta.url)(ADDON) as NativeFs };
+    } catch {
+      loaded = { addon: null };
+    }
+  }
+  return loaded.addon;
+}
+
+/** One directory entry as `lstatDir` packs it. */
+export interface DirRecord {
+  readonly name: string;
+  /** `st_mode`, type bits included. */
+  readonly mode: number;
+  readonly uid: number;
+  readonly gid: number;
+  readonly nlink: number;
+  readonly size: number;
+  readonly mtimeNs: bigint;
+  readonly ctimeNs: bigint;
+  readonly dev: bigint;
+  readonly ino: bigint;
+  readonly rdev: bigint;
+  /** Birth time (statx btime), 0 when the filesystem does not record it. */
+  readonly birthNs: bigint;
+  /** A symlink's target, verbatim. */
+  readonly linkTarget: string | undefined;
+  /** The requested xattr's value, when asked for and set. */
+  readonly xattr: Buffer | undefined;
+}
+
+const HEADER = 88;
+const NO_XATTR = 0xffffffff;
+
+/** Decodes `lstatDir`'s records (layout in native/kiln_native.c), calling `each` per entry. */
+export function decodeDirRecords(buf: ArrayBuffer, each: (r: DirRecord) => void): void {
+  const q = new BigUint64Array(buf);
+  const w = new Uint32Array(buf);
+  const bytes = Buffer.from(buf);
+  for (let off = 0; off < buf.byteLength; ) {
+    const q0 = off / 8;
+    const w0 = off / 4;
+    const len = w[w0 + 14] as number;
+    const nameLen = w[w0 + 19] as number;
+    const linkLen = w[w0 + 20] as number;
+    const xLen = w[w0 + 21] as number;
+    const mode = w[w0 + 15] as number;
+    const nameStart = off + HEADER;
+    const linkStart = nameStart + nameLen;
+    const xStart = linkStart + linkLen;
+    each({
+      name: bytes.toString('utf8', nameStart, linkStart),
+      mode,
+      uid: w[w0 + 16] as number,
+      gid: w[w0 + 17] as number,
+      nlink: w[w0 + 18] as number,
+      size: Number(q[q0] as bigint),
+      mtimeNs: q[q0 + 1] as bigint,
+      ctimeNs: q[q0 + 2] as bigint,
+      dev: q[q0 + 3] as bigint,
+      ino: q[q0 + 4] as bigint,
+      rdev: q[q0 + 5] as bigint,
+      birthNs: q[q0 + 6] as bigint,
+      linkTarget: (mode & 0o170000) === 0o120000 ? bytes.toString('utf8', linkStart, xStart) : undefined,
+      xattr: xLen === NO_XATTR ? undefined : Buffer.from(bytes.subarray(xStart, xStart + xLen)),
+    });
+    off += len;
+  }
+}
