@@ -12,10 +12,13 @@ import { parsePlatform } from '../oci/platform.js';
 import { formatReference, parseReference } from '../oci/reference.js';
 import type { Platform } from '../oci/schemas.js';
 import { RegistryClient } from '../registry/client.js';
-import { loadDockerConfigKeychain } from '../registry/keychain.js';
+import { loadDockerConfigKeychain, withGitLabCi } from '../registry/keychain.js';
 import { anonymousKeychain } from '../registry/keychain.js';
+import { loadRegistryTls } from '../registry/tls-files.js';
 import { defaultIgnoreList, type IgnoreList } from '../rootfs/ignore-list.js';
-import { pullImage } from '../sources/registry-source.js';
+import { pullImageVia } from '../sources/registry-source.js';
+import { spoolingImage } from '../sources/registry-spool.js';
+import { checkPushPermissions } from '../sinks/registry-sink.js';
 import { scratchImage } from '../sources/scratch.js';
 import type { BuildContext, BuildDeps } from './build-context.js';
 import { findExecutable } from './find-executable.js';
@@ -23,7 +26,7 @@ import { readMountPoints } from './mount-points.js';
 import { resolveInputs } from './inputs.js';
 import { writeOutputs } from './outputs.js';
 import type { BuildRequest } from './request.js';
-import { unpackImage } from './rootfs-materializer.js';
+import { PristineRootfsStore, unpackImage } from './rootfs-materializer.js';
 import { buildStage, type StageResult } from './stage-builder.js';
 
 /** Build args that reach RUN without an ARG and stay out of the image (docker's predefined proxy ARGs). */
@@ -47,14 +50,17 @@ export async function runBuild(request: BuildRequest, deps: BuildDeps): Promise<
   if (plan.unusedBuildArgs.length > 0) {
     log.warn(`[Warning] One or more build-args [${plan.unusedBuildArgs.join(' ')}] were not consumed`);
   }
-  const keychain = request.registry.dockerConfigDir === undefined ? anonymousKeychain : await loadDockerConfigKeychain(request.registry.dockerConfigDir, deps.mask);
+  const configKeychain = request.registry.dockerConfigDir === undefined ? anonymousKeychain : await loadDockerConfigKeychain(request.registry.dockerConfigDir, deps.mask);
   const reg = request.registry;
+  const keychain = withGitLabCi(configKeychain, reg.gitLabCi, deps.mask);
+  const tls = await loadRegistryTls(reg.registryCertificates, reg.registryClientCertificates);
   const pullClient = new RegistryClient({
     ctx: deps,
     keychain,
     mask: deps.mask,
     insecure: (host) => reg.insecurePull || reg.insecureRegistries.includes(host),
     skipTlsVerify: (host) => reg.skipTlsVerifyPull || reg.skipTlsVerifyRegistries.includes(host),
+    tls: (host) => tls.get(host),
     retries: reg.imageDownloadRetry,
   });
   const pushClient = new RegistryClient({
@@ -63,6 +69,7 @@ export async function runBuild(request: BuildRequest, deps: BuildDeps): Promise<
     mask: deps.mask,
     insecure: (host) => reg.insecurePush || reg.insecureRegistries.includes(host),
     skipTlsVerify: (host) => reg.skipTlsVerifyPush || reg.skipTlsVerifyRegistries.includes(host),
+    tls: (host) => tls.get(host),
     retries: reg.pushRetry,
   });
   const bctx: BuildContext = {
@@ -74,6 +81,8 @@ export async function runBuild(request: BuildRequest, deps: BuildDeps): Promise<
     bwrap: request.runMode === 'sandbox' ? findExecutable('bwrap', deps.hostPath) : undefined,
   };
   try {
+    // Before any base image is pulled: bad credentials fail in a second, not after the build.
+    if (!request.outputs.noPush && !reg.skipPushPermissionCheck) await checkPushPermissions(pushClient, request.outputs.destinations, bctx);
     const results = await buildStages(bctx, df, plan, inputs.context);
     const final = results.get(plan.target);
     if (final === undefined) throw new KilnError('INTERNAL', `target stage ${plan.target} was not built`);
@@ -83,6 +92,7 @@ export async function runBuild(request: BuildRequest, deps: BuildDeps): Promise<
     pullClient.close();
     pushClient.close();
     if (request.ownsWorkDir) await rm(request.workDir, { recursive: true, force: true });
+    else await rm(join(request.workDir, 'base-blobs'), { recursive: true, force: true });
   }
 }
 
@@ -128,6 +138,13 @@ async function buildStages(
   const runOnlyArgs = new Map([...buildArgs].filter(([k]) => PROXY_ARGS.includes(k)));
   const materialized = new Map<string, Promise<string>>();
   const pulled = new Map<string, Promise<Image>>();
+  const pristine = new PristineRootfsStore(join(request.workDir, 'pristine'), bctx.ignore, bctx);
+  // Images whose filesystem more than one stage or COPY --from needs: those keep a pristine copy.
+  const imageUses = new Map<string, number>();
+  for (const s of plan.stages) {
+    const refs = [...(s.base.kind === 'image' ? [s.base.ref] : []), ...s.references.flatMap((r) => (r.source.kind === 'image' ? [r.source.ref] : []))];
+    for (const ref of refs) imageUses.set(ref, (imageUses.get(ref) ?? 0) + 1);
+  }
 
   const pull = (ref: string, platform: Platform): Promise<Image> => {
     const key = `${ref}|${platform.os}/${platform.architecture}/${platform.variant ?? ''}`;
@@ -136,7 +153,13 @@ async function buildStages(
       p = (async () => {
         const parsed = parseReference(ref);
         log.info(`Retrieving image manifest ${ref}`);
-        const img = await pullImage(bctx.pullClient, parsed, { platform });
+        const routes = { registryMap: request.registry.registryMap, skipDefaultRegistryFallback: request.registry.skipDefaultRegistryFallback };
+        // Layers download (several at once, into the work dir) only when a stage first reads them.
+        const img = spoolingImage(await pullImageVia(bctx.pullClient, parsed, { platform, routes, ctx: bctx }), {
+          dir: join(request.workDir, 'base-blobs'),
+          retries: request.registry.imageDownloadRetry,
+          ctx: bctx,
+        });
         log.info(`Retrieving image ${formatReference(parsed)} from registry ${parsed.registry}`);
         return img;
       })();
@@ -159,9 +182,7 @@ async function buildStages(
           await unpackImage(dir, r.image, bctx.ignore, bctx);
           return dir;
         }
-        const dir = join(request.workDir, 'from', key);
-        await unpackImage(dir, await pull(source.ref, request.platform), bctx.ignore, bctx);
-        return dir;
+        return pristine.get(await pull(source.ref, request.platform));
       })();
       materialized.set(key, p);
     }
@@ -203,6 +224,8 @@ async function buildStages(
       stagePlan: sp,
       base,
       baseStage,
+      pristineBase:
+        sp.base.kind === 'image' && request.runMode === 'sandbox' && (imageUses.get(sp.base.ref) ?? 0) > 1 ? () => pristine.get(base) : undefined,
       context,
       buildArgs,
       globalArgs,

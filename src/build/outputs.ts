@@ -12,8 +12,11 @@ export async function writeOutputs(bctx: BuildContext, image: Image): Promise<Di
   const o = bctx.request.outputs;
   let digest = await image.digest();
   const written = o.destinations.map((d) => d.original);
-  if (!o.noPush) digest = await pushImage(bctx.pushClient, image, o.destinations, bctx);
-  else bctx.log.info('Skipping push to container registry due to --no-push flag');
+  if (!o.noPush) {
+    digest = await pushImage(bctx.pushClient, image, o.destinations, bctx, { ignoreImmutableTagErrors: bctx.request.registry.pushIgnoreImmutableTagErrors });
+  } else {
+    bctx.log.info('Skipping push to container registry due to --no-push flag');
+  }
   if (o.tarPath !== undefined) {
     await writeDockerTarball(image, o.tarPath, written.map(tarballRepoTag), { ctx: bctx });
     bctx.log.info(`Wrote image to tarball ${o.tarPath}`);

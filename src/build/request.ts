@@ -1,5 +1,10 @@
 // What one executor invocation asks for, after the CLI has validated argv and env. A plain value.
+import type { LayerCodec } from '../blob/compression.js';
+import type { SecretSource } from '../instructions/secret-source.js';
 import type { Reference } from '../oci/reference.js';
+import type { GitLabCiCredentials } from '../registry/keychain.js';
+import type { RegistryMap } from '../registry/registry-map.js';
+import type { ClientCertificatePaths } from '../registry/tls-files.js';
 import type { Platform } from '../oci/schemas.js';
 
 export type RunMode = 'sandbox' | 'container';
@@ -18,6 +23,19 @@ export interface RegistryAccess {
   readonly dockerConfigDir: string | undefined;
   readonly pushRetry: number;
   readonly imageDownloadRetry: number;
+  /** `--skip-push-permission-check`: do not probe the destinations before building. */
+  readonly skipPushPermissionCheck: boolean;
+  /** `--push-ignore-immutable-tag-errors`. */
+  readonly pushIgnoreImmutableTagErrors: boolean;
+  /** `--registry-map` with `--registry-mirror` folded in as `index.docker.io=mirror`, as kaniko does. */
+  readonly registryMap: RegistryMap;
+  readonly skipDefaultRegistryFallback: boolean;
+  /** `--registry-certificate registry=ca.pem`. */
+  readonly registryCertificates: ReadonlyMap<string, string>;
+  /** `--registry-client-cert registry=cert.pem,key.pem`. */
+  readonly registryClientCertificates: ReadonlyMap<string, ClientCertificatePaths>;
+  /** kaniko's GitLab helper: CI_REGISTRY, CI_REGISTRY_USER, CI_REGISTRY_PASSWORD from the environment. */
+  readonly gitLabCi: GitLabCiCredentials | undefined;
 }
 
 export interface Outputs {
@@ -54,7 +72,16 @@ export interface BuildRequest {
   readonly outputs: Outputs;
   readonly cleanup: boolean;
   readonly reproducible: boolean;
-  readonly compressionLevel: number | undefined;
+  /** `--compression` and `--compression-level`: how new layers are compressed. */
+  readonly compression: LayerCodec;
   readonly singleSnapshot: boolean;
+  /** kaniko's `--snapshot-mode` (see src/snapshot/snapshotter.ts for kiln's reading of it). */
+  readonly snapshotMode: 'full' | 'redo' | 'time';
+  /** `--snapshot-strategy` (kiln): how a RUN's changes are found; overlay needs sandbox mode and root. */
+  readonly snapshotStrategy: 'auto' | 'overlay' | 'walk';
   readonly skipUnusedStages: boolean;
+  /** `--secret` (BuildKit's flag): sources of RUN --mount=type=secret, by id. */
+  readonly secrets: ReadonlyMap<string, SecretSource>;
+  /** `--mount-cache-dir` (kiln): where RUN --mount=type=cache directories are kept between builds. */
+  readonly mountCacheDir: string;
 }

@@ -5,6 +5,7 @@ import { mkdir, readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { KilnError } from '../errors.js';
 import type { RunContext } from '../log/run-context.js';
+import { digestHex } from '../oci/digest.js';
 import type { Image } from '../oci/image.js';
 import type { IgnoreList } from '../rootfs/ignore-list.js';
 import { unpackLayer } from '../rootfs/unpack.js';
@@ -15,7 +16,42 @@ export async function unpackImage(root: string, image: Image, ignore: IgnoreList
   for (const layer of await image.layers()) {
     ctx.signal.throwIfAborted();
     const diffId = await layer.diffId();
-    await unpackLayer(root, await layer.uncompressed(), { ignore, ctx, expectedDiffId: diffId, what: `layer ${await layer.digest()}` });
+    const what = `layer ${await layer.digest()}`;
+    const stats = await unpackLayer(root, await layer.uncompressed(), { ignore, ctx, expectedDiffId: diffId, what });
+    ctx.log.debug(`unpacked ${what}: ${stats.entries} entries, ${stats.bytes} bytes`);
+  }
+}
+
+/**
+ * One pristine unpacked copy of each base image's filesystem, by image digest, under `dir`: a second
+ * stage FROM the same image, or a `COPY --from=<image>` of an image already used as a base, clones or
+ * reads it instead of unpacking the layers again (kaniko unpacks every time). Never modified: stages
+ * build on clones of it (`cp -a --reflink=auto`, a reflink where the filesystem has them).
+ */
+export class PristineRootfsStore {
+  readonly #dir: string;
+  readonly #ignore: IgnoreList;
+  readonly #ctx: RunContext;
+  readonly #byDigest = new Map<string, Promise<string>>();
+
+  constructor(dir: string, ignore: IgnoreList, ctx: RunContext) {
+    this.#dir = dir;
+    this.#ignore = ignore;
+    this.#ctx = ctx;
+  }
+
+  /** The directory holding `image`'s filesystem, unpacked on the first call for its digest. */
+  async get(image: Image): Promise<string> {
+    const digest = await image.digest();
+    const have = this.#byDigest.get(digest);
+    if (have !== undefined) {
+      this.#ctx.log.info(`Reusing the unpacked filesystem of image ${digest}`);
+      return have;
+    }
+    const dir = join(this.#dir, digestHex(digest));
+    const unpacking = unpackImage(dir, image, this.#ignore, this.#ctx).then(() => dir);
+    this.#byDigest.set(digest, unpacking);
+    return unpacking;
   }
 }
 

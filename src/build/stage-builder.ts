@@ -18,6 +18,8 @@ import type { Sandbox } from '../sandbox/sandbox.js';
 import { Snapshotter } from '../snapshot/snapshotter.js';
 import type { BuildContext } from './build-context.js';
 import { clearContainerRoot, cloneRootfs, unpackImage } from './rootfs-materializer.js';
+import { chooseOverlay } from './snapshot-strategy.js';
+import type { FsEffect } from '../instructions/handler.js';
 
 export interface StageResult {
   readonly index: number;
@@ -33,6 +35,8 @@ export interface StageInputs {
   readonly base: Image;
   /** The result of the stage this one is built FROM, if any. */
   readonly baseStage: StageResult | undefined;
+  /** A pristine unpacked copy of `base` to clone instead of unpacking (sandbox mode; images used more than once). */
+  readonly pristineBase?: (() => Promise<string>) | undefined;
   readonly context: ContextFiles;
   readonly buildArgs: ReadonlyMap<string, string>;
   readonly globalArgs: ReadonlyMap<string, string>;
@@ -47,6 +51,8 @@ class StageRootfs {
   #root: string | undefined;
   #snapshotter: Snapshotter | undefined;
   #sandbox: Sandbox | undefined;
+  /** Whether RUN goes through an overlay whose upper dir the snapshotter takes (RUNs mark themselves). */
+  #overlay = false;
   #layerCount = 0;
 
   constructor(
@@ -73,15 +79,21 @@ class StageRootfs {
       await mkdir(root, { recursive: true, mode: 0o755 });
       const from = inputs.baseStage?.rootfs;
       if (from !== undefined) await cloneRootfs(from, root, bctx);
+      else if (inputs.pristineBase !== undefined) await cloneRootfs(await inputs.pristineBase(), root, bctx);
       else await unpackImage(root, inputs.base, bctx.ignore, bctx);
     }
     if (bctx.request.runMode === 'sandbox') {
       if (bctx.bwrap === undefined) {
         throw new KilnError('SANDBOX', 'sandbox mode runs RUN with bubblewrap, which is not installed (apt-get install bubblewrap)');
       }
-      const sandbox = new ChrootSandbox({ root, bwrap: bctx.bwrap });
+      // Upper dirs live beside the rootfs: on its filesystem, so merging them is a rename.
+      const scratch = join(bctx.request.workDir, 'stages', String(inputs.stage.index), 'overlay');
+      const tools = await chooseOverlay(bctx, scratch);
+      const overlay = tools === undefined ? undefined : { tools, scratch, collect: (upper: string, touched: readonly string[]) => this.#collect(upper, touched) };
+      const sandbox = new ChrootSandbox({ root, bwrap: bctx.bwrap, ...(overlay !== undefined ? { overlay } : {}) });
       await sandbox.prepare();
       this.#sandbox = sandbox;
+      this.#overlay = overlay !== undefined;
     } else {
       this.#sandbox = new ContainerSandbox();
     }
@@ -91,7 +103,9 @@ class StageRootfs {
       ignore: bctx.ignore,
       workDir: join(bctx.request.workDir, 'layers'),
       ctx: bctx,
-      ...(bctx.request.compressionLevel !== undefined ? { level: bctx.request.compressionLevel } : {}),
+      codec: bctx.request.compression,
+      mode: bctx.request.snapshotMode,
+      reproducible: bctx.request.reproducible,
     });
     await mkdir(join(bctx.request.workDir, 'layers'), { recursive: true });
     await snapshotter.init();
@@ -106,10 +120,33 @@ class StageRootfs {
     return this.#sandbox;
   }
 
+  async #collect(upper: string, touched: readonly string[]): Promise<void> {
+    if (this.#snapshotter === undefined) throw new KilnError('INTERNAL', 'overlay upper dir before the snapshotter');
+    await this.#snapshotter.mergeUpper(upper);
+    this.#snapshotter.markEntries(touched);
+  }
+
+  /** Tells the snapshotter what an instruction may have changed. */
+  record(fs: FsEffect, isRun: boolean): void {
+    const snap = this.#snapshotter;
+    if (snap === undefined) return;
+    switch (fs.kind) {
+      case 'none':
+        return;
+      case 'paths':
+        snap.markPaths(fs.paths);
+        return;
+      case 'changed':
+        // On an overlay, the RUN's upper dir already said what changed.
+        if (!(isRun && this.#overlay)) snap.markAll();
+        return;
+    }
+  }
+
   /** Snapshots the changes since the last one; null when nothing changed or nothing was unpacked. */
-  async snapshot(): Promise<Layer | null> {
+  async snapshot(fs: FsEffect | undefined): Promise<Layer | null> {
     if (this.#snapshotter === undefined) return null;
-    this.bctx.log.info('Taking snapshot of full filesystem...');
+    this.bctx.log.info(fs?.kind === 'paths' ? 'Taking snapshot of files...' : 'Taking snapshot of full filesystem...');
     const n = this.#layerCount++;
     return this.#snapshotter.snapshot(`stage${this.inputs.stage.index}-${n}.tar.gz`);
   }
@@ -175,25 +212,39 @@ export async function buildStage(bctx: BuildContext, inputs: StageInputs): Promi
       rootfs: () => rootfs.root(`${reason}`),
       sandbox: () => rootfs.sandbox(`${reason}`),
       context: inputs.context,
-      fromRootfs: (from) => inputs.fromRootfs(from, site),
+      // A --from image that cannot be pulled still names the instruction (as a FROM image does).
+      fromRootfs: (from) =>
+        inputs.fromRootfs(from, site).catch((err: unknown) => {
+          if (err instanceof KilnError && !(err instanceof DockerfileError)) {
+            throw new DockerfileError(`--from=${from}: ${err.message}`, site, { cause: err });
+          }
+          throw err;
+        }),
       buildArgs: inputs.buildArgs,
       globalArgs: inputs.globalArgs,
       runOnlyArgs: inputs.runOnlyArgs,
+      runMounts: {
+        cacheDir: bctx.request.mountCacheDir,
+        scratchDir: join(bctx.request.workDir, 'run-mounts'),
+        secrets: bctx.request.secrets,
+        mask: bctx.mask,
+      },
     };
     const step = await runHandler(instr, state, env);
     state = step.state;
     let layer: Layer | null = null;
-    if (step.fs.kind === 'changed' && !single) layer = await rootfs.snapshot();
+    rootfs.record(step.fs, instr.kind === 'run');
+    if (step.fs.kind !== 'none' && !single) layer = await rootfs.snapshot(step.fs);
     if (layer !== null) {
       layers.push(layer);
       history.push({ created: now, created_by: step.createdBy });
     } else {
-      if (step.fs.kind === 'changed' && !single) log.info('No files were changed, appending empty layer to config. No layer added to image.');
+      if (step.fs.kind !== 'none' && !single) log.info('No files were changed, appending empty layer to config. No layer added to image.');
       history.push({ created: now, created_by: step.createdBy, empty_layer: true });
     }
   }
   if (single) {
-    const layer = await rootfs.snapshot();
+    const layer = await rootfs.snapshot(undefined);
     if (layer !== null) {
       layers.push(layer);
       history.push({ created: now, created_by: 'kiln --single-snapshot', comment: 'all changes of the stage' });

@@ -19,6 +19,9 @@ export const BOOLEAN_FLAGS: ReadonlyMap<string, boolean> = new Map([
   ['force', false],
   ['log-timestamp', false],
   ['ignore-var-run', true],
+  ['skip-push-permission-check', false],
+  ['skip-default-registry-fallback', false],
+  ['push-ignore-immutable-tag-errors', false],
 ]);
 
 export interface ParsedFlags {
@@ -59,9 +62,20 @@ export interface ParsedFlags {
   force: boolean;
   pushRetry: string;
   imageDownloadRetry: string;
+  compression: string;
   compressionLevel?: string;
   runMode: string;
+  snapshotStrategy: string;
   workDir?: string;
+  secret: string[];
+  mountCacheDir?: string;
+  skipPushPermissionCheck: boolean;
+  pushIgnoreImmutableTagErrors: boolean;
+  registryMirror: string[];
+  registryMap: string[];
+  skipDefaultRegistryFallback: boolean;
+  registryCertificate: string[];
+  registryClientCert: string[];
 }
 
 export function executorCommand(): Command {
@@ -105,9 +119,20 @@ export function executorCommand(): Command {
     .option('--force', 'allow container mode outside kiln\'s executor image (it replaces files under /)', false)
     .option('--push-retry <n>', 'retries for a failed push', '0')
     .option('--image-download-retry <n>', 'retries for a failed base image download', '0')
-    .option('--compression-level <n>', 'gzip level for new layers (1-9)')
+    .addOption(new Option('--compression <codec>', 'compression of new layers').choices(['gzip', 'zstd']).default('gzip'))
+    .option('--compression-level <n>', 'compression level of new layers (gzip 0-9, zstd 1-19; -1: the default)')
+    .option('--skip-push-permission-check', 'do not check push permission on the destinations before building', false)
+    .option('--push-ignore-immutable-tag-errors', 'do not fail when the registry refuses to overwrite an immutable tag', false)
+    .option('--registry-mirror <host>', 'registry to pull Docker Hub images from first (repeatable; also KANIKO_REGISTRY_MIRROR)', collect, [])
+    .option('--registry-map <map>', 'original=mirror[;...]: registries to pull from before the original (repeatable; also KANIKO_REGISTRY_MAP)', collect, [])
+    .option('--skip-default-registry-fallback', 'fail when no mirror or mapped registry has the image instead of pulling from the original', false)
+    .option('--registry-certificate <map>', 'registry=path of a CA certificate to trust for that registry (repeatable)', collect, [])
+    .option('--registry-client-cert <map>', 'registry=cert,key: client certificate for mutual TLS with that registry (repeatable)', collect, [])
+    .addOption(new Option('--snapshot-strategy <strategy>', '(kiln) overlay: RUN on an overlay mount, snapshot its upper dir; walk: compare the whole rootfs; auto: overlay when it can be mounted').choices(['auto', 'overlay', 'walk']).default('auto'))
     .addOption(new Option('--run-mode <mode>', '(kiln) sandbox: RUN in an isolated rootfs; container: the rootfs is / (executor image); auto').choices(['auto', 'sandbox', 'container']).default('auto'))
     .option('--work-dir <dir>', '(kiln) where the rootfs and layers are kept in sandbox mode (default: a temp dir)')
+    .option('--secret <spec>', 'id=ID,src=PATH or id=ID,env=VAR: a secret for RUN --mount=type=secret (repeatable)', collect, [])
+    .option('--mount-cache-dir <dir>', '(kiln) where RUN --mount=type=cache directories persist (default: <kaniko-dir>/cache in container mode, else $XDG_CACHE_HOME/kiln/mounts, /var/cache/kiln/mounts as root, ~/.cache/kiln/mounts)')
     .allowExcessArguments(false)
     .helpOption('-h, --help');
 }

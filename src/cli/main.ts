@@ -67,6 +67,7 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv): Pro
       hostPlatform: hostPlatform(process.arch, process.platform),
       readStdin: () => readAll(process.stdin),
       exists: existsSync,
+      ...(process.getuid !== undefined ? { uid: process.getuid() } : {}),
     };
     const request = await buildRequestFrom(flags, environment);
     if (flags.cache || flags.cacheRepo !== undefined) {

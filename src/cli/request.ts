@@ -1,13 +1,18 @@
 // argv (as commander parsed it) + environment -> a validated BuildRequest. Commander hands back an
 // untyped record, so it enters through zod like any other foreign data.
 import { chmod, mkdtemp } from 'node:fs/promises';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { z } from 'zod';
+import { layerCodec } from '../blob/compression.js';
 import type { BuildRequest, RunMode } from '../build/request.js';
 import { UsageError } from '../errors.js';
+import { parseSecretFlag } from '../instructions/secret-source.js';
 import { parsePlatform } from '../oci/platform.js';
 import { parseReference, type Reference } from '../oci/reference.js';
 import type { Platform } from '../oci/schemas.js';
+import type { GitLabCiCredentials } from '../registry/keychain.js';
+import { parseRegistryMap } from '../registry/registry-map.js';
+import type { ClientCertificatePaths } from '../registry/tls-files.js';
 
 const flagsSchema = z.object({
   dockerfile: z.string().min(1),
@@ -46,9 +51,20 @@ const flagsSchema = z.object({
   force: z.boolean(),
   pushRetry: z.string().regex(/^\d+$/, 'must be a whole number'),
   imageDownloadRetry: z.string().regex(/^\d+$/, 'must be a whole number'),
-  compressionLevel: z.string().regex(/^[0-9]$/, 'must be 0-9').optional(),
+  compression: z.enum(['gzip', 'zstd']),
+  compressionLevel: z.string().regex(/^-?[0-9]+$/, 'must be a whole number').optional(),
   runMode: z.enum(['auto', 'sandbox', 'container']),
+  snapshotStrategy: z.enum(['auto', 'overlay', 'walk']),
   workDir: z.string().optional(),
+  secret: z.array(z.string()),
+  mountCacheDir: z.string().optional(),
+  skipPushPermissionCheck: z.boolean(),
+  pushIgnoreImmutableTagErrors: z.boolean(),
+  registryMirror: z.array(z.string()),
+  registryMap: z.array(z.string()),
+  skipDefaultRegistryFallback: z.boolean(),
+  registryCertificate: z.array(z.string()),
+  registryClientCert: z.array(z.string()),
 });
 export type ExecutorFlags = z.infer<typeof flagsSchema>;
 
@@ -70,6 +86,8 @@ export interface Environment {
   readonly hostPlatform: Platform;
   readonly readStdin: () => Promise<string>;
   readonly exists: (path: string) => boolean;
+  /** The executor's uid (picks the default --mount-cache-dir); unknown is taken as non-root. */
+  readonly uid?: number;
 }
 
 function keyValue(flag: string, s: string): [string, string] {
@@ -106,6 +124,42 @@ function dockerConfigDir(e: Environment): string | undefined {
   if (fromEnv !== undefined && fromEnv !== '') return fromEnv;
   if (e.exists('/kaniko/.docker/config.json')) return '/kaniko/.docker';
   return join(e.homeDir, '.docker');
+}
+
+/** kaniko's GitLab helper reads these three; all must be set for it to apply. */
+function gitLabCi(env: Environment['env']): GitLabCiCredentials | undefined {
+  const registry = env['CI_REGISTRY'];
+  const username = env['CI_REGISTRY_USER'];
+  const password = env['CI_REGISTRY_PASSWORD'];
+  if (registry === undefined || registry === '' || username === undefined || password === undefined) return undefined;
+  return { registry, username, password };
+}
+
+function clientCertificates(values: readonly string[]): Map<string, ClientCertificatePaths> {
+  return new Map(
+    values.map((v) => {
+      const [host, paths] = keyValue('--registry-client-cert', v);
+      const [cert, key, ...rest] = paths.split(',');
+      if (cert === undefined || cert === '' || key === undefined || key === '' || rest.length > 0) {
+        throw new UsageError(`invalid --registry-client-cert ${JSON.stringify(v)}: want registry=cert.pem,key.pem`);
+      }
+      return [host, { cert, key }];
+    }),
+  );
+}
+
+/**
+ * Cache mounts must outlive the build, so never the per-build temp work dir. Container mode keeps them
+ * in kaniko's dir (ignored by snapshots, a volume users can keep). Sandbox mode uses the user's cache
+ * dir; as root /var/cache/kiln/mounts instead of /root/.cache, because a non-root USER's RUN runs bwrap
+ * as that uid, which must be able to reach the directory it binds and cannot enter /root (0700).
+ */
+function defaultMountCacheDir(runMode: RunMode, workDir: string, e: Environment): string {
+  if (runMode === 'container') return join(workDir, 'cache');
+  const xdg = e.env['XDG_CACHE_HOME'];
+  if (xdg !== undefined && xdg !== '') return join(xdg, 'kiln', 'mounts');
+  if (e.uid === 0) return '/var/cache/kiln/mounts';
+  return join(e.homeDir, '.cache', 'kiln', 'mounts');
 }
 
 export async function buildRequestFrom(flags: ExecutorFlags, e: Environment): Promise<BuildRequest> {
@@ -152,6 +206,17 @@ export async function buildRequestFrom(flags: ExecutorFlags, e: Environment): Pr
       dockerConfigDir: dockerConfigDir(e),
       pushRetry: Number(flags.pushRetry),
       imageDownloadRetry: Number(flags.imageDownloadRetry),
+      skipPushPermissionCheck: flags.skipPushPermissionCheck,
+      pushIgnoreImmutableTagErrors: flags.pushIgnoreImmutableTagErrors,
+      // kaniko's order: --registry-map, then KANIKO_REGISTRY_MAP, then the mirrors as index.docker.io maps.
+      registryMap: parseRegistryMap(
+        [...flags.registryMap, ...(e.env['KANIKO_REGISTRY_MAP'] !== undefined ? [e.env['KANIKO_REGISTRY_MAP']] : [])],
+        [...flags.registryMirror, ...(e.env['KANIKO_REGISTRY_MIRROR'] !== undefined ? [e.env['KANIKO_REGISTRY_MIRROR']] : [])],
+      ),
+      skipDefaultRegistryFallback: flags.skipDefaultRegistryFallback,
+      registryCertificates: new Map(flags.registryCertificate.map((c) => keyValue('--registry-certificate', c))),
+      registryClientCertificates: clientCertificates(flags.registryClientCert),
+      gitLabCi: gitLabCi(e.env),
     },
     outputs: {
       destinations,
@@ -164,8 +229,12 @@ export async function buildRequestFrom(flags: ExecutorFlags, e: Environment): Pr
     },
     cleanup: flags.cleanup,
     reproducible: flags.reproducible,
-    compressionLevel: flags.compressionLevel === undefined ? undefined : Number(flags.compressionLevel),
+    compression: layerCodec(flags.compression, flags.compressionLevel === undefined ? undefined : Number(flags.compressionLevel)),
     singleSnapshot: flags.singleSnapshot,
+    snapshotMode: flags.snapshotMode,
+    snapshotStrategy: flags.snapshotStrategy,
     skipUnusedStages: flags.skipUnusedStages,
+    secrets: new Map(flags.secret.map((s) => parseSecretFlag(s, e.env)).map((s) => [s.id, s.source])),
+    mountCacheDir: resolve(e.cwd, flags.mountCacheDir ?? defaultMountCacheDir(runMode, workDir, e)),
   };
 }
