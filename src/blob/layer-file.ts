@@ -1,5 +1,5 @@
 // A layer written to a file under the build's work dir, and the one-pass writer that makes it:
-// tar -> hash (diffID) -> gzip -> hash + count (digest, size) -> file. The layer reopens its file on
+// tar -> hash (diffID) -> compress (gzip on all cores, or zstd) -> hash + count (digest, size) -> file. The layer reopens its file on
 // every read, so sinks can read it any number of times.
 import { randomBytes } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
@@ -9,8 +9,7 @@ import { pipeline } from 'node:stream/promises';
 import type { Digest } from '../oci/digest.js';
 import type { Layer } from '../oci/image.js';
 import { MediaType } from '../oci/media-types.js';
-import { decompress, gzipCompressor } from './compression.js';
-import { ChunkBatcher } from './chunk-batcher.js';
+import { codecMediaType, compressor, decompress, DEFAULT_CODEC, type LayerCodec } from './compression.js';
 import { DigestingStream } from './digesting.js';
 
 export interface FileLayerParts {
@@ -61,25 +60,28 @@ export class FileLayer implements Layer {
 }
 
 export interface WriteLayerOptions {
-  /** gzip level (zlib's: -1 default, 0 none .. 9 best). */
-  readonly level?: number;
+  /** How to compress (default gzip at zlib's default level). */
+  readonly codec?: LayerCodec;
 }
 
 /**
- * Streams `tar` into a gzip layer file at `path` in one pass and returns it with both digests.
+ * Streams `tar` into a compressed layer file at `path` in one pass and returns it with both digests.
  * The file appears at `path` only when complete: bytes go to a sibling temp file renamed at the end,
  * so a failed or aborted write never leaves a truncated layer behind under the final name.
  */
 export async function writeLayerFile(tar: Readable, path: string, opts: WriteLayerOptions = {}): Promise<FileLayer> {
+  const codec = opts.codec ?? DEFAULT_CODEC;
   const tmp = `${path}.partial-${randomBytes(6).toString('hex')}`;
   const tarHash = new DigestingStream();
   const blobHash = new DigestingStream();
   try {
-    await pipeline(tar, tarHash, new ChunkBatcher(), gzipCompressor(opts.level), blobHash, createWriteStream(tmp, { flags: 'wx', mode: 0o644 }));
+    // Made before the pipeline so a bad level fails before the tar stream is touched.
+    const compress = compressor(codec);
+    await pipeline(tar, tarHash, compress, blobHash, createWriteStream(tmp, { flags: 'wx', mode: 0o644 }));
     await rename(tmp, path);
   } catch (err) {
     await rm(tmp, { force: true });
     throw err;
   }
-  return new FileLayer({ path, diffId: tarHash.digest, digest: blobHash.digest, size: blobHash.bytes, mediaType: MediaType.OciLayerGzip });
+  return new FileLayer({ path, diffId: tarHash.digest, digest: blobHash.digest, size: blobHash.bytes, mediaType: codecMediaType(codec) });
 }

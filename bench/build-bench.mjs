@@ -1,0 +1,197 @@
+// Runs the cases of cases.mjs with kiln and buildah, alternating, and reports medians. Started by
+// bench/run.sh, which installs the tools, builds kiln and starts the registry:
+//   node bench/build-bench.mjs --registry HOST:PORT --work DIR
+import { execFileSync, spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { availableParallelism, loadavg } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { CASES, writeSmallFiles } from './cases.mjs';
+
+const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '..');
+const { values: args } = parseArgs({ options: { registry: { type: 'string' }, work: { type: 'string' } } });
+const registry = args.registry ?? fail('--registry HOST:PORT is required');
+const work = args.work ?? fail('--work DIR is required');
+const rounds = Number(process.env.KILN_BENCH_ROUNDS ?? 3);
+const debian = process.env.KILN_BENCH_DEBIAN === '1';
+const only = process.env.KILN_BENCH_CASES?.split(',').filter((s) => s !== '');
+const cases = CASES.filter((c) => (only !== undefined ? only.includes(c.name) : !c.optIn || (c.name === 'debian-apt' && debian)));
+if (cases.length === 0) fail(`no case matches KILN_BENCH_CASES=${process.env.KILN_BENCH_CASES}`);
+
+function fail(msg) {
+  console.error(`bench: ${msg}`);
+  process.exit(1);
+}
+
+function sh(cmd, argv, opts = {}) {
+  return execFileSync(cmd, argv, { stdio: ['ignore', 'pipe', 'inherit'], maxBuffer: 1 << 26, ...opts }).toString();
+}
+
+// --- base images: made without kiln or buildah, pushed to the registry both pull from ------------------
+function makeBases() {
+  const layout = join(work, 'layout');
+  const bases = {};
+  if (!existsSync(layout)) sh('bash', [join(REPO, 'scripts/make-base-images.sh'), layout]);
+  const push = (tag, name) => {
+    const ref = `${registry}/bench/${name}:base`;
+    sh('skopeo', ['copy', '-q', '--dest-tls-verify=false', `oci:${layout}:${tag}`, `docker://${ref}`]);
+    bases[name] = ref;
+  };
+  push('busybox', 'busybox');
+  const needed = new Set(cases.map((c) => c.base));
+  // Made once per work dir (KILN_BENCH_WORK keeps them between runs).
+  const marker = (name) => join(work, `${name}.base-made`);
+  if (needed.has('files100k') && !existsSync(marker('files100k'))) {
+    console.log('bench: making the 100,000-file base image (busybox + /data) with umoci');
+    const bundle = join(work, 'files100k-bundle');
+    rmSync(bundle, { recursive: true, force: true });
+    sh('umoci', ['tag', '--image', `${layout}:busybox`, 'files100k']);
+    sh('umoci', ['unpack', '--image', `${layout}:files100k`, bundle]);
+    writeSmallFiles(join(bundle, 'rootfs', 'data'), 100_000);
+    sh('umoci', ['repack', '--image', `${layout}:files100k`, '--history.created_by', 'bench: 100,000 files in /data', bundle]);
+    rmSync(bundle, { recursive: true, force: true });
+    writeFileSync(marker('files100k'), '');
+  }
+  if (needed.has('files100k')) push('files100k', 'files100k');
+  if (needed.has('debian') && !existsSync(marker('debian'))) {
+    console.log('bench: debootstrapping a minimal Debian (bookworm) base image; this takes a few minutes');
+    const bundle = join(work, 'debian-bundle');
+    rmSync(bundle, { recursive: true, force: true });
+    sh('umoci', ['new', '--image', `${layout}:debian`]);
+    sh('umoci', ['config', '--image', `${layout}:debian`, '--no-history', '--os', 'linux', '--architecture', 'amd64']);
+    sh('umoci', ['unpack', '--image', `${layout}:debian`, bundle]);
+    sh('debootstrap', ['--variant=minbase', 'bookworm', join(bundle, 'rootfs'), debianMirror()], { stdio: ['ignore', 'ignore', 'inherit'] });
+    sh('umoci', ['repack', '--image', `${layout}:debian`, '--history.created_by', 'bench: debootstrap --variant=minbase bookworm', bundle]);
+    sh('umoci', ['config', '--image', `${layout}:debian`, '--no-history', '--config.env', 'PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin', '--config.cmd', 'bash']);
+    rmSync(bundle, { recursive: true, force: true });
+    writeFileSync(marker('debian'), '');
+  }
+  if (needed.has('debian')) push('debian', 'debian');
+  return bases;
+}
+
+/** The Debian mirror this machine's apt uses (deb822 sources or sources.list): the only one reachable. */
+function debianMirror() {
+  const texts = [];
+  for (const dir of ['/etc/apt/sources.list.d']) {
+    if (existsSync(dir)) for (const f of readdirSync(dir)) texts.push(readFileSync(join(dir, f), 'utf8'));
+  }
+  if (existsSync('/etc/apt/sources.list')) texts.push(readFileSync('/etc/apt/sources.list', 'utf8'));
+  for (const t of texts) {
+    const m = /^URIs:\s*(\S+\/debian)\s*$/m.exec(t) ?? /^deb\s+(?:\[[^\]]*\]\s+)?(\S+\/debian)\s+bookworm\b/m.exec(t);
+    if (m) return m[1];
+  }
+  fail('no Debian mirror found in /etc/apt sources');
+}
+
+// --- one build, timed by GNU time: wall seconds and the peak RSS of the process tree's largest member --
+function timed(label, argv, log) {
+  const tf = join(work, 'time.out');
+  const r = spawnSync('/usr/bin/time', ['-f', '%e %M', '-o', tf, ...argv], { cwd: REPO, stdio: ['ignore', 'pipe', 'pipe'], maxBuffer: 1 << 28 });
+  writeFileSync(log, `${r.stdout}\n--- stderr\n${r.stderr}`);
+  if (r.status !== 0) {
+    console.error(readFileSync(log, 'utf8').split('\n').slice(-30).join('\n'));
+    fail(`${label} failed (exit ${r.status}); log: ${log}`);
+  }
+  const [wall, kb] = readFileSync(tf, 'utf8').trim().split('\n').at(-1).split(' ').map(Number);
+  return { wall, rssMiB: kb / 1024 };
+}
+
+function runKiln(c, ctx, dest, log) {
+  return timed(`kiln ${c.name}`, ['node', 'bin/executor.js', '--context', `dir://${ctx}`, '--dockerfile', 'Dockerfile', '--destination', dest, '--insecure', '--insecure-pull'], log);
+}
+
+function runBuildah(c, ctx, dest, log) {
+  // A fresh store per build, so buildah pulls and unpacks its base as kiln does (store removal untimed).
+  const store = join(work, 'buildah-store');
+  rmSync(store, { recursive: true, force: true });
+  const g = `--root ${store}/root --runroot ${store}/run --storage-driver vfs`;
+  const script = `buildah ${g} bud --isolation chroot --tls-verify=false -q -t ${dest} ${ctx} && buildah ${g} push --tls-verify=false -q ${dest} docker://${dest}`;
+  try {
+    return timed(`buildah ${c.name}`, ['sh', '-c', script], log);
+  } finally {
+    rmSync(store, { recursive: true, force: true });
+  }
+}
+
+const median = (xs) => {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = Math.floor(s.length / 2);
+  return s.length % 2 === 1 ? s[m] : (s[m - 1] + s[m]) / 2;
+};
+
+// --- main ----------------------------------------------------------------------------------------------
+const bases = makeBases();
+const ctxRoot = join(work, 'contexts');
+for (const c of cases) {
+  const dir = join(ctxRoot, c.name);
+  const made = join(work, `${c.name}.data-made`);
+  if (!existsSync(made)) {
+    rmSync(dir, { recursive: true, force: true });
+    mkdirSync(dir, { recursive: true });
+    c.data?.(dir);
+    writeFileSync(made, '');
+  }
+  writeFileSync(join(dir, 'Dockerfile'), c.dockerfile(bases));
+}
+const logs = join(work, 'logs');
+mkdirSync(logs, { recursive: true });
+const load = [loadavg()[0]];
+const samples = Object.fromEntries(cases.map((c) => [c.name, { kiln: [], buildah: [] }]));
+console.log(`bench: ${cases.length} cases x ${rounds} rounds, kiln and buildah alternating (registry ${registry})`);
+for (let round = 1; round <= rounds; round++) {
+  for (const c of cases) {
+    const ctx = join(ctxRoot, c.name);
+    // Alternate which tool goes first, so neither always gets the warmer page cache.
+    const order = round % 2 === 1 ? ['kiln', 'buildah'] : ['buildah', 'kiln'];
+    for (const tool of order) {
+      // A repository per build: the registry holds none of its blobs yet, so every push uploads in full.
+      const dest = `${registry}/bench/${c.name}-${tool}-${round}:latest`;
+      const log = join(logs, `${c.name}-${tool}-${round}.log`);
+      const r = tool === 'kiln' ? runKiln(c, ctx, dest, log) : runBuildah(c, ctx, dest, log);
+      samples[c.name][tool].push(r);
+      console.log(`  round ${round} ${c.name.padEnd(26)} ${tool.padEnd(8)} ${r.wall.toFixed(2).padStart(7)} s ${r.rssMiB.toFixed(0).padStart(5)} MiB`);
+    }
+  }
+  load.push(loadavg()[0]);
+}
+
+// --- report --------------------------------------------------------------------------------------------
+const rows = cases.map((c) => {
+  const k = samples[c.name].kiln;
+  const b = samples[c.name].buildah;
+  return {
+    name: c.name,
+    what: c.what,
+    kiln: median(k.map((s) => s.wall)),
+    buildah: median(b.map((s) => s.wall)),
+    kilnRss: median(k.map((s) => s.rssMiB)),
+    buildahRss: median(b.map((s) => s.rssMiB)),
+    kaniko: c.kaniko,
+  };
+});
+const total = { kiln: rows.reduce((a, r) => a + r.kiln, 0), buildah: rows.reduce((a, r) => a + r.buildah, 0) };
+const f2 = (n) => n.toFixed(2);
+const lines = [
+  '| case | kiln s | buildah s | kiln/buildah | kiln peak RSS MiB | buildah peak RSS MiB | kaniko (issue) s, MiB |',
+  '|---|---:|---:|---:|---:|---:|---:|',
+  ...rows.map(
+    (r) =>
+      `| ${r.name} (${r.what}) | ${f2(r.kiln)} | ${f2(r.buildah)} | ${f2(r.kiln / r.buildah)} | ${r.kilnRss.toFixed(0)} | ${r.buildahRss.toFixed(0)} | ${r.kaniko ? `${r.kaniko[0]}, ${r.kaniko[1]}` : ''} |`,
+  ),
+  `| **total** | **${f2(total.kiln)}** | **${f2(total.buildah)}** | **${f2(total.kiln / total.buildah)}** (buildah/kiln ${f2(total.buildah / total.kiln)}x) | | | |`,
+];
+const stamp = new Date().toISOString().replace(/[:.]/g, '-');
+const cpu = /model name\s*:\s*(.*)/.exec(readFileSync('/proc/cpuinfo', 'utf8'))?.[1] ?? 'unknown CPU';
+const header = [
+  `kiln vs buildah ${sh('buildah', ['--version']).trim().replace(/^buildah version /, '')}, ${rounds} rounds, medians; ${cpu}, ${availableParallelism()} cores;`,
+  `1-minute load average during the run: ${load.map((l) => l.toFixed(1)).join(' -> ')} (other work on the machine skews both tools).`,
+];
+const text = [...header, '', ...lines, ''].join('\n');
+console.log(`\n${text}`);
+const out = join(REPO, 'bench', 'results');
+mkdirSync(out, { recursive: true });
+writeFileSync(join(out, `builds-${stamp}.md`), text);
+writeFileSync(join(out, `builds-${stamp}.json`), JSON.stringify({ rounds, load, samples, rows, total }, null, 2));
+console.log(`bench: results in bench/results/builds-${stamp}.{md,json}`);

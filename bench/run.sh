@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# `npm run bench`: kiln against buildah (`buildah bud --isolation chroot --storage-driver vfs`) on a
+# fixed set of Dockerfiles, in the same run, alternating, several rounds; prints per-case median wall
+# time, peak RSS and the ratio kiln/buildah, and writes them to bench/results/ (gitignored).
+#
+# Both tools start from the same base images (made by scripts/make-base-images.sh and umoci, pushed to a
+# local docker-registry this script starts) and push their result to that registry, so each does the
+# whole job: pull, unpack, build, snapshot/commit, compress, push.
+#
+# Environment:
+#   KILN_BENCH_ROUNDS=3        rounds (each round builds every case once with each tool)
+#   KILN_BENCH_CASES=a,b       only these cases (names as printed); default: all but opt-in ones
+#   KILN_BENCH_DEBIAN=1        also the debootstrapped Debian + apt-get case (needs the Debian mirror,
+#                              adds minutes: debootstrap once, then apt-get downloads in every build)
+#   KILN_BENCH_WORK=DIR        where data, registry and storage go (default: a temp dir, removed)
+#   KILN_BENCH_COMPRESSION=0   skip the layer-compression throughput table (bench/compression.mjs)
+# Run as root (buildah and kiln's sandbox mode both need it, as in the test suite).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+bash scripts/install-deps.sh
+# The benchmark's own tools: buildah (the peer), GNU time (peak RSS), debootstrap (opt-in case).
+need=(buildah time)
+[[ ${KILN_BENCH_DEBIAN:-0} == 1 ]] && need+=(debootstrap)
+missing=()
+for p in "${need[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if [[ ${#missing[@]} -gt 0 ]]; then
+  echo "installing: ${missing[*]}" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+[ -d node_modules ] || npm ci --no-audit --no-fund
+npx tsc -p tsconfig.json
+
+work=${KILN_BENCH_WORK:-$(mktemp -d /tmp/kiln-bench-XXXXXX)}
+mkdir -p "$work"
+port=$(node -e 'const s=require("net").createServer().listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})')
+cat >"$work/registry.yml" <<YAML
+version: 0.1
+log:
+  level: error
+  accesslog:
+    disabled: true
+storage:
+  filesystem:
+    rootdirectory: $work/registry
+  delete:
+    enabled: true
+http:
+  addr: 127.0.0.1:$port
+YAML
+docker-registry serve "$work/registry.yml" >"$work/registry.log" 2>&1 &
+registry_pid=$!
+cleanup() {
+  kill "$registry_pid" 2>/dev/null || true
+  [[ -n ${KILN_BENCH_WORK:-} ]] || rm -rf "$work"
+}
+trap cleanup EXIT
+for _ in $(seq 100); do curl -fsS "http://127.0.0.1:$port/v2/" >/dev/null 2>&1 && break; sleep 0.1; done
+
+mkdir -p bench/results
+if [[ ${KILN_BENCH_COMPRESSION:-1} != 0 ]]; then
+  node bench/compression.mjs --work "$work/compression"
+  rm -rf "$work/compression"
+fi
+node bench/build-bench.mjs --registry "127.0.0.1:$port" --work "$work"
