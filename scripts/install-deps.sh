@@ -7,7 +7,8 @@
 #   apache2-utils    htpasswd -B for the Basic-auth registry tests
 #   openssl          keys and certificates for the token-auth and TLS registry tests
 #   curl             the demo waits for its registry with it
-#   bzip2, xz-utils, zstd  ADD extracts .tar.bz2/.tar.xz/.tar.zst archives through them (Node's zlib has none)
+#   bzip2, xz-utils, zstd  ADD extracts .tar.bz2/.tar.xz/.tar.zst archives through them (Node's zlib has none);
+#                    zstd also writes --compression zstd layers and reads pulled tar+zstd layers
 #   gcc, libc6-dev   the container-mode test compiles the executor image's static launcher
 #   libcap2-bin      setcap/getcap: the file-capability tests (security.capability in layers)
 set -euo pipefail
