@@ -45,6 +45,7 @@ export interface ParsedFlags {
   target?: string;
   label: string[];
   customPlatform?: string;
+  platform?: string;
   verbosity: string;
   logFormat: string;
   logTimestamp: boolean;
@@ -100,6 +101,7 @@ export function executorCommand(): Command {
     .option('--target <stage>', 'build this stage instead of the last one')
     .option('--label <label>', 'KEY=VALUE label to add to the image (repeatable)', collect, [])
     .option('--custom-platform <platform>', 'os/arch[/variant] to build for (default: this machine)')
+    .option('--platform <platform>', '(kiln) docker build\'s name for --custom-platform')
     .addOption(new Option('-v, --verbosity <level>', 'log level').choices(['panic', 'fatal', 'error', 'warn', 'info', 'debug', 'trace']).default('info'))
     .addOption(new Option('--log-format <format>', 'log format').choices(['text', 'color', 'json']).default('text'))
     .option('--log-timestamp', 'print timestamps in log lines', false)

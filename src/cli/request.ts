@@ -34,6 +34,7 @@ const flagsSchema = z.object({
   target: z.string().optional(),
   label: z.array(z.string()),
   customPlatform: z.string().optional(),
+  platform: z.string().optional(),
   verbosity: z.enum(['panic', 'fatal', 'error', 'warn', 'info', 'debug', 'trace']),
   logFormat: z.enum(['text', 'color', 'json']),
   logTimestamp: z.boolean(),
@@ -170,7 +171,11 @@ export async function buildRequestFrom(flags: ExecutorFlags, e: Environment): Pr
   }
   const runMode = chooseRunMode(flags, e.env);
   const labels = new Map(flags.label.map((l) => keyValue('--label', l)));
-  const platform = flags.customPlatform !== undefined ? parsePlatform(flags.customPlatform) : e.hostPlatform;
+  if (flags.customPlatform !== undefined && flags.platform !== undefined && flags.customPlatform !== flags.platform) {
+    throw new UsageError('--platform and --custom-platform name different platforms');
+  }
+  const platformFlag = flags.customPlatform ?? flags.platform;
+  const platform = platformFlag !== undefined ? parsePlatform(platformFlag) : e.hostPlatform;
   const stdinDockerfile = flags.dockerfile === '-' ? await e.readStdin() : undefined;
   let workDir: string;
   let ownsWorkDir = false;

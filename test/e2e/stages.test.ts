@@ -63,6 +63,20 @@ describe('stages', () => {
     expect(await readFile(join(u.rootfs, 'platform'), 'utf8')).toMatch(/^arm64/);
   });
 
+  it('takes docker build\'s --platform as --custom-platform', async () => {
+    const ctx = await context({ Dockerfile: `FROM ${images.multi}\nARG TARGETARCH\nRUN true\n` });
+    const layoutDir = join(ctx, 'out');
+    const r = await executor(['--context', ctx, '--no-push', '--insecure-pull', '--platform', 'linux/arm64', '--oci-layout-path', layoutDir, '--skip-push-permission-check']);
+    expect(r.code, r.stderr).toBe(1);
+    // The arm64 image has no shell this machine can run: choosing it is proven by RUN failing there.
+    const ok = await executor(['--context', ctx, '--no-push', '--insecure-pull', '--platform', 'linux/amd64', '--oci-layout-path', layoutDir]);
+    expect(ok.code, ok.stderr).toBe(0);
+    const cfg = (await skopeoJson(['inspect', '--config', `oci:${layoutDir}`])) as { architecture: string };
+    expect(cfg.architecture).toBe('amd64');
+    const clash = await executor(['--context', ctx, '--no-push', '--platform', 'linux/amd64', '--custom-platform', 'linux/arm64']);
+    expect(clash.stderr).toContain('--platform and --custom-platform name different platforms');
+  });
+
   it('builds only the target stage and what it needs (--target)', async () => {
     const ctx = await context({
       Dockerfile: [`FROM ${images.busybox} AS first`, 'RUN echo first > /which', `FROM ${images.busybox} AS second`, 'RUN exit 3', ''].join('\n'),
