@@ -8,7 +8,7 @@
 # OUTDIR/kaniko/executor      static launcher (scripts/executor-launcher.c): loader + node + kiln
 # OUTDIR/kaniko/bin/node      this machine's node ($NODE, else `command -v node`)
 # OUTDIR/kaniko/lib/          node's shared libraries and the dynamic loader, as ldd finds them
-# OUTDIR/kaniko/app/          kiln: package.json, bin/, dist/, node_modules/ (copied as they are:
+# OUTDIR/kaniko/app/          kiln: package.json, bin/, dist/, build/Release/kiln_native.node, node_modules/ (copied as they are:
 #                             prune dev dependencies first if size matters; this script runs no npm)
 # OUTDIR/kaniko/ssl/certs/    CA bundle, if this machine has one (SSL_CERT_DIR in the image)
 # OUTDIR/kaniko/.docker/      DOCKER_CONFIG in the image; empty
@@ -50,6 +50,11 @@ cp -L "$node_bin" "$k/bin/node"
 "$cc" -static -Os -s -DKILN_LOADER="\"/kaniko/lib/$loader\"" -o "$k/executor" "$repo/scripts/executor-launcher.c"
 
 cp -a "$repo/package.json" "$repo/bin" "$repo/dist" "$repo/node_modules" "$k/app/"
+# The N-API addon (xattrs, mkfifo, fast readdir), where dist/rootfs/native-fs.ts looks for it; kiln
+# falls back to plain Node when it is missing.
+if [[ -f $repo/build/Release/kiln_native.node ]]; then
+  install -D -m 0755 "$repo/build/Release/kiln_native.node" "$k/app/build/Release/kiln_native.node"
+fi
 
 for bundle in /etc/ssl/certs/ca-certificates.crt /etc/pki/tls/certs/ca-bundle.crt; do
   if [[ -f $bundle ]]; then cp -L "$bundle" "$k/ssl/certs/ca-certificates.crt"; break; fi

@@ -2,7 +2,8 @@
 // (zlib's async API) with the previous 32 KiB as dictionary, and the pieces are emitted in order as ONE
 // gzip member (pigz's layout), so every gzip reader takes it, not only multi-member ones. Chunks that do
 // not compress are stored instead of deflated (see deflate-chunk.ts). Memory stays flat: at most
-// `concurrency + 1` chunks are being compressed, and the next chunk is only read when one is out.
+// `concurrency` chunks are out being compressed (plus the one filling and the one held back), and input
+// is only taken when one is done: ~(concurrency + 2) x 2 MiB whatever the layer's size.
 //
 // Why libuv's pool and not worker_threads: zlib's async calls already run there, one call per chunk,
 // with no thread start-up (a build makes many small layers), no copying of chunks between isolates, and
@@ -18,9 +19,16 @@ export interface ParallelGzipOptions {
   readonly level?: number;
   /** Bytes per independently compressed chunk. Fixed, never derived from the core count: it shapes the output. */
   readonly chunkSize?: number;
-  /** Chunks compressed at once (default: the cores). libuv's pool has 4 threads; file writes need one too. */
+  /**
+   * Chunks in flight at once. Default: one more than the cores (so a core never waits on the main
+   * thread), but at most 3: libuv's pool has 4 threads unless UV_THREADPOOL_SIZE says otherwise, and file
+   * reads and writes queue behind the deflate jobs for one. A caller that raised the pool size passes more.
+   */
   readonly concurrency?: number;
 }
+
+/** libuv's default thread-pool size, less one thread kept for file I/O. */
+const DEFAULT_MAX_IN_FLIGHT = 3;
 
 export const DEFAULT_GZIP_CHUNK = 1024 * 1024;
 
@@ -57,7 +65,7 @@ export class ParallelGzip extends Transform {
     if (!Number.isInteger(this.#level) || this.#level < -1 || this.#level > 9) throw new RangeError(`gzip level ${this.#level} is not -1..9`);
     this.#chunkSize = opts.chunkSize ?? DEFAULT_GZIP_CHUNK;
     if (this.#chunkSize < DEFLATE_WINDOW) throw new RangeError(`gzip chunk size must be at least ${DEFLATE_WINDOW}`);
-    this.#maxInFlight = Math.max(1, opts.concurrency ?? availableParallelism()) + 1;
+    this.#maxInFlight = Math.max(1, opts.concurrency ?? Math.min(availableParallelism() + 1, DEFAULT_MAX_IN_FLIGHT));
     this.#fill = Buffer.allocUnsafeSlow(this.#chunkSize);
     this.push(gzipHeader(this.#level));
   }

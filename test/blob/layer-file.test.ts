@@ -134,7 +134,7 @@ describe('writeLayerFile with each codec', () => {
     expect(await layer.diffId()).toBe(sha256sum(`zstd -q -d -c ${path} | sha256sum`));
     expect(Buffer.concat(await (await layer.uncompressed()).toArray()).equals(tar)).toBe(true);
     // The level changes the bytes but not the content.
-    const other = await writeLayerFile(Readable.from([tar]), join(dir.path, 'l19.tar.zst'), { codec: { kind: 'zstd', level: 19 } });
+    const other = await writeLayerFile(Readable.from([tar]), join(dir.path, 'l9.tar.zst'), { codec: { kind: 'zstd', level: 9 } });
     expect(await other.diffId()).toBe(await layer.diffId());
     expect(await other.digest()).not.toBe(await layer.digest());
   });
