@@ -7,12 +7,13 @@
 #   apache2-utils    htpasswd -B for the Basic-auth registry tests
 #   openssl          keys and certificates for the token-auth and TLS registry tests
 #   curl             the demo waits for its registry with it
+#   podman           proves --tar-path output loads with `podman load`
 #   bzip2, xz-utils, zstd  ADD extracts .tar.bz2/.tar.xz/.tar.zst archives through them (Node's zlib has none);
 #                    zstd also writes --compression zstd layers and reads pulled tar+zstd layers
 #   gcc, libc6-dev   the container-mode test compiles the executor image's static launcher
 #   libcap2-bin      setcap/getcap: the file-capability tests (security.capability in layers)
 set -euo pipefail
-packages=(docker-registry skopeo umoci busybox-static bubblewrap apache2-utils openssl ca-certificates curl gcc libc6-dev bzip2 xz-utils zstd libcap2-bin)
+packages=(docker-registry skopeo umoci busybox-static bubblewrap apache2-utils openssl ca-certificates curl gcc libc6-dev podman bzip2 xz-utils zstd libcap2-bin)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

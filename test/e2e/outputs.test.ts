@@ -3,8 +3,12 @@
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { executor, skopeoJson, skopeoRaw, tagExists, writeContext } from '../support/executor.js';
+
+const run = promisify(execFile);
 
 interface Inspect {
   Digest: string;
@@ -72,6 +76,20 @@ describe('local outputs and digest files', () => {
     expect(tarRaw.config.digest).toBe(pushedRaw.config.digest);
     expect(tarCfg.rootfs.diff_ids).toEqual(pushedCfg.rootfs.diff_ids);
     expect(stderr).toContain(`Wrote image to tarball ${join(out, 'image.tar')}`);
+  });
+
+  it('writes a tarball that podman load accepts under the destination\'s name', async () => {
+    const store = await mkdtemp(join(tmpdir(), 'kiln-podman-'));
+    try {
+      const podman = ['--storage-driver', 'vfs', '--root', join(store, 'root'), '--runroot', join(store, 'run')];
+      const load = await run('podman', [...podman, 'load', '-i', join(out, 'image.tar')]);
+      expect(load.stdout + load.stderr).toContain(`Loaded image: ${registry}/e2e/outputs:1`);
+      const { stdout } = await run('podman', [...podman, 'image', 'inspect', `${registry}/e2e/outputs:1`, '--format', '{{json .RootFS.Layers}}']);
+      const pushedCfg = (await skopeoJson(['inspect', '--tls-verify=false', '--config', `docker://${registry}/e2e/outputs:1`])) as ConfigJson;
+      expect(JSON.parse(stdout)).toEqual(pushedCfg.rootfs.diff_ids);
+    } finally {
+      await rm(store, { recursive: true, force: true });
+    }
   });
 
   it('--no-push writes the local outputs and pushes nothing', async () => {
