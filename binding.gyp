@@ -2,7 +2,8 @@
   "targets": [
     {
       "target_name": "kiln_native",
-      "sources": ["native/kiln_native.c"],
+      "sources": ["native/kiln_native.c", "native/tree-walk.c"],
+      "libraries": ["-lpthread"],
       "cflags": ["-O2", "-Wall", "-Wextra", "-Wno-unused-parameter"],
       "defines": ["NAPI_VERSION=8", "_GNU_SOURCE"]
     }

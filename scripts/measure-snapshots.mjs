@@ -1,5 +1,6 @@
 // Measures the snapshot paths on a large tree (not part of the test suite): walk readers, a one-file
-// RUN snapshotted by the walk and by the overlay strategy, and GNU find for reference.
+// RUN snapshotted by the walk and by the overlay strategy, and GNU find for reference. The walk's
+// snapshot includes the snapshotter's 20 ms clock-tick wait and writing the (tiny) layer.
 // Usage: npm run build && node scripts/measure-snapshots.mjs [entries=100000] [rounds=5]   (as root)
 import { execFileSync, spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync, symlinkSync } from 'node:fs';
@@ -8,6 +9,7 @@ import { join } from 'node:path';
 import { IgnoreList } from '../dist/rootfs/ignore-list.js';
 import { overlayArgv, overlayDirsFor } from '../dist/sandbox/overlay-run.js';
 import { Snapshotter } from '../dist/snapshot/snapshotter.js';
+import { nativeFs } from '../dist/rootfs/native-fs.js';
 import { scanTree } from '../dist/snapshot/tree-index.js';
 
 const entries = Number(process.argv[2] ?? 100_000);
@@ -35,7 +37,13 @@ for (let r = 0; r < rounds; r++) {
   for (const reader of ['native', 'js']) {
     const t = process.hrtime.bigint();
     const idx = await scanTree(root, ignore, { reader });
-    record(`scanTree ${reader} (${idx.size} entries)`, ms(t));
+    record(`scanTree ${reader} (~${Math.round(idx.size / 1000)}k entries)`, ms(t));
+  }
+  // The addon's walk alone (no JS objects), on one thread and on the default count.
+  for (const threads of [1, 0]) {
+    const t = process.hrtime.bigint();
+    nativeFs()?.walkTree(root, '', [], threads);
+    record(`native walkTree alone, ${threads === 0 ? 'default threads' : '1 thread'}`, ms(t));
   }
   let t = process.hrtime.bigint();
   execFileSync('find', [root, '-printf', '%i %m %U %G %s %T@ %C@ %p\\n'], { maxBuffer: 1 << 30 });
