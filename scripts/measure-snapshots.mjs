@@ -1,6 +1,6 @@
 // Measures the snapshot paths on a large tree (not part of the test suite): walk readers, a one-file
 // RUN snapshotted by the walk and by the overlay strategy, and GNU find for reference. The walk's
-// snapshot includes the snapshotter's 20 ms clock-tick wait and writing the (tiny) layer.
+// snapshot includes writing the (tiny) layer and what remains of the 20 ms clock-tick wait after it.
 // Usage: npm run build && node scripts/measure-snapshots.mjs [entries=100000] [rounds=5]   (as root)
 import { execFileSync, spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync, symlinkSync } from 'node:fs';

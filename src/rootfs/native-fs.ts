@@ -159,3 +159,51 @@ export function decodeWalkRecords(
     );
   }
 }
+
+/**
+ * `walkTree`'s buffer opened for field-by-field reads, without decoding anything: record `i`'s fields
+ * are `words[i * WALK_WORDS + k]` at the u32 offsets of native/tree-walk.h (a u64 field is two words,
+ * low first). What a snapshot keeps as its baseline: comparing words costs no allocation, where a
+ * decoded record costs an object and five bigints.
+ */
+export interface WalkView {
+  readonly count: number;
+  readonly words: Uint32Array;
+  readonly quads: BigUint64Array;
+  /** The string table's bytes `[start, end)`. */
+  str(start: number, end: number): string;
+}
+
+/** u32 words per record, and the word offsets of the fields a snapshot reads. */
+export const WALK_WORDS = WALK_RECORD / 4;
+export const W = {
+  size: 0,
+  mtime: 2,
+  ctime: 4,
+  dev: 6,
+  ino: 8,
+  rdev: 10,
+  birth: 12,
+  mode: 14,
+  uid: 15,
+  gid: 16,
+  nlink: 17,
+  pathStart: 18,
+  pathLen: 19,
+  linkLen: 20,
+} as const;
+
+export function walkView(buf: ArrayBuffer): WalkView {
+  const head = new BigUint64Array(buf, 0, 3);
+  const count = Number(head[0] as bigint);
+  const strings = Number(head[1] as bigint);
+  const bytes = Buffer.from(buf, strings);
+  // As in decodeWalkRecords: an all-ASCII table is decoded once and sliced.
+  const table = head[2] === 1n ? bytes.toString('latin1') : undefined;
+  return {
+    count,
+    words: new Uint32Array(buf, WALK_HEADER, count * WALK_WORDS),
+    quads: new BigUint64Array(buf, WALK_HEADER, (count * WALK_RECORD) / 8),
+    str: table === undefined ? (a, b) => bytes.toString('utf8', a, b) : (a, b) => table.slice(a, b),
+  };
+}

@@ -13,10 +13,11 @@ import type { RunContext } from '../log/run-context.js';
 import type { IgnoreList } from '../rootfs/ignore-list.js';
 import { resolveInRoot, resolveParentInRoot } from '../rootfs/root-path.js';
 import { ChangeScope } from './change-scope.js';
-import { diffTrees, type Change } from './diff.js';
+import { diffTrees, diffWalk, type Change } from './diff.js';
 import { writeChangesTar, type LayerTarOptions } from './layer-tar.js';
 import { mergeOverlayUpper } from './overlay-merge.js';
-import { scanScope, scanTree, type EntryMeta, type TreeIndex } from './tree-index.js';
+import { Baseline, PackedTree, scanWhole } from './packed-tree.js';
+import { scanScope, type EntryMeta, type TreeIndex } from './tree-index.js';
 
 /**
  * kaniko's `--snapshot-mode`. `time`: a path changed when its type, mtime or link target did (kaniko:
@@ -55,7 +56,7 @@ export class Snapshotter {
   readonly #codec: LayerCodec | undefined;
   readonly #mode: SnapshotMode;
   readonly #tar: LayerTarOptions;
-  #baseline: Map<string, EntryMeta> | undefined;
+  #baseline: Baseline | undefined;
   #scope = new ChangeScope();
 
   constructor(opts: SnapshotterOptions) {
@@ -73,17 +74,17 @@ export class Snapshotter {
 
   /** Indexes the rootfs as it is now: the next snapshot records changes from here. */
   async init(): Promise<void> {
-    this.#baseline = new Map(await scanTree(this.#root, this.#ignore));
+    this.#baseline = Baseline.of(await scanWhole(this.#root, this.#ignore));
     this.#scope = new ChangeScope();
     await sleep(CLOCK_TICK_MS);
   }
 
-  /** The current baseline (after `init`). */
+  /** The current baseline (after `init`), decoded: a copy, for tests and debugging. */
   get baseline(): TreeIndex {
-    return this.#base();
+    return this.#base().toMap();
   }
 
-  #base(): Map<string, EntryMeta> {
+  #base(): Baseline {
     if (this.#baseline === undefined) throw new SnapshotError('snapshotter used before init()');
     return this.#baseline;
   }
@@ -139,11 +140,12 @@ export class Snapshotter {
     let after: Pick<TreeIndex, 'get'>;
     let commit: () => void;
     if (scope.all || !scope.known) {
-      const full = await scanTree(this.#root, this.#ignore);
-      changes = diffTrees(before, full, this.#diffOptions());
+      const full = await scanWhole(this.#root, this.#ignore);
+      changes = full instanceof PackedTree ? diffWalk(before, full, this.#diffOptions()) : diffTrees(before, full, this.#diffOptions());
       after = full;
       commit = () => {
-        this.#baseline = new Map(full);
+        // The walk is the new baseline as it is: nothing else holds it, so no copy.
+        this.#baseline = Baseline.of(full);
       };
     } else if (scope.empty) {
       return null;
@@ -156,9 +158,12 @@ export class Snapshotter {
       }
       ({ changes, after, commit } = scoped);
     }
-    await sleep(CLOCK_TICK_MS);
-    this.#ctx?.log.debug({ scoped: scope.known && !scope.all, changes: changes.length, ms: Date.now() - started }, 'scanned rootfs for changes');
+    // The clock tick is waited out from the end of the scan, while the layer is written, not after it:
+    // what matters is that the next instruction's writes come a tick after the scan read the stamps.
+    const scanned = Date.now();
+    this.#ctx?.log.debug({ scoped: scope.known && !scope.all, changes: changes.length, ms: scanned - started }, 'scanned rootfs for changes');
     if (changes.length === 0) {
+      await sleep(CLOCK_TICK_MS);
       commit();
       return null;
     }
@@ -170,6 +175,8 @@ export class Snapshotter {
       if (err instanceof KilnError) throw err;
       throw new SnapshotError(`writing layer ${path}: ${(err as Error).message}`, { cause: err });
     }
+    const left = CLOCK_TICK_MS - (Date.now() - scanned);
+    if (left > 0) await sleep(left);
     commit();
     return layer;
   }
@@ -179,7 +186,7 @@ export class Snapshotter {
   }
 
   /** Rescans only the scope's paths and diffs them against their part of the baseline. */
-  #scopedDiff(before: Map<string, EntryMeta>, scope: ChangeScope): { changes: Change[]; after: Pick<TreeIndex, 'get'>; commit: () => void } | 'walk' {
+  #scopedDiff(before: Baseline, scope: ChangeScope): { changes: Change[]; after: Pick<TreeIndex, 'get'>; commit: () => void } | 'walk' {
     const afterSub = new Map<string, EntryMeta>();
     const entries = [...scope.entries].filter((e) => !scope.coveredByTree(e));
     scanScope(this.#root, this.#ignore, [], entries, afterSub);
@@ -206,10 +213,11 @@ export class Snapshotter {
       if (m.kind === 'dir') dirTrees.push(`${t}/`);
     }
     if (dirTrees.length > 0) {
-      for (const [p, m] of before) {
+      // Paths only: only those under a tree are decoded.
+      for (const p of before.keys()) {
         for (const prefix of dirTrees) {
           if (p.startsWith(prefix)) {
-            beforeSub.set(p, m);
+            beforeSub.set(p, before.get(p) as EntryMeta);
             break;
           }
         }
@@ -229,7 +237,9 @@ export class Snapshotter {
     for (const m of beforeSub.values()) if (m.kind === 'file' && m.nlink > 1) inodes.add(`${m.dev}:${m.ino}`);
     if (inodes.size > 0) {
       const extra: string[] = [];
-      for (const [p, m] of before) if (m.nlink > 1 && !beforeSub.has(p) && inodes.has(`${m.dev}:${m.ino}`)) extra.push(p);
+      before.forEachHardlinked((p, m) => {
+        if (!beforeSub.has(p) && inodes.has(`${m.dev}:${m.ino}`)) extra.push(p);
+      });
       scanScope(this.#root, this.#ignore, [], extra, afterSub);
       for (const p of extra) beforeSub.set(p, before.get(p) as EntryMeta);
     }

@@ -69,7 +69,7 @@ export function scanScope(root: string, ignore: IgnoreList, trees: Iterable<stri
   }
 }
 
-function realRoot(root: string): string {
+export function realRoot(root: string): string {
   try {
     return realpathSync(root);
   } catch (err) {
