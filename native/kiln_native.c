@@ -4,6 +4,7 @@
 // Plain N-API in C: no dependency beyond Node's own headers, ABI-stable across Node versions.
 #include <node_api.h>
 
+#include "grow-buffer.h"
 #include "tree-walk.h"
 
 #include <dirent.h>
@@ -171,21 +172,6 @@ static napi_value js_mkfifo(napi_env env, napi_callback_info info) {
  * and re-created from the old one even when the filesystem reused its inode number.
  */
 #define HEADER 88
-struct out_buf {
-  char *data;
-  size_t len, cap;
-};
-
-static int reserve(struct out_buf *b, size_t more) {
-  if (b->len + more <= b->cap) return 1;
-  size_t cap = b->cap == 0 ? 65536 : b->cap;
-  while (cap < b->len + more) cap *= 2;
-  char *p = realloc(b->data, cap);
-  if (p == NULL) return 0;
-  b->data = p;
-  b->cap = cap;
-  return 1;
-}
 
 static napi_value js_lstat_dir(napi_env env, napi_callback_info info) {
   size_t argc = 2;
@@ -217,7 +203,7 @@ static napi_value js_lstat_dir(napi_env env, napi_callback_info info) {
     close(fd);
     return throw_errno(env, e, "fdopendir", path);
   }
-  struct out_buf b = {0};
+  struct grow b = {0};
   static char link[PATH_BUF];
   static char xval[XATTR_BUF];
   char proc[64];
@@ -268,7 +254,7 @@ static napi_value js_lstat_dir(napi_env env, napi_callback_info info) {
     }
     size_t body = name_len + (size_t)link_len + (x_len > 0 ? (size_t)x_len : 0);
     size_t rec = (HEADER + body + 7) & ~(size_t)7;
-    if (!reserve(&b, rec)) {
+    if (!grow_reserve(&b, rec)) {
       failed = 1, err = ENOMEM, failed_call = "malloc";
       break;
     }

@@ -3,6 +3,7 @@
 // stat'ed relative to its directory's fd (getdents64 + statx, never following a symlink), and the
 // result comes back as one buffer of fixed-size records plus a string table: JS decodes it with typed
 // arrays instead of receiving one object per entry (docs/snapshots.md has the measurements).
+#include "grow-buffer.h"
 #include "tree-walk.h"
 
 #include <errno.h>
@@ -28,21 +29,6 @@ struct linux_dirent64 {
   char d_name[];
 };
 
-struct grow {
-  char *data;
-  size_t len, cap;
-};
-
-static int grow_reserve(struct grow *g, size_t more) {
-  if (g->len + more <= g->cap) return 1;
-  size_t cap = g->cap == 0 ? 65536 : g->cap;
-  while (cap < g->len + more) cap *= 2;
-  char *p = realloc(g->data, cap);
-  if (p == NULL) return 0;
-  g->data = p;
-  g->cap = cap;
-  return 1;
-}
 
 /* A directory waiting to be read: its root-relative path ("" for the root). */
 struct queued {
