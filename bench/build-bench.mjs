@@ -95,11 +95,13 @@ function timed(label, argv, log) {
     fail(`${label} failed (exit ${r.status}); log: ${log}`);
   }
   const [wall, kb] = readFileSync(tf, 'utf8').trim().split('\n').at(-1).split(' ').map(Number);
-  return { wall, rssMiB: kb / 1024 };
+  // kiln's stage filesystems on its tmpfs are memory too, but no process's RSS: it logs their size.
+  const tmpfs = /Stage filesystems used (\d+) MiB of the tmpfs/.exec(r.stderr)?.[1];
+  return { wall, rssMiB: kb / 1024, tmpfsMiB: tmpfs === undefined ? 0 : Number(tmpfs) };
 }
 
-function runKiln(c, ctx, dest, log) {
-  return timed(`kiln ${c.name}`, ['node', 'bin/executor.js', '--context', `dir://${ctx}`, '--dockerfile', 'Dockerfile', '--destination', dest, '--insecure', '--insecure-pull'], log);
+function runKiln(c, ctx, dest, log, extra = []) {
+  return timed(`kiln ${c.name}`, ['node', 'bin/executor.js', '--context', `dir://${ctx}`, '--dockerfile', 'Dockerfile', '--destination', dest, '--insecure', '--insecure-pull', ...extra], log);
 }
 
 function runBuildah(c, ctx, dest, log) {
@@ -138,18 +140,20 @@ for (const c of cases) {
 const logs = join(work, 'logs');
 mkdirSync(logs, { recursive: true });
 const load = [loadavg()[0]];
-const samples = Object.fromEntries(cases.map((c) => [c.name, { kiln: [], buildah: [] }]));
-console.log(`bench: ${cases.length} cases x ${rounds} rounds, kiln and buildah alternating (registry ${registry})`);
+// kiln-disk: kiln with its stage filesystems on disk (--rootfs-tmpfs never), as buildah keeps its store.
+const tools = ['kiln', 'buildah', ...(process.env.KILN_BENCH_DISK === '0' ? [] : ['kiln-disk'])];
+const samples = Object.fromEntries(cases.map((c) => [c.name, Object.fromEntries(tools.map((t) => [t, []]))]));
+console.log(`bench: ${cases.length} cases x ${rounds} rounds, ${tools.join(', ')} in turn (registry ${registry})`);
 for (let round = 1; round <= rounds; round++) {
   for (const c of cases) {
     const ctx = join(ctxRoot, c.name);
-    // Alternate which tool goes first, so neither always gets the warmer page cache.
-    const order = round % 2 === 1 ? ['kiln', 'buildah'] : ['buildah', 'kiln'];
+    // Rotate which tool goes first, so none always gets the warmer page cache.
+    const order = tools.map((_, i) => tools[(i + round - 1) % tools.length]);
     for (const tool of order) {
       // A repository per build: the registry holds none of its blobs yet, so every push uploads in full.
       const dest = `${registry}/bench/${c.name}-${tool}-${round}:latest`;
       const log = join(logs, `${c.name}-${tool}-${round}.log`);
-      const r = tool === 'kiln' ? runKiln(c, ctx, dest, log) : runBuildah(c, ctx, dest, log);
+      const r = tool === 'buildah' ? runBuildah(c, ctx, dest, log) : runKiln(c, ctx, dest, log, tool === 'kiln-disk' ? ['--rootfs-tmpfs', 'never'] : []);
       samples[c.name][tool].push(r);
       console.log(`  round ${round} ${c.name.padEnd(26)} ${tool.padEnd(8)} ${r.wall.toFixed(2).padStart(7)} s ${r.rssMiB.toFixed(0).padStart(5)} MiB`);
     }
@@ -161,6 +165,7 @@ for (let round = 1; round <= rounds; round++) {
 const rows = cases.map((c) => {
   const k = samples[c.name].kiln;
   const b = samples[c.name].buildah;
+  const d = samples[c.name]['kiln-disk'] ?? [];
   return {
     name: c.name,
     what: c.what,
@@ -168,19 +173,26 @@ const rows = cases.map((c) => {
     buildah: median(b.map((s) => s.wall)),
     kilnRss: median(k.map((s) => s.rssMiB)),
     buildahRss: median(b.map((s) => s.rssMiB)),
+    kilnTmpfs: median(k.map((s) => s.tmpfsMiB)),
+    disk: d.length > 0 ? median(d.map((s) => s.wall)) : undefined,
     kaniko: c.kaniko,
   };
 });
-const total = { kiln: rows.reduce((a, r) => a + r.kiln, 0), buildah: rows.reduce((a, r) => a + r.buildah, 0) };
+const total = {
+  kiln: rows.reduce((a, r) => a + r.kiln, 0),
+  buildah: rows.reduce((a, r) => a + r.buildah, 0),
+  disk: rows.every((r) => r.disk !== undefined) ? rows.reduce((a, r) => a + r.disk, 0) : undefined,
+};
 const f2 = (n) => n.toFixed(2);
+const hasDisk = total.disk !== undefined;
 const lines = [
-  '| case | kiln s | buildah s | kiln/buildah | kiln peak RSS MiB | buildah peak RSS MiB | kaniko (issue) s, MiB |',
-  '|---|---:|---:|---:|---:|---:|---:|',
+  `| case | kiln s | buildah s | kiln/buildah | kiln peak RSS MiB (+ tmpfs MiB) | buildah peak RSS MiB |${hasDisk ? ' kiln on disk s | on disk/buildah |' : ''} kaniko (issue) s, MiB |`,
+  `|---|---:|---:|---:|---:|---:|${hasDisk ? '---:|---:|' : ''}---:|`,
   ...rows.map(
     (r) =>
-      `| ${r.name} (${r.what}) | ${f2(r.kiln)} | ${f2(r.buildah)} | ${f2(r.kiln / r.buildah)} | ${r.kilnRss.toFixed(0)} | ${r.buildahRss.toFixed(0)} | ${r.kaniko ? `${r.kaniko[0]}, ${r.kaniko[1]}` : ''} |`,
+      `| ${r.name} (${r.what}) | ${f2(r.kiln)} | ${f2(r.buildah)} | ${f2(r.kiln / r.buildah)} | ${r.kilnRss.toFixed(0)} (+ ${r.kilnTmpfs.toFixed(0)}) | ${r.buildahRss.toFixed(0)} |${hasDisk ? ` ${f2(r.disk)} | ${f2(r.disk / r.buildah)} |` : ''} ${r.kaniko ? `${r.kaniko[0]}, ${r.kaniko[1]}` : ''} |`,
   ),
-  `| **total** | **${f2(total.kiln)}** | **${f2(total.buildah)}** | **${f2(total.kiln / total.buildah)}** (buildah/kiln ${f2(total.buildah / total.kiln)}x) | | | |`,
+  `| **total** | **${f2(total.kiln)}** | **${f2(total.buildah)}** | **${f2(total.kiln / total.buildah)}** (buildah/kiln ${f2(total.buildah / total.kiln)}x) | | |${hasDisk ? ` **${f2(total.disk)}** | **${f2(total.disk / total.buildah)}** (${f2(total.buildah / total.disk)}x) |` : ''} |`,
 ];
 const stamp = new Date().toISOString().replace(/[:.]/g, '-');
 const cpu = /model name\s*:\s*(.*)/.exec(readFileSync('/proc/cpuinfo', 'utf8'))?.[1] ?? 'unknown CPU';

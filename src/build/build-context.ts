@@ -6,6 +6,7 @@ import type { SecretMask } from '../log/logger.js';
 import type { RunContext } from '../log/run-context.js';
 import type { RegistryClient } from '../registry/client.js';
 import type { BuildRequest } from './request.js';
+import type { RootfsArea } from './rootfs-area.js';
 
 export interface BuildDeps extends RunContext {
   /** The host PATH, to find helper programs (bwrap). */
@@ -22,4 +23,6 @@ export interface BuildContext extends BuildDeps {
   readonly ignore: IgnoreList;
   /** Absolute path of the bwrap binary (sandbox mode). */
   readonly bwrap: string | undefined;
+  /** Where stage filesystems live (sandbox mode): the work dir, or a tmpfs under it. */
+  readonly area: RootfsArea;
 }

@@ -26,7 +26,8 @@ import { readMountPoints } from './mount-points.js';
 import { resolveInputs } from './inputs.js';
 import { writeOutputs } from './outputs.js';
 import type { BuildRequest } from './request.js';
-import { PristineRootfsStore, unpackImage } from './rootfs-materializer.js';
+import { RootfsArea } from './rootfs-area.js';
+import { compressedSize, PristineRootfsStore, unpackImage } from './rootfs-materializer.js';
 import { buildStage, type StageResult } from './stage-builder.js';
 
 /** Build args that reach RUN without an ARG and stay out of the image (docker's predefined proxy ARGs). */
@@ -79,6 +80,14 @@ export async function runBuild(request: BuildRequest, deps: BuildDeps): Promise<
     pushClient,
     ignore: await ignoreListFor(request, inputs.context.dir),
     bwrap: request.runMode === 'sandbox' ? findExecutable('bwrap', deps.hostPath) : undefined,
+    area: new RootfsArea({
+      workDir: request.workDir,
+      policy: request.rootfsTmpfs,
+      sizeMiB: request.rootfsTmpfsSizeMiB,
+      sandbox: request.runMode === 'sandbox',
+      root: request.isRoot,
+      ctx: deps,
+    }),
   };
   try {
     // Before any base image is pulled: bad credentials fail in a second, not after the build.
@@ -91,6 +100,7 @@ export async function runBuild(request: BuildRequest, deps: BuildDeps): Promise<
   } finally {
     pullClient.close();
     pushClient.close();
+    await bctx.area.close();
     if (request.ownsWorkDir) await rm(request.workDir, { recursive: true, force: true });
     else await rm(join(request.workDir, 'base-blobs'), { recursive: true, force: true });
   }
@@ -138,7 +148,7 @@ async function buildStages(
   const runOnlyArgs = new Map([...buildArgs].filter(([k]) => PROXY_ARGS.includes(k)));
   const materialized = new Map<string, Promise<string>>();
   const pulled = new Map<string, Promise<Image>>();
-  const pristine = new PristineRootfsStore(join(request.workDir, 'pristine'), bctx.ignore, bctx);
+  const pristine = new PristineRootfsStore(async (image) => join(await bctx.area.dir(await compressedSize(image)), 'pristine'), bctx.ignore, bctx);
   // Images whose filesystem more than one stage or COPY --from needs: those keep a pristine copy.
   const imageUses = new Map<string, number>();
   for (const s of plan.stages) {
@@ -178,7 +188,7 @@ async function buildStages(
           const r = results.get(source.index);
           if (r === undefined) throw new KilnError('INTERNAL', `stage ${source.index} is used before it was built`);
           if (r.rootfs !== undefined) return r.rootfs;
-          const dir = join(request.workDir, 'from', key);
+          const dir = join(await bctx.area.dir(await compressedSize(r.image)), 'from', key);
           await unpackImage(dir, r.image, bctx.ignore, bctx);
           return dir;
         }

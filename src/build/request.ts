@@ -6,6 +6,7 @@ import type { GitLabCiCredentials } from '../registry/keychain.js';
 import type { RegistryMap } from '../registry/registry-map.js';
 import type { ClientCertificatePaths } from '../registry/tls-files.js';
 import type { Platform } from '../oci/schemas.js';
+import type { TmpfsPolicy } from './rootfs-area.js';
 
 export type RunMode = 'sandbox' | 'container';
 
@@ -67,6 +68,12 @@ export interface BuildRequest {
   readonly workDir: string;
   /** Whether `workDir` was created for this build and is removed after it. */
   readonly ownsWorkDir: boolean;
+  /** `--rootfs-tmpfs` (kiln): whether stage filesystems go on a private tmpfs (sandbox mode, root). */
+  readonly rootfsTmpfs: TmpfsPolicy;
+  /** `--rootfs-tmpfs-size` (kiln), in MiB. */
+  readonly rootfsTmpfsSizeMiB: number | undefined;
+  /** Whether kiln runs as root (it may mount). */
+  readonly isRoot: boolean;
   readonly ignorePaths: readonly string[];
   readonly registry: RegistryAccess;
   readonly outputs: Outputs;

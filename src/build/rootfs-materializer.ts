@@ -22,6 +22,11 @@ export async function unpackImage(root: string, image: Image, ignore: IgnoreList
   }
 }
 
+/** The sum of an image's compressed layer sizes, as its manifest gives them. */
+export async function compressedSize(image: Image): Promise<number> {
+  return (await image.manifest()).layers.reduce((n, l) => n + l.size, 0);
+}
+
 /**
  * One pristine unpacked copy of each base image's filesystem, by image digest, under `dir`: a second
  * stage FROM the same image, or a `COPY --from=<image>` of an image already used as a base, clones or
@@ -29,12 +34,12 @@ export async function unpackImage(root: string, image: Image, ignore: IgnoreList
  * build on clones of it (`cp -a --reflink=auto`, a reflink where the filesystem has them).
  */
 export class PristineRootfsStore {
-  readonly #dir: string;
+  readonly #dir: (image: Image) => Promise<string>;
   readonly #ignore: IgnoreList;
   readonly #ctx: RunContext;
   readonly #byDigest = new Map<string, Promise<string>>();
 
-  constructor(dir: string, ignore: IgnoreList, ctx: RunContext) {
+  constructor(dir: (image: Image) => Promise<string>, ignore: IgnoreList, ctx: RunContext) {
     this.#dir = dir;
     this.#ignore = ignore;
     this.#ctx = ctx;
@@ -48,8 +53,11 @@ export class PristineRootfsStore {
       this.#ctx.log.info(`Reusing the unpacked filesystem of image ${digest}`);
       return have;
     }
-    const dir = join(this.#dir, digestHex(digest));
-    const unpacking = unpackImage(dir, image, this.#ignore, this.#ctx).then(() => dir);
+    const unpacking = (async () => {
+      const dir = join(await this.#dir(image), digestHex(digest));
+      await unpackImage(dir, image, this.#ignore, this.#ctx);
+      return dir;
+    })();
     this.#byDigest.set(digest, unpacking);
     return unpacking;
   }

@@ -1,6 +1,6 @@
 // Builds one stage: base -> (rootfs, on first need) -> instructions -> snapshots -> image.
 import { mkdir } from 'node:fs/promises';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { parseDockerfile } from '../dockerfile/parse.js';
 import type { Dockerfile, Instruction, Stage } from '../dockerfile/instructions.js';
 import type { StagePlan } from '../dockerfile/plan.js';
@@ -17,7 +17,7 @@ import { ContainerSandbox } from '../sandbox/container-sandbox.js';
 import type { Sandbox } from '../sandbox/sandbox.js';
 import { Snapshotter } from '../snapshot/snapshotter.js';
 import type { BuildContext } from './build-context.js';
-import { clearContainerRoot, cloneRootfs, unpackImage } from './rootfs-materializer.js';
+import { clearContainerRoot, cloneRootfs, compressedSize, unpackImage } from './rootfs-materializer.js';
 import { chooseOverlay } from './snapshot-strategy.js';
 import type { FsEffect } from '../instructions/handler.js';
 
@@ -75,7 +75,8 @@ class StageRootfs {
       await clearContainerRoot(bctx.ignore, bctx);
       await unpackImage(root, inputs.base, bctx.ignore, bctx);
     } else {
-      root = join(bctx.request.workDir, 'stages', String(inputs.stage.index), 'rootfs');
+      const area = await bctx.area.dir(await compressedSize(inputs.base));
+      root = join(area, 'stages', String(inputs.stage.index), 'rootfs');
       await mkdir(root, { recursive: true, mode: 0o755 });
       const from = inputs.baseStage?.rootfs;
       if (from !== undefined) await cloneRootfs(from, root, bctx);
@@ -87,7 +88,7 @@ class StageRootfs {
         throw new KilnError('SANDBOX', 'sandbox mode runs RUN with bubblewrap, which is not installed (apt-get install bubblewrap)');
       }
       // Upper dirs live beside the rootfs: on its filesystem, so merging them is a rename.
-      const scratch = join(bctx.request.workDir, 'stages', String(inputs.stage.index), 'overlay');
+      const scratch = join(dirname(root), 'overlay');
       const tools = await chooseOverlay(bctx, scratch);
       const overlay = tools === undefined ? undefined : { tools, scratch, collect: (upper: string, touched: readonly string[]) => this.#collect(upper, touched) };
       const sandbox = new ChrootSandbox({ root, bwrap: bctx.bwrap, ...(overlay !== undefined ? { overlay } : {}) });
@@ -197,6 +198,13 @@ export async function buildStage(bctx: BuildContext, inputs: StageInputs): Promi
   const now = bctx.request.reproducible ? new Date(0).toISOString() : new Date().toISOString();
   const single = bctx.request.singleSnapshot;
 
+  // A RUN or COPY that fills a tmpfs rootfs fails like one that fills a disk: say which it was.
+  const warnIfFull = async (err: unknown): Promise<never> => {
+    const hint = await bctx.area.fullHint();
+    if (hint !== undefined) log.warn(hint);
+    throw err;
+  };
+
   const triggers = onbuildTriggers(df, stage, baseConfig.config?.OnBuild ?? []);
   log.info(`Executing ${triggers.length} build triggers`);
   for (const instr of [...triggers, ...stage.instructions]) {
@@ -230,11 +238,11 @@ export async function buildStage(bctx: BuildContext, inputs: StageInputs): Promi
         mask: bctx.mask,
       },
     };
-    const step = await runHandler(instr, state, env);
+    const step = await runHandler(instr, state, env).catch(warnIfFull);
     state = step.state;
     let layer: Layer | null = null;
     rootfs.record(step.fs, instr.kind === 'run');
-    if (step.fs.kind !== 'none' && !single) layer = await rootfs.snapshot(step.fs);
+    if (step.fs.kind !== 'none' && !single) layer = await rootfs.snapshot(step.fs).catch(warnIfFull);
     if (layer !== null) {
       layers.push(layer);
       history.push({ created: now, created_by: step.createdBy });

@@ -68,6 +68,8 @@ export interface ParsedFlags {
   runMode: string;
   snapshotStrategy: string;
   workDir?: string;
+  rootfsTmpfs: string;
+  rootfsTmpfsSize?: string;
   secret: string[];
   mountCacheDir?: string;
   skipPushPermissionCheck: boolean;
@@ -133,6 +135,8 @@ export function executorCommand(): Command {
     .addOption(new Option('--snapshot-strategy <strategy>', '(kiln) overlay: RUN on an overlay mount, snapshot its upper dir; walk: compare the whole rootfs; auto: overlay when it can be mounted').choices(['auto', 'overlay', 'walk']).default('auto'))
     .addOption(new Option('--run-mode <mode>', '(kiln) sandbox: RUN in an isolated rootfs; container: the rootfs is / (executor image); auto').choices(['auto', 'sandbox', 'container']).default('auto'))
     .option('--work-dir <dir>', '(kiln) where the rootfs and layers are kept in sandbox mode (default: a temp dir)')
+    .addOption(new Option('--rootfs-tmpfs <when>', '(kiln) sandbox mode as root: keep stage filesystems on a private tmpfs; auto: with 8 GiB+ of memory available and a base under an eighth of it').choices(['auto', 'always', 'never']).default('auto'))
+    .option('--rootfs-tmpfs-size <MiB>', '(kiln) size limit of that tmpfs (default: half of the available memory)')
     .option('--secret <spec>', 'id=ID,src=PATH or id=ID,env=VAR: a secret for RUN --mount=type=secret (repeatable)', collect, [])
     .option('--mount-cache-dir <dir>', '(kiln) where RUN --mount=type=cache directories persist (default: <kaniko-dir>/cache in container mode, else $XDG_CACHE_HOME/kiln/mounts, /var/cache/kiln/mounts as root, ~/.cache/kiln/mounts)')
     .allowExcessArguments(false)

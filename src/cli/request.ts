@@ -57,6 +57,8 @@ const flagsSchema = z.object({
   runMode: z.enum(['auto', 'sandbox', 'container']),
   snapshotStrategy: z.enum(['auto', 'overlay', 'walk']),
   workDir: z.string().optional(),
+  rootfsTmpfs: z.enum(['auto', 'always', 'never']),
+  rootfsTmpfsSize: z.string().regex(/^[1-9][0-9]*$/, 'must be a whole number of MiB').optional(),
   secret: z.array(z.string()),
   mountCacheDir: z.string().optional(),
   skipPushPermissionCheck: z.boolean(),
@@ -200,6 +202,9 @@ export async function buildRequestFrom(flags: ExecutorFlags, e: Environment): Pr
     runMode,
     workDir,
     ownsWorkDir,
+    rootfsTmpfs: flags.rootfsTmpfs,
+    rootfsTmpfsSizeMiB: flags.rootfsTmpfsSize === undefined ? undefined : Number(flags.rootfsTmpfsSize),
+    isRoot: e.uid === 0,
     ignorePaths: [...flags.ignorePath, ...(flags.ignoreVarRun ? ['/var/run'] : [])],
     registry: {
       insecurePush: flags.insecure,
