@@ -1,5 +1,6 @@
 // Builds one stage: base -> (rootfs, on first need) -> instructions -> snapshots -> image.
-import { mkdir } from 'node:fs/promises';
+import { readdirSync } from 'node:fs';
+import { mkdir, rm } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { parseDockerfile } from '../dockerfile/parse.js';
 import type { Dockerfile, Instruction, Stage } from '../dockerfile/instructions.js';
@@ -15,6 +16,8 @@ import type { ContainerConfig, History } from '../oci/schemas.js';
 import { ChrootSandbox } from '../sandbox/chroot-sandbox.js';
 import { ContainerSandbox } from '../sandbox/container-sandbox.js';
 import type { Sandbox } from '../sandbox/sandbox.js';
+import { mkdirAllInRoot } from '../rootfs/in-root.js';
+import { unpackLayer } from '../rootfs/unpack.js';
 import { Snapshotter } from '../snapshot/snapshotter.js';
 import type { BuildContext } from './build-context.js';
 import { clearContainerRoot, cloneRootfs, compressedSize, unpackImage } from './rootfs-materializer.js';
@@ -54,14 +57,62 @@ class StageRootfs {
   /** Whether RUN goes through an overlay whose upper dir the snapshotter takes (RUNs mark themselves). */
   #overlay = false;
   #layerCount = 0;
+  /**
+   * A deferred stage: the base is not unpacked (nor, unless an output needs its layers, downloaded)
+   * while the stage's instructions are COPYs and WORKDIRs that do not depend on what the base holds.
+   * They write into `root`, an empty tree whose snapshots hold only what they wrote (Snapshotter's
+   * delta mode), and the layers are kept to be applied if a later instruction needs the real rootfs.
+   */
+  #delta: { root: string; snapshotter: Snapshotter; layers: Layer[] } | undefined;
 
   constructor(
     private readonly bctx: BuildContext,
     private readonly inputs: StageInputs,
+    /** Whether the stage may defer its base at all: decided from its instructions before the first runs. */
+    private readonly mayDefer: boolean,
   ) {}
 
   get materialized(): string | undefined {
     return this.#root;
+  }
+
+  /** The deferred stage's delta root, or undefined once the real rootfs exists. */
+  async deltaRoot(): Promise<string | undefined> {
+    if (this.#root !== undefined || !this.mayDefer) return undefined;
+    if (this.#delta !== undefined) return this.#delta.root;
+    const { bctx, inputs } = this;
+    const parent = bctx.request.runMode === 'container' ? bctx.request.workDir : await bctx.area.dir(await compressedSize(inputs.base));
+    const root = join(parent, 'stages', String(inputs.stage.index), 'delta');
+    await mkdir(root, { recursive: true, mode: 0o755 });
+    await mkdir(join(bctx.request.workDir, 'layers'), { recursive: true });
+    const snapshotter = new Snapshotter({
+      root,
+      ignore: bctx.ignore,
+      workDir: join(bctx.request.workDir, 'layers'),
+      ctx: bctx,
+      codec: bctx.request.compression,
+      mode: bctx.request.snapshotMode,
+      reproducible: bctx.request.reproducible,
+      delta: true,
+    });
+    await snapshotter.init();
+    this.#delta = { root, snapshotter, layers: [] };
+    bctx.log.info('Deferring the base image: COPY and WORKDIR so far need nothing from it');
+    return root;
+  }
+
+  /** Puts what a deferred stage wrote onto the just-unpacked rootfs: its layers, then its directories. */
+  async #applyDelta(root: string): Promise<void> {
+    const delta = this.#delta;
+    if (delta === undefined) return;
+    this.#delta = undefined;
+    for (const layer of delta.layers) {
+      const what = `layer ${await layer.digest()}`;
+      await unpackLayer(root, await layer.uncompressed(), { ignore: this.bctx.ignore, ctx: this.bctx, expectedDiffId: await layer.diffId(), what });
+    }
+    // Directories the layers leave implicit (WORKDIRs, COPY destinations): created as a runtime would.
+    for (const dir of listDirs(delta.root)) await mkdirAllInRoot(root, `/${dir}`);
+    await rm(delta.root, { recursive: true, force: true });
   }
 
   async root(reason: string): Promise<string> {
@@ -83,6 +134,7 @@ class StageRootfs {
       else if (inputs.pristineBase !== undefined) await cloneRootfs(await inputs.pristineBase(), root, bctx);
       else await unpackImage(root, inputs.base, bctx.ignore, bctx);
     }
+    await this.#applyDelta(root);
     if (bctx.request.runMode === 'sandbox') {
       if (bctx.bwrap === undefined) {
         throw new KilnError('SANDBOX', 'sandbox mode runs RUN with bubblewrap, which is not installed (apt-get install bubblewrap)');
@@ -129,7 +181,7 @@ class StageRootfs {
 
   /** Tells the snapshotter what an instruction may have changed. */
   record(fs: FsEffect, isRun: boolean): void {
-    const snap = this.#snapshotter;
+    const snap = this.#snapshotter ?? this.#delta?.snapshotter;
     if (snap === undefined) return;
     switch (fs.kind) {
       case 'none':
@@ -146,11 +198,36 @@ class StageRootfs {
 
   /** Snapshots the changes since the last one; null when nothing changed or nothing was unpacked. */
   async snapshot(fs: FsEffect | undefined): Promise<Layer | null> {
-    if (this.#snapshotter === undefined) return null;
+    const delta = this.#snapshotter === undefined ? this.#delta : undefined;
+    const snap = this.#snapshotter ?? delta?.snapshotter;
+    if (snap === undefined) return null;
     this.bctx.log.info(fs?.kind === 'paths' ? 'Taking snapshot of files...' : 'Taking snapshot of full filesystem...');
     const n = this.#layerCount++;
-    return this.#snapshotter.snapshot(`stage${this.inputs.stage.index}-${n}.tar.gz`);
+    const layer = await snap.snapshot(`stage${this.inputs.stage.index}-${n}.tar.gz`);
+    if (layer !== null) delta?.layers.push(layer);
+    return layer;
   }
+}
+
+/**
+ * Whether a stage is worth deferring: only if nothing in it is sure to need the base's files (a RUN, an
+ * ADD, a COPY --chown), so a stage that unpacks anyway builds exactly as it would without deferral. A
+ * COPY that turns out to depend on the base (a file to a destination the base may hold as a directory)
+ * still unpacks it then, and the deferred layers are applied on top.
+ */
+function mayDefer(instructions: readonly Instruction[]): boolean {
+  return instructions.every((i) => (i.kind === 'copy' ? i.chown === undefined : i.kind !== 'run' && i.kind !== 'add'));
+}
+
+/** Every directory under `root`, parents first, as root-relative paths (a delta tree: small). */
+function listDirs(root: string, rel = ''): string[] {
+  const out: string[] = [];
+  for (const ent of readdirSync(rel === '' ? root : join(root, rel), { withFileTypes: true })) {
+    if (!ent.isDirectory()) continue;
+    const child = rel === '' ? ent.name : `${rel}/${ent.name}`;
+    out.push(child, ...listDirs(root, child));
+  }
+  return out;
 }
 
 function siteOf(df: Dockerfile, instr: { line: number; source: string }): InstructionSite {
@@ -182,7 +259,8 @@ export async function buildStage(bctx: BuildContext, inputs: StageInputs): Promi
   const { df, stage, base } = inputs;
   const { log } = bctx;
   const baseConfig = await base.configFile();
-  const rootfs = new StageRootfs(bctx, inputs);
+  const triggers = onbuildTriggers(df, stage, baseConfig.config?.OnBuild ?? []);
+  const rootfs = new StageRootfs(bctx, inputs, mayDefer([...triggers, ...stage.instructions]));
   let state: StageState = {
     config: initialConfig(baseConfig.config),
     args: new Map(),
@@ -205,7 +283,6 @@ export async function buildStage(bctx: BuildContext, inputs: StageInputs): Promi
     throw err;
   };
 
-  const triggers = onbuildTriggers(df, stage, baseConfig.config?.OnBuild ?? []);
   log.info(`Executing ${triggers.length} build triggers`);
   for (const instr of [...triggers, ...stage.instructions]) {
     bctx.signal.throwIfAborted();
@@ -218,6 +295,7 @@ export async function buildStage(bctx: BuildContext, inputs: StageInputs): Promi
       stdout: bctx.stdout,
       stderr: bctx.stderr,
       rootfs: () => rootfs.root(`${reason}`),
+      deltaRootfs: () => rootfs.deltaRoot(),
       sandbox: () => rootfs.sandbox(`${reason}`),
       context: inputs.context,
       // A --from image that cannot be pulled still names the instruction (as a FROM image does).

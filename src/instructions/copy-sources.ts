@@ -52,7 +52,6 @@ export async function planCopy(instr: CopyInstruction | AddInstruction, state: S
   const trailing = rawDest.endsWith('/') || rawDest.endsWith('/.') || rawDest === '.';
   let dest = posix.resolve(state.config.WorkingDir || '/', rawDest);
   if (trailing && !dest.endsWith('/')) dest += '/';
-  const destRoot = await e.rootfs();
   const from = instr.kind === 'copy' ? instr.from : undefined;
   const patterns = pathsOverride ?? instr.sources.flatMap((s) => (s.kind === 'path' ? [expand(s.path, state, e)] : []));
   const heredocCount = instr.sources.filter((s) => s.kind === 'heredoc').length;
@@ -68,6 +67,7 @@ export async function planCopy(instr: CopyInstruction | AddInstruction, state: S
     sourceRoot = await e.fromRootfs(from);
     for (const p of patterns) sources.push(...(await fromSources(sourceRoot, p, from, e)));
   }
+  const destRoot = (await deferrable(instr, trailing, sourceRoot, sources, heredocCount)) ? ((await e.deltaRootfs()) ?? (await e.rootfs())) : await e.rootfs();
   const owner = instr.chown !== undefined ? await resolveChown(destRoot, expand(instr.chown, state, e)).catch((err: unknown) => {
     throw new DockerfileError((err as Error).message, e.site, { cause: err });
   }) : from === undefined ? { uid: 0, gid: 0 } : 'preserve' as const;
@@ -113,6 +113,21 @@ export async function planCopy(instr: CopyInstruction | AddInstruction, state: S
       if (heredocs !== undefined) await rm(heredocs.dir, { recursive: true, force: true });
     },
   };
+}
+
+/**
+ * Whether a COPY writes the same layer whatever the base holds, so it may go into a deferred stage's
+ * delta root: no --chown (names need the base's /etc/passwd; created directories would get the owner),
+ * and a destination that is a directory whatever the base holds: written as one (`/app/`, `.`), or a
+ * single directory source (its contents go into the destination, made if missing). A file copied to
+ * `/opt/app` lands at `/opt/app/<name>` when the base has a directory `/opt/app`: that needs the base.
+ */
+async function deferrable(instr: CopyInstruction | AddInstruction, trailing: boolean, sourceRoot: string, sources: readonly string[], heredocs: number): Promise<boolean> {
+  if (instr.kind !== 'copy' || instr.chown !== undefined) return false;
+  if (trailing) return true;
+  if (heredocs > 0 || sources.length !== 1) return false;
+  const st = await lstat(join(sourceRoot, sources[0] ?? '')).catch(() => undefined);
+  return st?.isDirectory() === true;
 }
 
 /**

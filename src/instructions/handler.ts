@@ -33,6 +33,12 @@ export interface InstructionEnv {
   readonly stderr: Writable;
   /** The stage's rootfs, unpacked from the base on first use. */
   rootfs(): Promise<string>;
+  /**
+   * A deferred stage's delta root (see StageRootfs in src/build/stage-builder.ts), where an instruction
+   * that needs nothing from the base may write instead of unpacking it; undefined once the rootfs is
+   * unpacked. What is written there reaches the layer only strictly inside the paths the step reports.
+   */
+  deltaRootfs(): Promise<string | undefined>;
   /** The sandbox RUN executes in; unpacks the rootfs first. */
   sandbox(): Promise<Sandbox>;
   readonly context: ContextFiles;

@@ -14,6 +14,13 @@ export const workdir: Handler<WorkdirInstruction> = async (instr, state, e) => {
   const dir = posix.resolve(state.config.WorkingDir || '/', raw);
   const next = { ...state, config: { ...state.config, WorkingDir: dir } };
   if (dir === '/') return { state: next, createdBy: `WORKDIR ${dir}`, fs: NO_FS };
+  // As root, what WORKDIR creates is 0755 root:root whatever the base holds: a deferred stage creates it
+  // in its delta root, where no layer records it (a runtime makes a missing working directory itself).
+  const delta = isRootUser(state.config.User) ? await e.deltaRootfs() : undefined;
+  if (delta !== undefined) {
+    await mkdirAllInRoot(delta, dir);
+    return { state: next, createdBy: `WORKDIR ${dir}`, fs: NO_FS };
+  }
   const root = await e.rootfs();
   const owner = await resolveUserInRoot(root, state.config.User);
   const created = await mkdirAllInRoot(root, dir, owner).catch((err: unknown) => {
@@ -21,3 +28,7 @@ export const workdir: Handler<WorkdirInstruction> = async (instr, state, e) => {
   });
   return { state: next, createdBy: `WORKDIR ${dir}`, fs: created ? fsPaths([dir]) : NO_FS };
 };
+
+function isRootUser(user: string | undefined): boolean {
+  return user === undefined || user === '' || user === '0' || user === '0:0';
+}

@@ -31,6 +31,8 @@ const MAX_OCTAL_ID = 0o777777;
 export interface LayerTarOptions {
   /** `--reproducible`: every entry's mtime is the epoch, so the same files give the same bytes any day. */
   readonly reproducible?: boolean;
+  /** Only paths it accepts are written, parents included (a delta layer: see SnapshotterOptions.delta). */
+  readonly within?: (path: string) => boolean;
 }
 
 /**
@@ -38,18 +40,19 @@ export interface LayerTarOptions {
  * index the changes were computed against (their metadata and parents come from it).
  */
 export function writeChangesTar(root: string, changes: readonly Change[], after: Pick<TreeIndex, 'get'>, opts: LayerTarOptions = {}): Readable {
-  const items = collectItems(changes, after);
+  const within = opts.within;
+  const items = collectItems(within === undefined ? changes : changes.filter((c) => within(c.path)), after, within);
   const pack = tarPack();
   void produce(pack, root, items, opts.reproducible ?? false).catch((err: unknown) => pack.destroy(err instanceof Error ? err : new Error(String(err))));
   // A Node Readable over tar-stream's streamx one: pulls as fast as the consumer reads.
   return Readable.from(pack as AsyncIterable<Buffer>, { objectMode: false });
 }
 
-function collectItems(changes: readonly Change[], after: Pick<TreeIndex, 'get'>): Map<string, TarItem> {
+function collectItems(changes: readonly Change[], after: Pick<TreeIndex, 'get'>, within: ((path: string) => boolean) | undefined): Map<string, TarItem> {
   const items = new Map<string, TarItem>();
   const addWithParents = (path: string): void => {
     for (let p = path; p !== ''; p = parentOf(p)) {
-      if (items.has(p)) break;
+      if (items.has(p) || (within !== undefined && !within(p))) break;
       const meta = after.get(p);
       if (meta === undefined) throw new SnapshotError(`/${p} changed but is missing from the index`);
       items.set(p, { kind: 'path', meta });

@@ -39,6 +39,14 @@ export interface SnapshotterOptions {
   readonly mode?: SnapshotMode;
   /** `--reproducible`: every mtime in the layers is the epoch. */
   readonly reproducible?: boolean;
+  /**
+   * The root holds only what COPY wrote over a base image that is not unpacked (a deferred stage): a
+   * layer gets only the entries strictly inside the marked paths, never those paths nor their parents.
+   * Their type and metadata are the base's, unknown here, and a layer naming them would replace them
+   * (an entry `lib/` replaces a base's `lib -> usr/lib`); whoever applies the layer resolves them in
+   * its own tree and creates missing ones, as it does for any entry whose parent it lacks.
+   */
+  readonly delta?: boolean;
 }
 
 /**
@@ -58,6 +66,9 @@ export class Snapshotter {
   readonly #tar: LayerTarOptions;
   #baseline: Baseline | undefined;
   #scope = new ChangeScope();
+  readonly #delta: boolean;
+  /** Delta mode: the marked paths (rootfs-relative) whose insides the next layer may hold. */
+  #insideOf = new Set<string>();
 
   constructor(opts: SnapshotterOptions) {
     this.#root = realpathSync(opts.root);
@@ -70,6 +81,7 @@ export class Snapshotter {
     this.#codec = opts.codec;
     this.#mode = opts.mode ?? 'redo';
     this.#tar = { reproducible: opts.reproducible ?? false };
+    this.#delta = opts.delta ?? false;
   }
 
   /** Indexes the rootfs as it is now: the next snapshot records changes from here. */
@@ -103,7 +115,9 @@ export class Snapshotter {
     for (const p of paths) {
       // The path itself (a symlink replaced, say) and what it leads to (a COPY into a linked dir).
       this.#scope.addTree(this.#rel(p));
-      this.#scope.addTree(resolveInRoot(this.#root, p.replace(/^\/+/, '')));
+      const target = resolveInRoot(this.#root, p.replace(/^\/+/, ''));
+      this.#scope.addTree(target);
+      if (this.#delta) this.#insideOf.add(target);
     }
   }
 
@@ -136,6 +150,8 @@ export class Snapshotter {
     const started = Date.now();
     const scope = this.#scope;
     this.#scope = new ChangeScope();
+    const insideOf = this.#insideOf;
+    this.#insideOf = new Set();
     let changes: Change[];
     let after: Pick<TreeIndex, 'get'>;
     let commit: () => void;
@@ -160,6 +176,8 @@ export class Snapshotter {
     }
     // The clock tick is waited out from the end of the scan, while the layer is written, not after it:
     // what matters is that the next instruction's writes come a tick after the scan read the stamps.
+    const within = this.#delta ? (p: string) => isStrictlyInside(p, insideOf) : undefined;
+    if (within !== undefined) changes = changes.filter((c) => within(c.path));
     const scanned = Date.now();
     this.#ctx?.log.debug({ scoped: scope.known && !scope.all, changes: changes.length, ms: scanned - started }, 'scanned rootfs for changes');
     if (changes.length === 0) {
@@ -170,7 +188,7 @@ export class Snapshotter {
     const path = resolve(this.#workDir, layerPath);
     let layer: FileLayer;
     try {
-      layer = await writeLayerFile(writeChangesTar(this.#root, changes, after, this.#tar), path, this.#codec === undefined ? {} : { codec: this.#codec });
+      layer = await writeLayerFile(writeChangesTar(this.#root, changes, after, within === undefined ? this.#tar : { ...this.#tar, within }), path, this.#codec === undefined ? {} : { codec: this.#codec });
     } catch (err) {
       if (err instanceof KilnError) throw err;
       throw new SnapshotError(`writing layer ${path}: ${(err as Error).message}`, { cause: err });
@@ -254,6 +272,14 @@ export class Snapshotter {
     };
     return { changes, after: { get: lookupAfter }, commit };
   }
+}
+
+function isStrictlyInside(path: string, dirs: ReadonlySet<string>): boolean {
+  if (dirs.has('')) return path !== '';
+  for (let i = path.lastIndexOf('/'); i > 0; i = path.lastIndexOf('/', i - 1)) {
+    if (dirs.has(path.slice(0, i))) return true;
+  }
+  return false;
 }
 
 function hasAncestorIn(path: string, set: ReadonlySet<string>): boolean {
