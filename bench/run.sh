@@ -38,28 +38,15 @@ npx tsc -p tsconfig.json
 work=${KILN_BENCH_WORK:-$(mktemp -d /tmp/kiln-bench-XXXXXX)}
 mkdir -p "$work"
 port=$(node -e 'const s=require("net").createServer().listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})')
-cat >"$work/registry.yml" <<YAML
-version: 0.1
-log:
-  level: error
-  accesslog:
-    disabled: true
-storage:
-  filesystem:
-    rootdirectory: $work/registry
-  delete:
-    enabled: true
-http:
-  addr: 127.0.0.1:$port
-YAML
-docker-registry serve "$work/registry.yml" >"$work/registry.log" 2>&1 &
-registry_pid=$!
+# shellcheck source=scripts/local-registry.sh
+. scripts/local-registry.sh
+registry_pid=
 cleanup() {
-  kill "$registry_pid" 2>/dev/null || true
+  [[ -n $registry_pid ]] && kill "$registry_pid" 2>/dev/null || true
   [[ -n ${KILN_BENCH_WORK:-} ]] || rm -rf "$work"
 }
 trap cleanup EXIT
-for _ in $(seq 100); do curl -fsS "http://127.0.0.1:$port/v2/" >/dev/null 2>&1 && break; sleep 0.1; done
+start_local_registry "$work" "$port"
 
 mkdir -p bench/results
 if [[ ${KILN_BENCH_COMPRESSION:-1} != 0 ]]; then

@@ -9,22 +9,10 @@ npm run --silent build
 
 work="$(mktemp -d /tmp/kiln-demo-XXXXXX)"
 port="${KILN_DEMO_PORT:-5000}"
-cat > "$work/registry.yml" <<YAML
-version: 0.1
-log:
-  level: error
-  accesslog:
-    disabled: true
-storage:
-  filesystem:
-    rootdirectory: $work/registry
-http:
-  addr: 127.0.0.1:$port
-YAML
-docker-registry serve "$work/registry.yml" >"$work/registry.log" 2>&1 &
-registry_pid=$!
+# shellcheck source=scripts/local-registry.sh
+. scripts/local-registry.sh
 trap 'kill $registry_pid 2>/dev/null; rm -rf "$work"' EXIT
-for _ in $(seq 50); do curl -fsS "http://127.0.0.1:$port/v2/" >/dev/null 2>&1 && break; sleep 0.1; done
+start_local_registry "$work" "$port"
 
 echo "== making a busybox base image with umoci and pushing it with skopeo"
 bash scripts/make-base-images.sh "$work/layout" >/dev/null
