@@ -13,6 +13,7 @@ import type { RunContext } from '../log/run-context.js';
 import type { IgnoreList } from '../rootfs/ignore-list.js';
 import { resolveInRoot, resolveParentInRoot } from '../rootfs/root-path.js';
 import { ChangeScope } from './change-scope.js';
+import { ctimeIsFineGrained } from './clock-probe.js';
 import { diffTrees, diffWalk, type Change } from './diff.js';
 import { writeChangesTar, type LayerTarOptions } from './layer-tar.js';
 import { mergeOverlayUpper } from './overlay-merge.js';
@@ -52,7 +53,8 @@ export interface SnapshotterOptions {
 /**
  * The kernel stamps ctime/mtime from a coarse clock (one jiffy: 4 ms at HZ=250, 10 ms at HZ=100), so a
  * write landing in the same tick as the scan that indexed a file could leave both stamps unchanged.
- * Waiting out a tick after each scan makes every later write carry a strictly newer stamp.
+ * Waiting out a tick after each scan makes every later write carry a strictly newer stamp. Not needed
+ * where the filesystem gives a change after a stat a newer ctime anyway (clock-probe.ts): init probes.
  */
 const CLOCK_TICK_MS = 20;
 
@@ -66,6 +68,8 @@ export class Snapshotter {
   readonly #tar: LayerTarOptions;
   #baseline: Baseline | undefined;
   #scope = new ChangeScope();
+  /** CLOCK_TICK_MS, or 0 where the rootfs's filesystem has fine-grained ctimes (probed by init). */
+  #tickMs = CLOCK_TICK_MS;
   readonly #delta: boolean;
   /** Delta mode: the marked paths (rootfs-relative) whose insides the next layer may hold. */
   #insideOf = new Set<string>();
@@ -86,9 +90,11 @@ export class Snapshotter {
 
   /** Indexes the rootfs as it is now: the next snapshot records changes from here. */
   async init(): Promise<void> {
+    // Probed before the scan: the probe's file is gone by the time the baseline is read.
+    this.#tickMs = ctimeIsFineGrained(this.#root) ? 0 : CLOCK_TICK_MS;
     this.#baseline = Baseline.of(await scanWhole(this.#root, this.#ignore));
     this.#scope = new ChangeScope();
-    await sleep(CLOCK_TICK_MS);
+    if (this.#tickMs > 0) await sleep(this.#tickMs);
   }
 
   /** The current baseline (after `init`), decoded: a copy, for tests and debugging. */
@@ -181,7 +187,7 @@ export class Snapshotter {
     const scanned = Date.now();
     this.#ctx?.log.debug({ scoped: scope.known && !scope.all, changes: changes.length, ms: scanned - started }, 'scanned rootfs for changes');
     if (changes.length === 0) {
-      await sleep(CLOCK_TICK_MS);
+      if (this.#tickMs > 0) await sleep(this.#tickMs);
       commit();
       return null;
     }
@@ -193,7 +199,7 @@ export class Snapshotter {
       if (err instanceof KilnError) throw err;
       throw new SnapshotError(`writing layer ${path}: ${(err as Error).message}`, { cause: err });
     }
-    const left = CLOCK_TICK_MS - (Date.now() - scanned);
+    const left = this.#tickMs - (Date.now() - scanned);
     if (left > 0) await sleep(left);
     commit();
     return layer;
