@@ -33,7 +33,7 @@ if [[ ${#missing[@]} -gt 0 ]]; then
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 [ -d node_modules ] || npm ci --no-audit --no-fund
-npx tsc -p tsconfig.json
+npm run --silent build
 
 work=${KILN_BENCH_WORK:-$(mktemp -d /tmp/kiln-bench-XXXXXX)}
 mkdir -p "$work"

@@ -1,0 +1,98 @@
+// The executor's fast-start copy of the CLI (the second half of `npm run build`, after tsc):
+//
+//   dist/bundle/kiln.cjs          dist/cli/main.js as tsc emitted it, and everything it imports from
+//                                 dist/ and node_modules/, in one CommonJS file (esbuild)
+//   dist/bundle/kiln.cjs.map      its source map, through dist/'s maps back to src/*.ts: read only by
+//                                 `node --enable-source-maps bin/executor.js` (stack traces name src/*.ts)
+//   dist/bundle/kiln.cjs.v8cache  V8's code cache for it, made by running the bundle with this node
+//
+// bin/load-kiln.js loads it. Why CommonJS: Node 20 gives a code cache to vm.Script only, never to an
+// ES module. Why one file: resolving and loading ~150 modules costs more than compiling them.
+//
+//   node scripts/bundle.mjs        (after tsc -p tsconfig.json)
+import { execFileSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { existsSync, mkdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join, relative, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { build, formatMessagesSync } from 'esbuild';
+
+const repo = resolve(dirname(fileURLToPath(import.meta.url)), '..');
+const loader = join(repo, 'bin/load-kiln.js');
+const { BUNDLE, BUNDLE_ID_LENGTH, BUNDLE_ID_PREFIX } = createRequire(import.meta.url)(loader);
+const entry = join(repo, 'dist/cli/main.js');
+
+// src/rootfs/native-fs.ts finds the addon at ADDON from its own import.meta.url, which in the bundle is
+// the bundle's URL: that holds while the bundle sits two directories below the repository (dist/bundle/,
+// as dist/rootfs/ does), here and in the executor image.
+const ADDON = '../../build/Release/kiln_native.node';
+if (relative(repo, dirname(BUNDLE)).split('/').length !== 2) throw new Error(`${BUNDLE} must be two levels below ${repo}: see ADDON`);
+
+if (!existsSync(entry)) {
+  console.error(`bundle: ${relative(repo, entry)} is missing: run tsc -p tsconfig.json first`);
+  process.exit(1);
+}
+
+const placeholder = '0'.repeat(BUNDLE_ID_LENGTH);
+const result = await build({
+  absWorkingDir: repo,
+  entryPoints: [entry],
+  outfile: BUNDLE,
+  bundle: true,
+  platform: 'node',
+  format: 'cjs',
+  target: 'node20',
+  // Not minified: stack traces keep readable names and lines without the map.
+  sourcemap: 'linked',
+  // import.meta does not exist in CommonJS: give its one user (native-fs.ts) the bundle's own URL.
+  define: { 'import.meta.url': '__kilnBundleUrl' },
+  // 'use strict' before any statement, or it is no directive (dist/ is ES modules, always strict).
+  banner: { js: `${BUNDLE_ID_PREFIX}${placeholder}\n'use strict';\nconst __kilnBundleUrl = require('node:url').pathToFileURL(__filename).href;` },
+  write: false,
+  logLevel: 'silent',
+});
+if (result.warnings.length > 0 || result.errors.length > 0) {
+  console.error(formatMessagesSync([...result.errors, ...result.warnings], { kind: 'warning' }).join('\n'));
+  console.error('bundle: esbuild warned; fix the cause (the bundle must behave as dist/ does)');
+  process.exit(1);
+}
+
+const js = result.outputFiles.find((f) => f.path === BUNDLE);
+const map = result.outputFiles.find((f) => f.path === `${BUNDLE}.map`);
+if (js === undefined || map === undefined) throw new Error('esbuild wrote no bundle or no map');
+let text = js.text;
+if (!text.startsWith(`${BUNDLE_ID_PREFIX}${placeholder}\n`)) throw new Error('the bundle does not start with its banner');
+if (!text.includes(ADDON)) {
+  throw new Error(`the bundle no longer names ${ADDON}: native-fs.ts changed how it finds the addon; make sure it resolves from ${relative(repo, BUNDLE)}`);
+}
+// ASCII only, so that bin/load-kiln.js can decode it as latin1 (~0.5 ms) rather than UTF-8 (~9 ms for
+// 1.7 MB). esbuild already escapes every non-ASCII character in strings, regular expressions and names
+// (its default `charset: 'ascii'`), so what is left is in comments: one `?` per UTF-16 unit keeps
+// every column, and with them the source map.
+text = text.replace(/[^\x00-\x7f]/g, '?');
+// A content hash, the same length as the placeholder, so the map's offsets still hold.
+const id = createHash('sha256').update(text).digest('hex').slice(0, BUNDLE_ID_LENGTH);
+text = text.replace(placeholder, id);
+
+// Each file replaced whole, so that an executor starting meanwhile reads the old one or the new one.
+function replaceFile(path, data) {
+  writeFileSync(`${path}.tmp`, data);
+  renameSync(`${path}.tmp`, path);
+}
+mkdirSync(dirname(BUNDLE), { recursive: true });
+rmSync(`${BUNDLE}.v8cache`, { force: true });
+replaceFile(`${BUNDLE}.map`, map.contents);
+replaceFile(BUNDLE, text);
+
+// The code cache: run the bundle's top level (its modules' initialisation: no build, no I/O) in a
+// fresh node, so that the cache holds what every run compiles. A node of another version, or started
+// with other V8 flags, rejects it and compiles the bundle as if there were none: hence no NODE_OPTIONS
+// here, as the executor runs without any.
+const env = { ...process.env };
+delete env['NODE_OPTIONS'];
+execFileSync(process.execPath, ['-e', `const k = require(${JSON.stringify(loader)}); k.writeCache(k.BUNDLE, k.runBundle(k.BUNDLE).script);`], {
+  stdio: 'inherit',
+  env,
+});
+console.error(`bundle: ${relative(repo, BUNDLE)} (${Math.round(text.length / 1024)} KiB) and its code cache`);
