@@ -25,7 +25,7 @@ function fail(msg) {
 }
 
 function sh(cmd, argv, opts = {}) {
-  return execFileSync(cmd, argv, { stdio: ['ignore', 'pipe', 'inherit'], maxBuffer: 1 << 26, ...opts }).toString();
+  return execFileSync(cmd, argv, { stdio: ['ignore', 'pipe', 'inherit'], maxBuffer: 1 << 26, ...opts })?.toString() ?? '';
 }
 
 // --- base images: made without kiln or buildah, pushed to the registry both pull from ------------------

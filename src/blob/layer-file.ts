@@ -52,10 +52,10 @@ export class FileLayer implements Layer {
     return this.#mediaType;
   }
   async compressed(): Promise<Readable> {
-    return createReadStream(this.path);
+    return createReadStream(this.path, { highWaterMark: 1024 * 1024 });
   }
   async uncompressed(): Promise<Readable> {
-    return decompress(createReadStream(this.path), this.#mediaType);
+    return decompress(createReadStream(this.path, { highWaterMark: 1024 * 1024 }), this.#mediaType);
   }
 }
 

@@ -90,9 +90,11 @@ export async function runBuild(request: BuildRequest, deps: BuildDeps): Promise<
     }),
   };
   try {
-    // Before any base image is pulled: bad credentials fail in a second, not after the build.
-    if (!request.outputs.noPush && !reg.skipPushPermissionCheck) await checkPushPermissions(pushClient, request.outputs.destinations, bctx);
-    const results = await buildStages(bctx, df, plan, inputs.context);
+    // Awaited before any stage starts: bad credentials fail in a second, not after the build. Base
+    // manifests are fetched meanwhile (no layer is downloaded before the check has passed).
+    const permission =
+      !request.outputs.noPush && !reg.skipPushPermissionCheck ? checkPushPermissions(pushClient, request.outputs.destinations, bctx) : Promise.resolve();
+    const results = await buildStages(bctx, df, plan, inputs.context, permission);
     const final = results.get(plan.target);
     if (final === undefined) throw new KilnError('INTERNAL', `target stage ${plan.target} was not built`);
     const digest = await writeOutputs(bctx, final.image);
@@ -140,6 +142,7 @@ async function buildStages(
   df: Dockerfile,
   plan: BuildPlan,
   context: ContextFiles,
+  permission: Promise<void>,
 ): Promise<Map<number, StageResult>> {
   const { log, request } = bctx;
   const results = new Map<number, StageResult>();
@@ -199,7 +202,18 @@ async function buildStages(
     return p;
   };
 
-  for (const index of buildOrder(plan, !request.skipUnusedStages)) {
+  const order = buildOrder(plan, !request.skipUnusedStages);
+  for (const index of order) {
+    const sp = plan.stages[index];
+    // Errors surface when the stage awaits the same pull (or parses its platform), with its line.
+    try {
+      if (sp?.base.kind === 'image') pull(sp.base.ref, sp.platform !== undefined ? parsePlatform(sp.platform) : request.platform).catch(() => undefined);
+    } catch {
+      // An invalid platform: reported by the stage itself.
+    }
+  }
+  await permission;
+  for (const index of order) {
     const stage = df.stages[index];
     const sp = plan.stages[index];
     if (stage === undefined || sp === undefined) throw new KilnError('INTERNAL', `stage ${index} missing from the plan`);

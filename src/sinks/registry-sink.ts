@@ -105,8 +105,9 @@ async function imageBlobs(image: Image): Promise<Blob[]> {
   }
   const config = await image.rawConfig();
   const configDigest = await image.configName();
+  // The config first: a few hundred bytes, done while the layers upload instead of after them.
   if (!seen.has(configDigest)) {
-    out.push({ digest: configDigest, size: config.byteLength, open: async () => Readable.from([Buffer.from(config)]) });
+    out.unshift({ digest: configDigest, size: config.byteLength, open: async () => Readable.from([Buffer.from(config)]) });
   }
   return out;
 }

@@ -62,7 +62,7 @@ export async function prefetchLayers(image: Image): Promise<void> {
 }
 
 function spooledLayer(remote: Layer, index: number, spool: Spool, mediaType: string, diffId: Digest, digest: Digest): Layer {
-  const compressed = async (): Promise<Readable> => createReadStream(await spool.file(index));
+  const compressed = async (): Promise<Readable> => createReadStream(await spool.file(index), { highWaterMark: 1024 * 1024 });
   return {
     digest: () => remote.digest(),
     diffId: () => remote.diffId(),
