@@ -14,7 +14,7 @@ const { values: args } = parseArgs({ options: { registry: { type: 'string' }, wo
 const registry = args.registry ?? fail('--registry HOST:PORT is required');
 const work = args.work ?? fail('--work DIR is required');
 const rounds = Number(process.env.KILN_BENCH_ROUNDS ?? 3);
-const debian = process.env.KILN_BENCH_DEBIAN === '1';
+const debian = process.env.KILN_BENCH_DEBIAN !== '0';
 const only = process.env.KILN_BENCH_CASES?.split(',').filter((s) => s !== '');
 const cases = CASES.filter((c) => (only !== undefined ? only.includes(c.name) : !c.optIn || (c.name === 'debian-apt' && debian)));
 if (cases.length === 0) fail(`no case matches KILN_BENCH_CASES=${process.env.KILN_BENCH_CASES}`);

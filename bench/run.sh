@@ -9,9 +9,10 @@
 #
 # Environment:
 #   KILN_BENCH_ROUNDS=3        rounds (each round builds every case once with each tool)
-#   KILN_BENCH_CASES=a,b       only these cases (names as printed); default: all but opt-in ones
-#   KILN_BENCH_DEBIAN=1        also the debootstrapped Debian + apt-get case (needs the Debian mirror,
-#                              adds minutes: debootstrap once, then apt-get downloads in every build)
+#   KILN_BENCH_CASES=a,b       only these cases (names as printed); default: all
+#   KILN_BENCH_DEBIAN=0        skip the debootstrapped Debian + apt-get case (it needs the Debian mirror:
+#                              debootstrap once per work dir, then apt-get downloads in every build)
+#   KILN_BENCH_DISK=0          skip kiln with --rootfs-tmpfs never (its stage filesystems on disk)
 #   KILN_BENCH_WORK=DIR        where data, registry and storage go (default: a temp dir, removed)
 #   KILN_BENCH_COMPRESSION=0   skip the layer-compression throughput table (bench/compression.mjs)
 # Run as root (buildah and kiln's sandbox mode both need it, as in the test suite).
@@ -19,9 +20,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 bash scripts/install-deps.sh
-# The benchmark's own tools: buildah (the peer), GNU time (peak RSS), debootstrap (opt-in case).
+# The benchmark's own tools: buildah (the peer), GNU time (peak RSS), debootstrap (the Debian case).
 need=(buildah time)
-[[ ${KILN_BENCH_DEBIAN:-0} == 1 ]] && need+=(debootstrap)
+[[ ${KILN_BENCH_DEBIAN:-1} == 0 ]] || need+=(debootstrap)
 missing=()
 for p in "${need[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
