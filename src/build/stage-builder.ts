@@ -84,19 +84,7 @@ class StageRootfs {
     const parent = bctx.request.runMode === 'container' ? bctx.request.workDir : await bctx.area.dir(await compressedSize(inputs.base));
     const root = join(parent, 'stages', String(inputs.stage.index), 'delta');
     await mkdir(root, { recursive: true, mode: 0o755 });
-    await mkdir(join(bctx.request.workDir, 'layers'), { recursive: true });
-    const snapshotter = new Snapshotter({
-      root,
-      ignore: bctx.ignore,
-      workDir: join(bctx.request.workDir, 'layers'),
-      ctx: bctx,
-      codec: bctx.request.compression,
-      mode: bctx.request.snapshotMode,
-      reproducible: bctx.request.reproducible,
-      delta: true,
-    });
-    await snapshotter.init();
-    this.#delta = { root, snapshotter, layers: [] };
+    this.#delta = { root, snapshotter: await this.#startSnapshotter(root, true), layers: [] };
     bctx.log.info('Deferring the base image: COPY and WORKDIR so far need nothing from it');
     return root;
   }
@@ -151,20 +139,28 @@ class StageRootfs {
       this.#sandbox = new ContainerSandbox();
     }
     log.info('Initializing snapshotter ...');
-    const snapshotter = new Snapshotter({
-      root,
-      ignore: bctx.ignore,
-      workDir: join(bctx.request.workDir, 'layers'),
-      ctx: bctx,
-      codec: bctx.request.compression,
-      mode: bctx.request.snapshotMode,
-      reproducible: bctx.request.reproducible,
-    });
-    await mkdir(join(bctx.request.workDir, 'layers'), { recursive: true });
-    await snapshotter.init();
-    this.#snapshotter = snapshotter;
+    this.#snapshotter = await this.#startSnapshotter(root, false);
     this.#root = root;
     return root;
+  }
+
+  /** A snapshotter of `root` with the build's settings, its baseline taken; layers go to `<work>/layers`. */
+  async #startSnapshotter(root: string, delta: boolean): Promise<Snapshotter> {
+    const { request } = this.bctx;
+    const layers = join(request.workDir, 'layers');
+    await mkdir(layers, { recursive: true });
+    const snapshotter = new Snapshotter({
+      root,
+      ignore: this.bctx.ignore,
+      workDir: layers,
+      ctx: this.bctx,
+      codec: request.compression,
+      mode: request.snapshotMode,
+      reproducible: request.reproducible,
+      delta,
+    });
+    await snapshotter.init();
+    return snapshotter;
   }
 
   async sandbox(reason: string): Promise<Sandbox> {
