@@ -9,10 +9,15 @@
 // and a push to the registry the image came from still mounts blobs without reading them.
 // Trade-off: opening one layer fetches the later ones too (a push to another registry that has some
 // of them already downloads them for nothing; it never uploads them).
-import { createReadStream, createWriteStream } from 'node:fs';
-import { mkdir, rename, rm, stat } from 'node:fs/promises';
+// An open does not wait for the download to finish: it reads the file as it grows (`follow`), so the
+// unpack of a layer runs while its bytes arrive, and ends only once the download has been verified
+// against its digest and size (a mismatch fails the reader too, and the build: nothing is pushed).
+// With `--image-download-retry`, an open waits for the verified file instead: a body that broke off
+// may have carried bytes a retry replaces, and an unpack cannot take back what it has applied.
+import { createReadStream } from 'node:fs';
+import { mkdir, open, rename, rm, stat, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { Readable } from 'node:stream';
+import { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { randomBytes } from 'node:crypto';
@@ -35,12 +40,19 @@ export interface SpoolOptions {
   readonly ctx: RunContext;
 }
 
+/** A spooling image: an `Image`, plus a way to wait until every layer is on disk. */
+export interface SpoolingImage extends Image {
+  /** Downloads every layer (e.g. before timing-sensitive work); resolves when all are on disk. */
+  spoolAll(): Promise<void>;
+}
+
 /** `image` with layers read from spooled files; manifest and config are the image's own. */
-export function spoolingImage(image: Image, opts: SpoolOptions): Image {
+export function spoolingImage(image: Image, opts: SpoolOptions): SpoolingImage {
+  const spool = once(async () => new Spool(await image.layers(), opts));
   const layers = once(async (): Promise<readonly Layer[]> => {
     const remote = await image.layers();
-    const spool = new Spool(remote, opts);
-    return Promise.all(remote.map(async (l, i) => spooledLayer(l, i, spool, await l.mediaType(), await l.diffId(), await l.digest())));
+    const sp = await spool();
+    return Promise.all(remote.map(async (l, i) => spooledLayer(l, i, sp, await l.mediaType(), await l.diffId(), await l.digest())));
   });
   return {
     mediaType: () => image.mediaType(),
@@ -51,18 +63,20 @@ export function spoolingImage(image: Image, opts: SpoolOptions): Image {
     configFile: () => image.configFile(),
     configName: () => image.configName(),
     layers,
+    spoolAll: async () => {
+      const sp = await spool();
+      await Promise.all((await image.layers()).map((_, i) => sp.file(i)));
+    },
   };
 }
 
-/** Downloads every layer of a spooling image (e.g. before timing-sensitive work); resolves when all are on disk. */
-export async function prefetchLayers(image: Image): Promise<void> {
-  const layers = await image.layers();
-  // Opening a layer waits for its file; the streams themselves are not read.
-  await Promise.all(layers.map(async (l) => (await l.compressed()).destroy()));
+/** Downloads every layer of a spooling image; resolves when all are on disk. */
+export async function prefetchLayers(image: SpoolingImage): Promise<void> {
+  await image.spoolAll();
 }
 
 function spooledLayer(remote: Layer, index: number, spool: Spool, mediaType: string, diffId: Digest, digest: Digest): Layer {
-  const compressed = async (): Promise<Readable> => createReadStream(await spool.file(index), { highWaterMark: 1024 * 1024 });
+  const compressed = async (): Promise<Readable> => spool.follow(index);
   return {
     digest: () => remote.digest(),
     diffId: () => remote.diffId(),
@@ -74,10 +88,39 @@ function spooledLayer(remote: Layer, index: number, spool: Spool, mediaType: str
   };
 }
 
+/** How far a download has got: the file being written and the bytes in it, or the finished file. */
+interface Progress {
+  tmp: string | undefined;
+  written: number;
+  final: string | undefined;
+  failed: unknown;
+  /** Resolved (and replaced) whenever any of the above changes. */
+  changed: Promise<void>;
+  wake: () => void;
+}
+
+function newProgress(): Progress {
+  const p: Progress = { tmp: undefined, written: 0, final: undefined, failed: undefined, changed: Promise.resolve(), wake: () => {} };
+  renew(p);
+  return p;
+}
+
+function renew(p: Progress): void {
+  p.changed = new Promise((resolve) => {
+    p.wake = () => {
+      renew(p);
+      resolve();
+    };
+  });
+}
+
+const CHUNK = 1024 * 1024;
+
 class Spool {
   readonly #layers: readonly Layer[];
   readonly #opts: SpoolOptions;
   readonly #files: (Promise<string> | undefined)[];
+  readonly #progress: Progress[];
   readonly #waiting: { index: number; resolve: (p: string) => void; reject: (e: unknown) => void }[] = [];
   #running = 0;
 
@@ -85,6 +128,66 @@ class Spool {
     this.#layers = layers;
     this.#opts = opts;
     this.#files = layers.map(() => undefined);
+    this.#progress = layers.map(() => newProgress());
+  }
+
+  /**
+   * The compressed bytes of layer `index` as they are downloaded (scheduling it as `file` does): read
+   * from the file while it grows; the stream ends when the download is complete and verified.
+   */
+  follow(index: number): Readable {
+    const done = this.file(index);
+    if ((this.#opts.retries ?? 0) > 0) {
+      return Readable.from(
+        (async function* () {
+          yield* createReadStream(await done, { highWaterMark: CHUNK }) as AsyncIterable<Buffer>;
+        })(),
+        { objectMode: false },
+      );
+    }
+    const progress = this.#progress[index] as Progress;
+    done.then(
+      (final) => {
+        progress.final = final;
+        progress.wake();
+      },
+      (err: unknown) => {
+        progress.failed = err ?? new Error('download failed');
+        progress.wake();
+      },
+    );
+    async function* chunks(): AsyncGenerator<Buffer> {
+      let offset = 0;
+      let fh: FileHandle | undefined;
+      let openedPath: string | undefined;
+      try {
+        for (;;) {
+          if (progress.failed !== undefined) throw progress.failed;
+          const path = progress.final ?? progress.tmp;
+          const available = progress.final !== undefined ? Number.POSITIVE_INFINITY : progress.written;
+          if (path !== undefined && available > offset) {
+            if (openedPath !== path) {
+              await fh?.close();
+              fh = await open(path, 'r');
+              openedPath = path;
+            }
+            const want = Math.min(CHUNK, available - offset);
+            const buf = Buffer.allocUnsafe(Number.isFinite(want) ? want : CHUNK);
+            const { bytesRead } = await fh!.read(buf, 0, buf.length, offset);
+            if (bytesRead > 0) {
+              offset += bytesRead;
+              yield buf.subarray(0, bytesRead);
+              continue;
+            }
+            if (progress.final !== undefined) return; // the whole verified file has been read
+          }
+          await progress.changed;
+        }
+      } finally {
+        await fh?.close();
+      }
+    }
+    return Readable.from(chunks(), { objectMode: false });
   }
 
   /** The file of layer `index`, scheduling it and every later layer not yet scheduled. */
@@ -128,16 +231,26 @@ class Spool {
     if (have !== undefined && have.isFile() && have.size === size) return final;
     await mkdir(this.#opts.dir, { recursive: true });
     const { ctx } = this.#opts;
+    const progress = this.#progress[index] as Progress;
     for (let attempt = 0; ; attempt++) {
       const tmp = `${final}.${randomBytes(6).toString('hex')}.tmp`;
       try {
-        // The remote layer's stream fails, rather than ends, unless digest and size match.
-        // 1 MiB writes: the 16 KiB default makes a 60 MB layer thousands of thread-pool round trips.
-        await pipeline(await layer.compressed(), createWriteStream(tmp, { highWaterMark: 1 << 20 }), { signal: ctx.signal });
+        const fh = await open(tmp, 'wx');
+        progress.tmp = tmp;
+        progress.written = 0;
+        progress.wake();
+        try {
+          // The remote layer's stream fails, rather than ends, unless digest and size match.
+          await pipeline(await layer.compressed(), fileWriter(fh, progress), { signal: ctx.signal });
+        } finally {
+          await fh.close();
+        }
         await rename(tmp, final);
         ctx.log.debug(`downloaded layer ${digest} (${size} bytes)`);
         return final;
       } catch (err) {
+        // A follower keeps reading the bytes it has open; a new one waits for the next attempt's file.
+        if (progress.tmp === tmp) progress.tmp = undefined;
         await rm(tmp, { force: true });
         if (ctx.signal.aborted || err instanceof KilnError) throw err;
         if (attempt >= (this.#opts.retries ?? 0)) {
@@ -149,4 +262,27 @@ class Spool {
       }
     }
   }
+}
+
+/**
+ * Writes into `fh` at increasing offsets and tells `progress` after each write has landed, so a
+ * follower never reads past what is in the file. 1 MiB buffered: the 16 KiB default would make a
+ * 60 MB layer thousands of thread-pool round trips.
+ */
+function fileWriter(fh: FileHandle, progress: Progress): Writable {
+  let position = 0;
+  return new Writable({
+    highWaterMark: CHUNK,
+    write(chunk: Buffer, _encoding, callback) {
+      void (async () => {
+        for (let off = 0; off < chunk.length; ) {
+          const { bytesWritten } = await fh.write(chunk, off, chunk.length - off, position);
+          off += bytesWritten;
+          position += bytesWritten;
+        }
+        progress.written = position;
+        progress.wake();
+      })().then(() => callback(), (err: Error) => callback(err));
+    },
+  });
 }
