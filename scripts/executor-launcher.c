@@ -12,6 +12,9 @@
  * The loader's own --library-path applies to node only: RUN commands, node's children, see none of it.
  * KILN_LOADER (e.g. /kaniko/lib/ld-linux-aarch64.so.1 on arm64) is set at compile time by
  * scripts/make-executor-root.sh from what ldd reports for node.
+ *
+ * The same source, built with KILN_TARGET=/kaniko/libexec/zstd and KILN_NO_SCRIPT, is /kaniko/bin/zstd:
+ * Debian's zstd, which kiln runs for `--compression zstd` and zstd layers, started the same way.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,7 +24,9 @@
 #define KILN_LOADER "/kaniko/lib/ld-linux-x86-64.so.2"
 #endif
 #define KILN_LIBS "/kaniko/lib"
-#define KILN_NODE "/kaniko/bin/node"
+#ifndef KILN_TARGET
+#define KILN_TARGET "/kaniko/bin/node"
+#endif
 #define KILN_SCRIPT "/kaniko/app/bin/executor.js"
 
 int main(int argc, char **argv) {
@@ -35,8 +40,10 @@ int main(int argc, char **argv) {
   args[n++] = KILN_LOADER;
   args[n++] = "--library-path";
   args[n++] = KILN_LIBS;
-  args[n++] = KILN_NODE;
+  args[n++] = KILN_TARGET;
+#ifndef KILN_NO_SCRIPT
   args[n++] = KILN_SCRIPT;
+#endif
   for (int i = 1; i < argc; i++) args[n++] = argv[i];
   args[n] = NULL;
   execv(KILN_LOADER, args);

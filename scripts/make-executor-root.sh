@@ -13,6 +13,8 @@
 #                             bin/executor.js runs dist/bundle/kiln.cjs (all of kiln and its dependencies,
 #                             and a V8 code cache valid for the node that made it: `npm run build` with
 #                             this same node); dist/cli/main.js and node_modules/ are what it falls back to
+# OUTDIR/kaniko/bin/zstd      static launcher for OUTDIR/kaniko/libexec/zstd (this machine's zstd, its libraries in
+#                             kaniko/lib): `--compression zstd` and zstd layers in container mode
 # OUTDIR/kaniko/ssl/certs/    CA bundle, if this machine has one (SSL_CERT_DIR in the image)
 # OUTDIR/kaniko/.docker/      DOCKER_CONFIG in the image; empty
 # OUTDIR/workspace/           the default build context
@@ -36,21 +38,38 @@ command -v ldd >/dev/null || die "ldd not found"
 k=$out/kaniko
 install -d -m 0755 "$k/bin" "$k/lib" "$k/app" "$k/ssl/certs" "$k/.docker" "$out/workspace"
 
-# node's libraries under their sonames, and the loader (the one ldd line that is a bare path).
+# A program's libraries under their sonames into kaniko/lib, and its loader (the one ldd line that is a
+# bare path) named in $loader.
 loader=
-while read -r line; do
-  case $line in
-    *'=> not found'*) die "node needs a library ldd cannot find: $line" ;;
-    *' => '*) name=${line%% => *}; path=${line#* => }; path=${path%% (*} ;;
-    /*) path=${line%% (*}; name=${path##*/}; loader=$name ;;
-    *) continue ;; # linux-vdso: provided by the kernel
-  esac
-  cp -L "$path" "$k/lib/$name"
-done < <(ldd "$node_bin" || die "ldd $node_bin failed (a static node needs no launcher; not supported here)")
+copy_libs() {
+  local bin=$1 line name path
+  while read -r line; do
+    case $line in
+      *'=> not found'*) die "$bin needs a library ldd cannot find: $line" ;;
+      *' => '*) name=${line%% => *}; path=${line#* => }; path=${path%% (*} ;;
+      /*) path=${line%% (*}; name=${path##*/}; loader=$name ;;
+      *) continue ;; # linux-vdso: provided by the kernel
+    esac
+    [[ -e $k/lib/$name ]] || cp -L "$path" "$k/lib/$name"
+  done < <(ldd "$bin" || die "ldd $bin failed (a static binary needs no launcher; not supported here)")
+}
+copy_libs "$node_bin"
 [[ -n $loader ]] || die "ldd did not report node's dynamic loader"
 
 cp -L "$node_bin" "$k/bin/node"
 "$cc" -static -Os -s -DKILN_LOADER="\"/kaniko/lib/$loader\"" -o "$k/executor" "$repo/scripts/executor-launcher.c"
+
+# zstd (--compression zstd, zstd layers), started like node: in container mode `/` is the build's.
+zstd_bin=$(readlink -f "$(command -v zstd || true)")
+if [[ -x $zstd_bin ]]; then
+  install -d -m 0755 "$k/libexec"
+  cp -L "$zstd_bin" "$k/libexec/zstd"
+  copy_libs "$zstd_bin"
+  "$cc" -static -Os -s -DKILN_LOADER="\"/kaniko/lib/$loader\"" -DKILN_TARGET='"/kaniko/libexec/zstd"' -DKILN_NO_SCRIPT \
+    -o "$k/bin/zstd" "$repo/scripts/executor-launcher.c"
+else
+  echo "make-executor-root: warning: no zstd on this machine: the image cannot write or read zstd layers" >&2
+fi
 
 cp -a "$repo/package.json" "$repo/bin" "$repo/dist" "$repo/node_modules" "$k/app/"
 # The N-API addon (xattrs, mkfifo, fast readdir), where dist/rootfs/native-fs.ts looks for it; kiln

@@ -186,4 +186,30 @@ describe('container mode in the executor image layout', () => {
       await rm(volume, { recursive: true, force: true });
     }
   });
+  it.skipIf(!available)(`writes zstd layers with the image's own zstd (/kaniko/bin/zstd: the chroot has no other)${available ? '' : ` (${unshareReason})`}`, async () => {
+    const root = await mkdtemp(join(tmpdir(), 'kiln-executor-root-'));
+    const volume = await mkdtemp(join(tmpdir(), 'kiln-executor-volume-'));
+    const layout = await mkdtemp(join(tmpdir(), 'kiln-executor-zstd-'));
+    try {
+      await run('bash', [MAKE_ROOT, root], { maxBuffer: 16 << 20 });
+      for (const dir of ['proc', 'dev', 'sys', 'etc', VOLUME_MOUNT_POINT]) await mkdir(join(root, dir), { recursive: true });
+      await writeFile(join(root, 'workspace/Dockerfile'), [`FROM ${images.busybox}`, 'RUN echo squeezed > /z.txt', ''].join('\n'));
+      const destination = `${registry}/ctr/zstd:1`;
+      const exit = await runExecutorInRoot(root, volume, ['--context', 'dir:///workspace', '--destination', destination, '--insecure', '--compression', 'zstd']);
+      expect(exit.code, exit.output).toBe(0);
+      const manifest = JSON.parse((await run('skopeo', ['inspect', '--raw', '--tls-verify=false', `docker://${destination}`])).stdout) as {
+        layers: { mediaType: string; digest: string }[];
+      };
+      const added = manifest.layers.at(-1);
+      expect(added?.mediaType).toBe('application/vnd.oci.image.layer.v1.tar+zstd');
+      await run('skopeo', ['copy', '--src-tls-verify=false', `docker://${destination}`, `oci:${layout}:img`]);
+      const blob = join(layout, 'blobs/sha256', (added?.digest ?? '').replace(/^sha256:/, ''));
+      const { stdout } = await run('sh', ['-c', 'zstd -dc "$1" | tar -xOf - z.txt', 'sh', blob]);
+      expect(stdout).toBe('squeezed\n');
+    } finally {
+      await rm(root, { recursive: true, force: true });
+      await rm(volume, { recursive: true, force: true });
+      await rm(layout, { recursive: true, force: true });
+    }
+  });
 });
