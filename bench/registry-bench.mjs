@@ -8,7 +8,8 @@
 //         vs `skopeo copy docker://REGISTRY/... oci:DIR` (the same work: skopeo checks digests too).
 //         Unpacking is left out on purpose: skopeo does not unpack, and kiln's unpack is rootfs work,
 //         not registry work.
-// Each kiln run is a fresh `node` process, as skopeo is a fresh process, so start-up counts for both.
+// Each kiln run is a fresh `node` process (bench/registry-child.mjs, bundled with esbuild as the
+// executor is), as skopeo is a fresh process, so start-up counts for both.
 import { execFile, spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
@@ -40,46 +41,12 @@ function ctx() {
   };
 }
 
-async function client() {
-  const { RegistryClient } = await kiln('registry/client.js');
-  const { anonymousKeychain } = await kiln('registry/keychain.js');
-  const { SecretMask } = await kiln('log/logger.js');
-  return new RegistryClient({ ctx: ctx(), keychain: anonymousKeychain, mask: new SecretMask(), retries: 0 });
-}
-
 /** The benchmark image, rebuilt from its spec (same bytes, same digests) in each child process. */
 async function imageFromSpec(specPath) {
   const spec = JSON.parse(await readFile(specPath, 'utf8'));
   const { FileLayer } = await kiln('blob/layer-file.js');
   const { assembleImage } = await kiln('oci/assemble.js');
   return assembleImage({ family: 'oci', config: spec.config, layers: spec.layers.map((l) => new FileLayer(l)) });
-}
-
-// ---- child processes: one kiln operation each ----
-if (args[0] === '--child') {
-  const [, op, a, b] = args;
-  const started = process.hrtime.bigint();
-  const { parseReference } = await kiln('oci/reference.js');
-  const c = await client();
-  if (op === 'push') {
-    const { pushImage } = await kiln('sinks/registry-sink.js');
-    await pushImage(c, await imageFromSpec(a), [parseReference(b)], ctx(), { concurrency: Number(process.env.KILN_BENCH_CONCURRENCY ?? 3) });
-  } else if (op === 'pull') {
-    // What a build does with a base image before unpacking it: spool every layer, verified, to disk.
-    const { pullImage } = await kiln('sources/registry-source.js');
-    const { spoolingImage, prefetchLayers } = await kiln('sources/registry-spool.js');
-    const img = await pullImage(c, parseReference(a), { platform: { os: 'linux', architecture: 'amd64' } });
-    await prefetchLayers(spoolingImage(img, { dir: b, ctx: ctx(), ...(process.env.KILN_BENCH_CONCURRENCY ? { concurrency: Number(process.env.KILN_BENCH_CONCURRENCY) } : {}) }));
-  } else if (op === 'pull-layout') {
-    const { pullImage } = await kiln('sources/registry-source.js');
-    const { writeOciLayout } = await kiln('sinks/layout-sink.js');
-    const img = await pullImage(c, parseReference(a), { platform: { os: 'linux', architecture: 'amd64' } });
-    await writeOciLayout(img, b, { ctx: ctx(), refName: 'img' });
-  }
-  c.close();
-  // Time spent after Node started and kiln's modules loaded, for the "in-process" column.
-  process.stdout.write(`${Number(process.hrtime.bigint() - started) / 1e6}\n`);
-  process.exit(0);
 }
 
 // ---- the benchmark ----
@@ -171,10 +138,11 @@ const median = (xs) => {
   return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
 };
 
-const self = fileURLToPath(import.meta.url);
 const inProcess = { push: [], pull: [] };
+let childBundle;
 const kilnChild = async (...a) => {
-  const { stdout } = await run(process.execPath, [self, '--child', ...a], { maxBuffer: 1 << 24 });
+  const profile = process.env.KILN_BENCH_PROFILE ? ['--cpu-prof', `--cpu-prof-dir=${process.env.KILN_BENCH_PROFILE}`] : [];
+  const { stdout } = await run(process.execPath, [...profile, childBundle, ...a], { maxBuffer: 1 << 24 });
   inProcess[a[0]]?.push(Number(stdout.trim()));
 };
 const skopeo = (...a) => run('skopeo', ['copy', '--quiet', ...a], { maxBuffer: 1 << 24 });
@@ -182,6 +150,20 @@ const skopeo = (...a) => run('skopeo', ['copy', '--quiet', ...a], { maxBuffer: 1
 const work = await mkdtemp(join(tmpdir(), 'kiln-bench-'));
 let reg;
 try {
+  // kiln as it ships: one bundled file (scripts/bundle.mjs does the same for the executor).
+  childBundle = join(work, 'registry-child.cjs');
+  const { build } = await import('esbuild');
+  await build({
+    entryPoints: [join(HERE, 'registry-child.mjs')],
+    outfile: childBundle,
+    bundle: true,
+    platform: 'node',
+    format: 'cjs',
+    target: 'node20',
+    define: { 'import.meta.url': '__childUrl' },
+    banner: { js: "const __childUrl = require('node:url').pathToFileURL(__filename).href;" },
+    logLevel: 'error',
+  });
   reg = await startRegistry(work);
   process.stderr.write(`registry on ${reg.host}; generating ${LAYERS} layers, ${TOTAL_MB} MiB in all...\n`);
   const layers = [];
