@@ -212,4 +212,35 @@ describe('container mode in the executor image layout', () => {
       await rm(layout, { recursive: true, force: true });
     }
   });
+  it.skipIf(!available)(`defers the base of a COPY-only stage: / is neither emptied nor unpacked, the layer holds only the copied file${available ? '' : ` (${unshareReason})`}`, async () => {
+    const root = await mkdtemp(join(tmpdir(), 'kiln-executor-root-'));
+    const volume = await mkdtemp(join(tmpdir(), 'kiln-executor-volume-'));
+    try {
+      await run('bash', [MAKE_ROOT, root], { maxBuffer: 16 << 20 });
+      for (const dir of ['proc', 'dev', 'sys', 'etc', VOLUME_MOUNT_POINT]) await mkdir(join(root, dir), { recursive: true });
+      await writeFile(join(root, 'etc/untouched'), 'the container\'s own\n');
+      await writeFile(join(root, 'workspace/file.txt'), 'copied\n');
+      await writeFile(join(root, 'workspace/Dockerfile'), [`FROM ${images.busybox}`, 'COPY file.txt /app/', ''].join('\n'));
+      const destination = `${registry}/ctr/deferred:1`;
+      const exit = await runExecutorInRoot(root, volume, ['--context', 'dir:///workspace', '--destination', destination, '--insecure']);
+      expect(exit.code, exit.output).toBe(0);
+      expect(exit.output).not.toContain('Unpacking rootfs');
+      expect(exit.output).toContain('Skipping unpacking as no commands require it.');
+      // `/` was never emptied for the base: the container's own file is still there, no busybox.
+      expect(await readFile(join(root, 'etc/untouched'), 'utf8')).toBe("the container's own\n");
+      expect(existsSync(join(root, 'bin/busybox'))).toBe(false);
+      const unpacked = await unpackWithUmoci(`docker://${destination}`);
+      try {
+        const layers = await manifestLayers(unpacked.layout);
+        expect(await layerNames(unpacked.layout, layers.at(-1) ?? '')).toEqual(['app/file.txt']);
+        expect(await readFile(join(unpacked.rootfs, 'app/file.txt'), 'utf8')).toBe('copied\n');
+        expect(existsSync(join(unpacked.rootfs, 'bin/busybox'))).toBe(true);
+      } finally {
+        await unpacked.cleanup();
+      }
+    } finally {
+      await rm(root, { recursive: true, force: true });
+      await rm(volume, { recursive: true, force: true });
+    }
+  });
 });
