@@ -69,6 +69,20 @@ interface Exit {
   readonly output: string;
 }
 
+/** The executor image's tree in a temp dir, with the mount points the namespace needs, and a volume. */
+async function executorRoot(): Promise<{ root: string; volume: string; cleanup: () => Promise<void> }> {
+  const root = await mkdtemp(join(tmpdir(), 'kiln-executor-root-'));
+  const volume = await mkdtemp(join(tmpdir(), 'kiln-executor-volume-'));
+  await run('bash', [MAKE_ROOT, root], { maxBuffer: 16 << 20 });
+  for (const dir of ['proc', 'dev', 'sys', 'etc', VOLUME_MOUNT_POINT]) await mkdir(join(root, dir), { recursive: true });
+  // The namespace's mounts (proc, dev, the volume) die with it: only plain files are left to remove.
+  const cleanup = async (): Promise<void> => {
+    await rm(root, { recursive: true, force: true });
+    await rm(volume, { recursive: true, force: true });
+  };
+  return { root, volume, cleanup };
+}
+
 /** `unshare --mount --pid --fork --mount-proc=ROOT/proc chroot ROOT /kaniko/executor ARGS`, as a runtime would. */
 async function runExecutorInRoot(root: string, volume: string, args: readonly string[]): Promise<Exit> {
   // Nothing but the image's ENV: no HOME either, as under runtimes that set none (kiln must cope).
@@ -118,11 +132,8 @@ describe('container mode in the executor image layout', () => {
   const available = canUnshare();
 
   it.skipIf(!available)(`builds and pushes from / of a chroot without touching /kaniko or putting any of it in a layer${available ? '' : ` (${unshareReason})`}`, async () => {
-    const root = await mkdtemp(join(tmpdir(), 'kiln-executor-root-'));
-    const volume = await mkdtemp(join(tmpdir(), 'kiln-executor-volume-'));
+    const { root, volume, cleanup } = await executorRoot();
     try {
-      await run('bash', [MAKE_ROOT, root], { maxBuffer: 16 << 20 });
-      for (const dir of ['proc', 'dev', 'sys', 'etc', VOLUME_MOUNT_POINT]) await mkdir(join(root, dir), { recursive: true });
       await writeFile(join(volume, 'keep.txt'), 'volume data\n');
       const context = join(root, 'workspace');
       await writeFile(join(context, 'file.txt'), 'from the context\n');
@@ -181,18 +192,14 @@ describe('container mode in the executor image layout', () => {
         await unpacked.cleanup();
       }
     } finally {
-      // The namespace's mounts (proc, dev, the volume) died with it: only plain files are left to remove.
-      await rm(root, { recursive: true, force: true });
-      await rm(volume, { recursive: true, force: true });
+      await cleanup();
     }
   });
+
   it.skipIf(!available)(`writes zstd layers with the image's own zstd (/kaniko/bin/zstd: the chroot has no other)${available ? '' : ` (${unshareReason})`}`, async () => {
-    const root = await mkdtemp(join(tmpdir(), 'kiln-executor-root-'));
-    const volume = await mkdtemp(join(tmpdir(), 'kiln-executor-volume-'));
+    const { root, volume, cleanup } = await executorRoot();
     const layout = await mkdtemp(join(tmpdir(), 'kiln-executor-zstd-'));
     try {
-      await run('bash', [MAKE_ROOT, root], { maxBuffer: 16 << 20 });
-      for (const dir of ['proc', 'dev', 'sys', 'etc', VOLUME_MOUNT_POINT]) await mkdir(join(root, dir), { recursive: true });
       await writeFile(join(root, 'workspace/Dockerfile'), [`FROM ${images.busybox}`, 'RUN echo squeezed > /z.txt', ''].join('\n'));
       const destination = `${registry}/ctr/zstd:1`;
       const exit = await runExecutorInRoot(root, volume, ['--context', 'dir:///workspace', '--destination', destination, '--insecure', '--compression', 'zstd']);
@@ -207,17 +214,13 @@ describe('container mode in the executor image layout', () => {
       const { stdout } = await run('sh', ['-c', 'zstd -dc "$1" | tar -xOf - z.txt', 'sh', blob]);
       expect(stdout).toBe('squeezed\n');
     } finally {
-      await rm(root, { recursive: true, force: true });
-      await rm(volume, { recursive: true, force: true });
+      await cleanup();
       await rm(layout, { recursive: true, force: true });
     }
   });
   it.skipIf(!available)(`defers the base of a COPY-only stage: / is neither emptied nor unpacked, the layer holds only the copied file${available ? '' : ` (${unshareReason})`}`, async () => {
-    const root = await mkdtemp(join(tmpdir(), 'kiln-executor-root-'));
-    const volume = await mkdtemp(join(tmpdir(), 'kiln-executor-volume-'));
+    const { root, volume, cleanup } = await executorRoot();
     try {
-      await run('bash', [MAKE_ROOT, root], { maxBuffer: 16 << 20 });
-      for (const dir of ['proc', 'dev', 'sys', 'etc', VOLUME_MOUNT_POINT]) await mkdir(join(root, dir), { recursive: true });
       await writeFile(join(root, 'etc/untouched'), 'the container\'s own\n');
       await writeFile(join(root, 'workspace/file.txt'), 'copied\n');
       await writeFile(join(root, 'workspace/Dockerfile'), [`FROM ${images.busybox}`, 'COPY file.txt /app/', ''].join('\n'));
@@ -239,8 +242,7 @@ describe('container mode in the executor image layout', () => {
         await unpacked.cleanup();
       }
     } finally {
-      await rm(root, { recursive: true, force: true });
-      await rm(volume, { recursive: true, force: true });
+      await cleanup();
     }
   });
 });
