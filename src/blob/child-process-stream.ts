@@ -20,6 +20,8 @@ export class ChildProcessStream extends Duplex {
   #stderr = '';
   #exited = false;
   #stdinError: Error | undefined;
+  /** Whether all of the input was handed to the child (`_final` ran). */
+  #inputEnded = false;
 
   /** The child starts with the first read or write, so a stream made but never used leaves no process behind. */
   constructor(opts: ChildProcessStreamOptions) {
@@ -51,8 +53,11 @@ export class ChildProcessStream extends Duplex {
       if (code !== 0) {
         const why = this.#stderr.trim().split('\n')[0] ?? '';
         this.destroy(opts.error(`${opts.command} failed (${signal ?? `exit ${code}`})${why === '' ? '' : `: ${why}`}`));
-      } else if (this.#stdinError !== undefined) {
-        this.destroy(opts.error(`${opts.command} stopped reading its input: ${this.#stdinError.message}`, this.#stdinError));
+      } else if (this.#stdinError !== undefined || !this.#inputEnded) {
+        // Exit 0 before the end of the input: the output may be cut short. The EPIPE that says so can
+        // come after 'close', or never when a write is still waiting for 'drain': do not wait for it.
+        const detail = this.#stdinError?.message ?? 'it exited before the end of its input';
+        this.destroy(opts.error(`${opts.command} stopped reading its input: ${detail}`, this.#stdinError));
       } else {
         this.push(null);
       }
@@ -67,6 +72,7 @@ export class ChildProcessStream extends Duplex {
   }
 
   override _final(cb: (err?: Error | null) => void): void {
+    this.#inputEnded = true;
     this.#start().stdin.end();
     cb();
   }
