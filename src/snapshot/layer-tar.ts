@@ -1,12 +1,15 @@
 // Turns a list of changes into a layer tar, streamed: entries are sorted, each changed path comes with
 // its parent directories (current metadata), as kaniko and overlayfs copy-up do, and whiteouts say what
 // is gone. File bytes are read from the rootfs while the tar is consumed, with backpressure.
+// Headers come from ustar.ts (byte for byte what tar-stream wrote); small entries are gathered into
+// ~1 MiB chunks, so a layer of many small files costs a few syscalls per file and no per-entry streams.
 // File capabilities (`security.capability`) of the files recorded travel as PAX records, written by
-// pax-header.ts because tar-stream's own records cannot hold binary values.
-import { closeSync, constants as fsConstants, createReadStream, openSync, readSync } from 'node:fs';
+// pax-header.ts (binary values, which string-valued records cannot hold).
+import { closeSync, constants as fsConstants, openSync, readSync } from 'node:fs';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
-import { pack as tarPack, type Header, type Pack } from 'tar-stream';
+import { promisify } from 'node:util';
+import { read as readCb } from 'node:fs';
 import { SnapshotError } from '../errors.js';
 import { nativeFs } from '../rootfs/native-fs.js';
 import { CAPABILITY_XATTR, XATTR_PAX_PREFIX } from '../rootfs/pax-records.js';
@@ -14,16 +17,10 @@ import { OPAQUE_WHITEOUT, whiteoutName } from '../rootfs/whiteout.js';
 import type { Change } from './diff.js';
 import { withPaxRecords } from './pax-header.js';
 import type { EntryMeta, TreeIndex } from './tree-index.js';
+import { BLOCK, END_OF_ARCHIVE, headerBlocks, type UstarHeader } from './ustar.js';
 
 /** What one tar entry is made from: a path of the rootfs, or a whiteout marker. */
 type TarItem = { readonly kind: 'path'; readonly meta: EntryMeta } | { readonly kind: 'whiteout' };
-
-/**
- * File type bits, added to the permission bits in `mode`: tar-stream replaces a falsy mode with its
- * default (0644/0755), which would turn a mode-0000 file (RHEL's /etc/shadow) readable. The type bits
- * keep the value truthy and the header encoder masks them off (it writes `mode & 0o7777`).
- */
-const S_IFMT = { file: 0o100000, dir: 0o040000, symlink: 0o120000, fifo: 0o010000, char: 0o020000, block: 0o060000, socket: 0o140000 } as const;
 
 /** Largest uid/gid the octal header fields hold; beyond it the value travels in a PAX record. */
 const MAX_OCTAL_ID = 0o777777;
@@ -42,10 +39,8 @@ export interface LayerTarOptions {
 export function writeChangesTar(root: string, changes: readonly Change[], after: Pick<TreeIndex, 'get'>, opts: LayerTarOptions = {}): Readable {
   const within = opts.within;
   const items = collectItems(within === undefined ? changes : changes.filter((c) => within(c.path)), after, within);
-  const pack = tarPack();
-  void produce(pack, root, items, opts.reproducible ?? false).catch((err: unknown) => pack.destroy(err instanceof Error ? err : new Error(String(err))));
-  // A Node Readable over tar-stream's streamx one: pulls as fast as the consumer reads.
-  return Readable.from(pack as AsyncIterable<Buffer>, { objectMode: false });
+  // Pulled as fast as the consumer reads: the generator runs only when more bytes are wanted.
+  return Readable.from(produce(root, items, opts.reproducible ?? false), { objectMode: false });
 }
 
 function collectItems(changes: readonly Change[], after: Pick<TreeIndex, 'get'>, within: ((path: string) => boolean) | undefined): Map<string, TarItem> {
@@ -81,32 +76,55 @@ function collectItems(changes: readonly Change[], after: Pick<TreeIndex, 'get'>,
   return new Map([...items.entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
 }
 
-async function produce(pack: Pack, root: string, items: ReadonlyMap<string, TarItem>, reproducible: boolean): Promise<void> {
+/** Entries are gathered up to this many bytes before they are handed on. */
+const CHUNK = 1 << 20;
+
+async function* produce(root: string, items: ReadonlyMap<string, TarItem>, reproducible: boolean): AsyncGenerator<Buffer> {
   // Without the addon capabilities cannot be read (Node has no getxattr): layers then carry none.
   const native = nativeFs();
   // Later paths of an inode become hardlink entries to the first path written in this layer.
   const firstPathOfInode = new Map<string, string>();
+  // Entries are written straight into a chunk: headers copied in, small files read into it in place.
+  let out = Buffer.allocUnsafe(CHUNK + SMALL_FILE + 2 * BLOCK);
+  let pos = 0;
+  const add = (b: Buffer): void => {
+    if (pos + b.length > out.length) {
+      // Only a capability's PAX entry or a long name makes an entry this big: grow for it.
+      const bigger = Buffer.allocUnsafe(pos + b.length + CHUNK);
+      out.copy(bigger, 0, 0, pos);
+      out = bigger;
+    }
+    b.copy(out, pos);
+    pos += b.length;
+  };
+  const take = (): Buffer => {
+    // The consumer keeps what it was handed until it is compressed: a fresh chunk for what follows.
+    const done = out.subarray(0, pos);
+    out = Buffer.allocUnsafe(CHUNK + SMALL_FILE + 2 * BLOCK);
+    pos = 0;
+    return done;
+  };
   for (const [path, item] of items) {
+    if (pos >= CHUNK) yield take();
     if (item.kind === 'whiteout') {
-      await addEntry(pack, { name: path, type: 'file', size: 0, mode: S_IFMT.file, uid: 0, gid: 0, mtime: new Date(0) });
+      add(headerBlocks({ name: path, type: 'file', size: 0, mode: 0, uid: 0, gid: 0, mtimeSeconds: 0 }));
       continue;
     }
     const m = item.meta;
-    const base = { mode: S_IFMT[m.kind] | m.mode, uid: m.uid, gid: m.gid, mtime: new Date(reproducible ? 0 : Number(m.mtimeNs / 1_000_000n)) };
-    const pax = largeIds(m);
+    const base = { mode: m.mode, uid: m.uid, gid: m.gid, mtimeSeconds: reproducible ? 0 : (Number(m.mtimeNs / 1_000_000n) / 1000) | 0, ...largeIds(m) };
     switch (m.kind) {
       case 'dir':
-        await addEntry(pack, { ...base, ...pax, name: `${path}/`, type: 'directory' });
+        add(headerBlocks({ ...base, name: `${path}/`, type: 'directory', size: 0 }));
         break;
       case 'symlink':
-        await addEntry(pack, { ...base, ...pax, name: path, type: 'symlink', linkname: m.linkTarget ?? '' });
+        add(headerBlocks({ ...base, name: path, type: 'symlink', size: 0, linkname: m.linkTarget ?? '' }));
         break;
       case 'fifo':
-        await addEntry(pack, { ...base, ...pax, name: path, type: 'fifo' });
+        add(headerBlocks({ ...base, name: path, type: 'fifo', size: 0 }));
         break;
       case 'char':
       case 'block':
-        await addEntry(pack, { ...base, ...pax, name: path, type: m.kind === 'char' ? 'character-device' : 'block-device', ...deviceNumbers(m.rdev) });
+        add(headerBlocks({ ...base, name: path, type: m.kind === 'char' ? 'character-device' : 'block-device', size: 0, ...deviceNumbers(m.rdev) }));
         break;
       case 'socket':
         // A socket is a running process's, not content: no tar type exists for it.
@@ -121,94 +139,99 @@ async function produce(pack: Pack, root: string, items: ReadonlyMap<string, TarI
           const key = `${m.dev}:${m.ino}`;
           const first = firstPathOfInode.get(key);
           if (first !== undefined) {
-            const header: HeaderArg = { ...base, ...pax, name: path, type: 'link', linkname: first, size: 0 };
-            if (capability === null) await addEntry(pack, header);
-            else await addEntry(pack, withCapability(pack, header, m, capability));
+            const header: UstarHeader = { ...base, name: path, type: 'link', linkname: first, size: 0 };
+            add(capability === null ? headerBlocks(header) : withCapability(header, m, capability));
             break;
           }
           firstPathOfInode.set(key, path);
         }
-        const header = { ...base, ...pax, name: path, type: 'file' as const, size: m.size };
-        await addFile(pack, capability === null ? header : withCapability(pack, header, m, capability), host);
+        const header: UstarHeader = { ...base, name: path, type: 'file', size: m.size };
+        add(capability === null ? headerBlocks(header) : withCapability(header, m, capability));
+        if (m.size <= SMALL_FILE) {
+          if (pos + m.size + BLOCK > out.length) yield take();
+          readSmallFile(host, path, m.size, out, pos);
+          pos += m.size;
+        } else {
+          yield take();
+          yield* readLargeFile(host, path, m.size);
+        }
+        const rest = m.size % BLOCK;
+        if (rest !== 0) {
+          // Room is there: a chunk keeps a block spare beyond every small file it takes.
+          if (pos + BLOCK - rest > out.length) yield take();
+          out.fill(0, pos, pos + BLOCK - rest);
+          pos += BLOCK - rest;
+        }
         break;
       }
     }
   }
-  pack.finalize();
+  add(END_OF_ARCHIVE);
+  yield take();
 }
 
 /**
- * Writes the PAX `x` entry that carries `capability` (binary, which tar-stream's own PAX records would
- * corrupt) and returns the header to write the entry itself with. tar-stream gives no entry but a file
- * a body, so the encoded `x` entry goes into the pack's output as it is: every earlier entry has been
- * written (each is awaited) and the next starts after, so the bytes land between the two.
+ * The PAX `x` entry that carries `capability` (binary, which string-valued records would corrupt),
+ * then the entry's own header, which needs no records of its own after it (pax-header.ts).
  */
-function withCapability<H extends HeaderArg>(pack: Pack, header: H, m: EntryMeta, capability: Buffer): H {
-  const entry = { name: header.name, uid: m.uid, gid: m.gid, ...(header.linkname != null ? { linkname: header.linkname } : {}) };
-  const { paxEntry, header: plain } = withPaxRecords(header, entry, [[XATTR_PAX_PREFIX + CAPABILITY_XATTR, capability]]);
-  pack.push(paxEntry);
-  return plain;
+function withCapability(header: UstarHeader, m: EntryMeta, capability: Buffer): Buffer {
+  const entry = { name: header.name, uid: m.uid, gid: m.gid, ...(header.linkname !== undefined ? { linkname: header.linkname } : {}) };
+  const { paxEntry, header: plain } = withPaxRecords(header, entry, [[XATTR_PAX_PREFIX + CAPABILITY_XATTR, capability]], header.mtimeSeconds);
+  return Buffer.concat([paxEntry, headerBlocks(plain)]);
 }
-
-function addEntry(pack: Pack, header: Header | HeaderArg): Promise<void> {
-  return new Promise((resolve, reject) => {
-    // An empty body ends the entry: without one, a `file` entry (a whiteout) waits for bytes forever.
-    pack.entry(header, Buffer.alloc(0), (err) => (err ? reject(err) : resolve()));
-  });
-}
-
-type HeaderArg = Partial<Header> & Pick<Header, 'name'>;
 
 /**
- * Files up to this size are read in one synchronous call and handed to the packer whole: most files of
- * a rootfs are small, and a stream with its thread-pool reads per file cost ten times the read itself.
- * Memory stays bounded by this size; larger files stream.
+ * Files up to this size are read in one synchronous call: most files of a rootfs are small, and a
+ * stream with its thread-pool reads per file cost ten times the read itself. Memory stays bounded by
+ * this size (and the chunk); larger files stream.
  */
 const SMALL_FILE = 1 << 20;
 
-/** Writes one file's bytes into its entry; the size recorded at scan time must still hold. */
-async function addFile(pack: Pack, header: HeaderArg & { size: number }, host: string): Promise<void> {
-  let fd: number;
+/** Reads a small file into `buf` at `at`; the size recorded at scan time must still hold. */
+function readSmallFile(host: string, path: string, size: number, buf: Buffer, at: number): void {
+  const fd = openForLayer(host, path);
   try {
-    fd = openSync(host, fsConstants.O_RDONLY | fsConstants.O_NOFOLLOW);
-  } catch (err) {
-    throw new SnapshotError(`cannot read /${header.name}: ${(err as Error).message}`, { cause: err });
-  }
-  try {
-    if (header.size <= SMALL_FILE) {
-      const buf = Buffer.allocUnsafe(header.size);
-      let bytes = 0;
-      for (let n = -1; n !== 0 && bytes < header.size; bytes += n) n = readSync(fd, buf, bytes, header.size - bytes, bytes);
-      if (bytes !== header.size) throw changedSize(header, bytes);
-      await new Promise<void>((resolve, reject) => {
-        pack.entry(header, buf, (err) => (err ? reject(err) : resolve()));
-      });
-      return;
-    }
-    let done: (err?: Error | null) => void = () => {};
-    const written = new Promise<void>((resolve, reject) => {
-      done = (err) => (err ? reject(err) : resolve());
-    });
-    const sink = pack.entry(header, (err) => done(err));
     let bytes = 0;
-    for await (const chunk of createReadStream('', { fd, start: 0, end: header.size - 1, autoClose: false }) as AsyncIterable<Buffer>) {
-      bytes += chunk.length;
-      if (!sink.write(chunk)) await new Promise<void>((resolve) => sink.once('drain', () => resolve()));
-    }
-    if (bytes !== header.size) {
-      const err = changedSize(header, bytes);
-      sink.destroy(err);
-      throw err;
-    }
-    sink.end(null);
-    await written;
+    for (let n = -1; n !== 0 && bytes < size; bytes += n) n = readSync(fd, buf, at + bytes, size - bytes, bytes);
+    if (bytes !== size) throw changedSize(path, size, bytes);
   } finally {
     closeSync(fd);
   }
 }
 
-function changedSize(header: HeaderArg & { size: number }, bytes: number): SnapshotError {
-  return new SnapshotError(`/${header.name} changed size while the layer was written (${header.size} -> ${bytes} bytes)`);
+const readAt = promisify(readCb);
+
+/** A large file's bytes in 1 MiB reads off the event loop; the recorded size must still hold. */
+async function* readLargeFile(host: string, path: string, size: number): AsyncGenerator<Buffer> {
+  const fd = openForLayer(host, path);
+  try {
+    let bytes = 0;
+    while (bytes < size) {
+      const buf = Buffer.allocUnsafe(Math.min(CHUNK, size - bytes));
+      const { bytesRead } = await readAt(fd, buf, 0, buf.length, bytes);
+      if (bytesRead === 0) break;
+      bytes += bytesRead;
+      yield bytesRead === buf.length ? buf : buf.subarray(0, bytesRead);
+    }
+    if (bytes !== size) throw changedSize(path, size, bytes);
+    // More bytes than recorded: the entry would lie about its size.
+    const probe = Buffer.allocUnsafe(1);
+    if ((await readAt(fd, probe, 0, 1, size)).bytesRead !== 0) throw changedSize(path, size, size + 1);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+function openForLayer(host: string, path: string): number {
+  try {
+    return openSync(host, fsConstants.O_RDONLY | fsConstants.O_NOFOLLOW);
+  } catch (err) {
+    throw new SnapshotError(`cannot read /${path}: ${(err as Error).message}`, { cause: err });
+  }
+}
+
+function changedSize(path: string, size: number, bytes: number): SnapshotError {
+  return new SnapshotError(`/${path} changed size while the layer was written (${size} -> ${bytes}${bytes > size ? '+' : ''} bytes)`);
 }
 
 function largeIds(m: EntryMeta): { pax?: Record<string, string> } {

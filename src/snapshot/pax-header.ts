@@ -5,7 +5,6 @@
 // layer writer emits the `x` entry itself (the body encoded here, written through tar-stream as an
 // entry of type `pax-header`), followed by the real entry with a header tar-stream can encode without
 // records of its own: its `path`/`linkpath` then travel in these records, as GNU tar does.
-import type { Header } from 'tar-stream';
 
 /** One PAX record: the value is written byte for byte. */
 export type PaxRecord = readonly [key: string, value: Buffer | string];
@@ -40,11 +39,16 @@ const MAX_OCTAL_ID = 0o777777;
 
 /**
  * The bytes of the `x` entry for `entry` with `extra` records (header block, body, padding to the
- * block size), and the header to write the entry itself with through tar-stream, which then needs no
- * records of its own (tar-stream would otherwise add a second `x` entry). That header's name is the
- * real one when ustar can hold it, else an ASCII stand-in that readers replace by the `path` record.
+ * block size), and the header to write the entry itself with, which then needs no records of its own
+ * (its `pax` is dropped). That header's name is the real one when ustar can hold it, else an ASCII
+ * stand-in that readers replace by the `path` record.
  */
-export function withPaxRecords<H extends Partial<Header>>(header: H, entry: PaxEntry, extra: readonly PaxRecord[]): { paxEntry: Buffer; header: H } {
+export function withPaxRecords<H extends { name: string; linkname?: string | undefined; uid: number; gid: number; pax?: unknown }>(
+  header: H,
+  entry: PaxEntry,
+  extra: readonly PaxRecord[],
+  mtimeSeconds: number,
+): { paxEntry: Buffer; header: Omit<H, 'pax'> } {
   const records: PaxRecord[] = [['path', entry.name]];
   if (entry.linkname !== undefined) records.push(['linkpath', entry.linkname]);
   const largeIds = entry.uid > MAX_OCTAL_ID || entry.gid > MAX_OCTAL_ID;
@@ -57,9 +61,8 @@ export function withPaxRecords<H extends Partial<Header>>(header: H, entry: PaxE
     name: ustarSafe(entry.name, 100),
     ...(entry.linkname !== undefined ? { linkname: ustarSafe(entry.linkname, 100) } : {}),
     ...(largeIds ? { uid: 0, gid: 0 } : {}),
-  } as unknown as H;
-  const mtime = Math.max(0, Math.floor((header.mtime?.getTime() ?? 0) / 1000));
-  return { paxEntry: paxEntryBytes(body, mtime), header: plain };
+  };
+  return { paxEntry: paxEntryBytes(body, Math.max(0, mtimeSeconds)), header: plain };
 }
 
 /** A complete `x` entry: ustar header block (name `PaxHeader`, as tar-stream names its own), body, padding. */
