@@ -4,7 +4,7 @@
 // image small beside it, kiln mounts a private tmpfs for the stage trees: they never reach the disk,
 // and one umount drops them all at the end. Layers, downloads and outputs stay on disk.
 import { spawn } from 'node:child_process';
-import { mkdir, readFile, rm, statfs } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, rmdir, statfs } from 'node:fs/promises';
 import { join } from 'node:path';
 import { KilnError } from '../errors.js';
 import type { RunContext } from '../log/run-context.js';
@@ -124,11 +124,13 @@ export class RootfsArea {
       ctx.log.debug(`stage filesystems on disk under ${workDir}: ${choice.why}`);
       return workDir;
     }
-    const point = join(workDir, 'fs');
-    await mkdir(point, { recursive: true, mode: 0o755 });
+    // A fresh directory of its own: a `--work-dir` may hold anything, and close() removes the mount point.
+    await mkdir(workDir, { recursive: true, mode: 0o755 });
+    const point = await mkdtemp(join(workDir, 'rootfs-tmpfs-'));
     try {
       await run('mount', ['-t', 'tmpfs', '-o', `size=${choice.sizeBytes},mode=0755`, `kiln-rootfs-${process.pid}`, point]);
     } catch (err) {
+      await rmdir(point).catch(() => undefined);
       if (policy === 'always') throw new KilnError('SANDBOX', `mounting a tmpfs for the rootfs at ${point}: ${(err as Error).message}`, { cause: err });
       ctx.log.debug(`stage filesystems on disk: mounting a tmpfs failed: ${(err as Error).message}`);
       return workDir;

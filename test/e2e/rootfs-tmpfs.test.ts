@@ -2,7 +2,7 @@
 // that tmpfs, the mount is gone after the build, a tmpfs left by a killed kiln is swept, and a full
 // tmpfs fails the build with a warning that says so.
 import { execFile, spawnSync } from 'node:child_process';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -48,6 +48,20 @@ describe('--rootfs-tmpfs', () => {
     expect(fstype).toBe('tmpfs');
     expect(source).toMatch(/^kiln-rootfs-\d+$/);
     expect(await mountinfo()).not.toContain(` ${source} `);
+  });
+
+  it('leaves what a --work-dir already holds alone, and removes its own mount point', async () => {
+    const work = await mkdtemp(join(tmpdir(), 'kiln-workdir-'));
+    try {
+      await mkdir(join(work, 'fs'));
+      await writeFile(join(work, 'fs', 'mine.txt'), 'keep\n');
+      const r = await executor(['--context', ctx, '--destination', `${registry}/e2e/tmpfs:workdir`, '--insecure', '--insecure-pull', '--rootfs-tmpfs', 'always', '--work-dir', work]);
+      expect(r.code).toBe(0);
+      expect(await readFile(join(work, 'fs', 'mine.txt'), 'utf8')).toBe('keep\n');
+      expect((await readdir(work)).filter((n) => n.startsWith('rootfs-tmpfs-'))).toEqual([]);
+    } finally {
+      await rm(work, { recursive: true, force: true });
+    }
   });
 
   it('never: RUN runs on the work dir\'s own filesystem', async () => {

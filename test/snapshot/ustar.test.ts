@@ -28,9 +28,23 @@ const CASES: (UstarHeader & { body?: string })[] = [
 
 async function viaTarStream(c: UstarHeader & { body?: string }): Promise<Buffer> {
   const p = pack();
-  const { mtimeSeconds, body, ...h } = c;
   const typeBits = { file: 0o100000, directory: 0o040000, symlink: 0o120000, link: 0o100000, fifo: 0o010000, 'character-device': 0o020000, 'block-device': 0o060000 }[c.type];
-  p.entry({ ...h, mode: typeBits | c.mode, mtime: new Date(mtimeSeconds * 1000) }, Buffer.from(body ?? ''));
+  p.entry(
+    {
+      name: c.name,
+      type: c.type,
+      mode: typeBits | c.mode,
+      uid: c.uid,
+      gid: c.gid,
+      size: c.size,
+      mtime: new Date(c.mtimeSeconds * 1000),
+      ...(c.linkname !== undefined ? { linkname: c.linkname } : {}),
+      ...(c.devmajor !== undefined ? { devmajor: c.devmajor } : {}),
+      ...(c.devminor !== undefined ? { devminor: c.devminor } : {}),
+      ...(c.pax !== undefined ? { pax: { ...c.pax } } : {}),
+    },
+    Buffer.from(c.body ?? ''),
+  );
   p.finalize();
   return readAll(Readable.from(p as AsyncIterable<Buffer>));
 }
