@@ -256,7 +256,9 @@ export async function buildStage(bctx: BuildContext, inputs: StageInputs): Promi
   const { log } = bctx;
   const baseConfig = await base.configFile();
   const triggers = onbuildTriggers(df, stage, baseConfig.config?.OnBuild ?? []);
-  const rootfs = new StageRootfs(bctx, inputs, mayDefer([...triggers, ...stage.instructions]));
+  // --single-snapshot takes no delta snapshot per COPY: what a deferred stage wrote could then not be
+  // applied when a later instruction needs the base. Such builds unpack as before.
+  const rootfs = new StageRootfs(bctx, inputs, !bctx.request.singleSnapshot && mayDefer([...triggers, ...stage.instructions]));
   let state: StageState = {
     config: initialConfig(baseConfig.config),
     args: new Map(),

@@ -47,13 +47,13 @@ describe('deferred base image', () => {
     return (JSON.parse(await skopeo('inspect', '--tls-verify=false', '--raw', `docker://${ref}`)) as { layers: { digest: string }[] }).layers.map((l) => l.digest);
   }
 
-  async function build(from: string, lines: string[], files: Record<string, string>, tag: string): Promise<Built> {
+  async function build(from: string, lines: string[], files: Record<string, string>, tag: string, extra: string[] = []): Promise<Built> {
     const ctx = await writeContext({ Dockerfile: [`FROM ${from}`, ...lines, ''].join('\n'), ...files });
     cleanups.push(() => rm(ctx, { recursive: true, force: true }));
     const fromLayers = await layersOf(from);
     const mark = reg.requests().length;
     const dest = `${reg.host}/kiln/deferred:${tag}`;
-    const r = await executor(['--context', ctx, '--destination', dest, '--insecure', '--insecure-pull']);
+    const r = await executor(['--context', ctx, '--destination', dest, '--insecure', '--insecure-pull', ...extra]);
     await settle();
     const gets = reg.requests().slice(mark).filter((q) => q.method === 'GET' && fromLayers.some((d) => q.path.endsWith(d))).length;
     expect(r.stderr.split('\n').filter((l) => l.startsWith('error building image'))).toEqual([]);
@@ -107,6 +107,14 @@ describe('deferred base image', () => {
     expect(await readFile(join(b.image.rootfs, 'etc/hello.txt'), 'utf8')).toBe('hello\n');
     expect(await readFile(join(b.image.rootfs, 'srv/a.txt'), 'utf8')).toBe('a\n');
     expect(b.added.map((l) => l.map((e) => e.split(' ')[2]))).toEqual([['srv/a.txt'], ['etc/', 'etc/hello.txt']]);
+  });
+
+  it('--single-snapshot: nothing deferred, so a later COPY that needs the base loses none of the earlier ones', async () => {
+    const b = await build(base, ['COPY site/ /srv/', 'COPY hello.txt /etc'], { 'site/a.txt': 'a\n', 'hello.txt': 'hello\n' }, 'single', ['--single-snapshot']);
+    expect(b.stderr).not.toContain('Deferring the base image');
+    expect(b.added.map((l) => l.map((e) => e.split(' ')[2]))).toEqual([['etc/', 'etc/hello.txt', 'srv/', 'srv/a.txt']]);
+    expect(await readFile(join(b.image.rootfs, 'srv/a.txt'), 'utf8')).toBe('a\n');
+    expect(await readFile(join(b.image.rootfs, 'etc/hello.txt'), 'utf8')).toBe('hello\n');
   });
 
   it('a stage with COPY --chown is never deferred (names need the base; created directories get the owner)', async () => {
