@@ -257,8 +257,10 @@ export async function buildStage(bctx: BuildContext, inputs: StageInputs): Promi
   const baseConfig = await base.configFile();
   const triggers = onbuildTriggers(df, stage, baseConfig.config?.OnBuild ?? []);
   // --single-snapshot takes no delta snapshot per COPY: what a deferred stage wrote could then not be
-  // applied when a later instruction needs the base. Such builds unpack as before.
-  const rootfs = new StageRootfs(bctx, inputs, !bctx.request.singleSnapshot && mayDefer([...triggers, ...stage.instructions]));
+  // applied when a later instruction needs the base, so such builds unpack as before. FROM scratch
+  // has nothing to defer: its layers keep their parent directories, as docker writes them.
+  const deferrable = inputs.stagePlan.base.kind !== 'scratch' && !bctx.request.singleSnapshot && mayDefer([...triggers, ...stage.instructions]);
+  const rootfs = new StageRootfs(bctx, inputs, deferrable);
   let state: StageState = {
     config: initialConfig(baseConfig.config),
     args: new Map(),

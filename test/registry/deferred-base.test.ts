@@ -117,6 +117,19 @@ describe('deferred base image', () => {
     expect(await readFile(join(b.image.rootfs, 'etc/hello.txt'), 'utf8')).toBe('hello\n');
   });
 
+  it('FROM scratch is never deferred: its layer keeps the parent directories, as docker writes them', async () => {
+    const ctx = await writeContext({ Dockerfile: 'FROM scratch\nCOPY app.bin /usr/local/bin/\n', 'app.bin': 'bin\n' });
+    cleanups.push(() => rm(ctx, { recursive: true, force: true }));
+    const dest = `${reg.host}/kiln/deferred:scratch`;
+    const r = await executor(['--context', ctx, '--destination', dest, '--insecure']);
+    expect(r.code).toBe(0);
+    expect(r.stderr).not.toContain('Deferring the base image');
+    const image = await unpackWithUmoci(`docker://${dest}`);
+    cleanups.push(() => image.cleanup());
+    const [layer] = await layersOf(dest);
+    expect((await layerEntries(image.layout, layer ?? '')).map((e) => e.split(' ')[2])).toEqual(['usr/', 'usr/local/', 'usr/local/bin/', 'usr/local/bin/app.bin']);
+  });
+
   it('a stage with COPY --chown is never deferred (names need the base; created directories get the owner)', async () => {
     const b = await build(base, ['COPY --chown=1000:1000 hello.txt /home/app/'], { 'hello.txt': 'hello\n' }, 'chown');
     expect(b.baseLayerGets).toBeGreaterThan(0);
