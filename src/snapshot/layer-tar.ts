@@ -5,11 +5,10 @@
 // ~1 MiB chunks, so a layer of many small files costs a few syscalls per file and no per-entry streams.
 // File capabilities (`security.capability`) of the files recorded travel as PAX records, written by
 // pax-header.ts (binary values, which string-valued records cannot hold).
-import { closeSync, constants as fsConstants, openSync, readSync } from 'node:fs';
+import { closeSync, constants as fsConstants, openSync, read as readCb, readSync } from 'node:fs';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { promisify } from 'node:util';
-import { read as readCb } from 'node:fs';
 import { SnapshotError } from '../errors.js';
 import { nativeFs } from '../rootfs/native-fs.js';
 import { CAPABILITY_XATTR, XATTR_PAX_PREFIX } from '../rootfs/pax-records.js';
