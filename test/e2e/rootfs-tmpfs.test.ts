@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { executor, tagExists, unpackWithUmoci, writeContext } from '../support/executor.js';
+import { EXECUTOR, executor, tagExists, unpackWithUmoci, writeContext } from '../support/executor.js';
 
 const run = promisify(execFile);
 
@@ -70,18 +70,27 @@ describe('--rootfs-tmpfs', () => {
   });
 
   it('unmounts a tmpfs left by a kiln process that is gone', async () => {
+    // In a mount namespace of the test's own: the builds other tests run meanwhile sweep stale mounts
+    // too, and must not get to this one first.
     const dead = spawnSync('true').pid;
     const point = await mkdtemp(join(tmpdir(), 'kiln-stale-'));
-    await run('mount', ['-t', 'tmpfs', '-o', 'size=1m', `kiln-rootfs-${dead}`, point]);
+    const cfg = await mkdtemp(join(tmpdir(), 'kiln-dockercfg-'));
+    const script = [
+      'set -e',
+      `mount -t tmpfs -o size=1m kiln-rootfs-${dead} ${point}`,
+      `grep -c ' kiln-rootfs-${dead} ' /proc/self/mountinfo > ${cfg}/before`,
+      `DOCKER_CONFIG=${cfg} ${process.execPath} ${EXECUTOR} --context ${ctx} --destination ${registry}/e2e/tmpfs:sweep --insecure --insecure-pull --rootfs-tmpfs always 2> ${cfg}/stderr || echo $? > ${cfg}/code`,
+      `grep -c ' kiln-rootfs-${dead} ' /proc/self/mountinfo > ${cfg}/after || true`,
+    ].join('\n');
     try {
-      expect(await mountinfo()).toContain(` kiln-rootfs-${dead} `);
-      const r = await executor(['--context', ctx, '--destination', `${registry}/e2e/tmpfs:sweep`, '--insecure', '--insecure-pull', '--rootfs-tmpfs', 'always']);
-      expect(r.code).toBe(0);
-      expect(r.stderr).toContain(`left by kiln process ${dead} that is gone`);
-      expect(await mountinfo()).not.toContain(` kiln-rootfs-${dead} `);
+      await run('unshare', ['--mount', '--propagation', 'private', 'bash', '-c', script], { timeout: 60_000 });
+      expect((await readFile(join(cfg, 'before'), 'utf8')).trim()).toBe('1');
+      expect(await readFile(join(cfg, 'code'), 'utf8').catch(() => 'none')).toBe('none');
+      expect(await readFile(join(cfg, 'stderr'), 'utf8')).toContain(`left by kiln process ${dead} that is gone`);
+      expect((await readFile(join(cfg, 'after'), 'utf8')).trim()).toBe('0');
     } finally {
-      await run('umount', [point]).catch(() => undefined);
       await rm(point, { recursive: true, force: true });
+      await rm(cfg, { recursive: true, force: true });
     }
   });
 
