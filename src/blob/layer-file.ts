@@ -2,7 +2,7 @@
 // tar -> hash (diffID) -> compress (gzip on all cores, or zstd) -> hash + count (digest, size) -> file. The layer reopens its file on
 // every read, so sinks can read it any number of times.
 import { randomBytes } from 'node:crypto';
-import { createReadStream, createWriteStream } from 'node:fs';
+import { createReadStream, createWriteStream, type WriteStream } from 'node:fs';
 import { rename, rm } from 'node:fs/promises';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -11,6 +11,7 @@ import type { Layer } from '../oci/image.js';
 import { MediaType } from '../oci/media-types.js';
 import { codecMediaType, compressor, decompress, DEFAULT_CODEC, type LayerCodec } from './compression.js';
 import { DigestingStream } from './digesting.js';
+import { writeStreamClosed } from './write-stream-closed.js';
 
 export interface FileLayerParts {
   readonly path: string;
@@ -74,12 +75,15 @@ export async function writeLayerFile(tar: Readable, path: string, opts: WriteLay
   const tmp = `${path}.partial-${randomBytes(6).toString('hex')}`;
   const tarHash = new DigestingStream();
   const blobHash = new DigestingStream();
+  let out: WriteStream | undefined;
   try {
     // Made before the pipeline so a bad level fails before the tar stream is touched.
     const compress = compressor(codec);
-    await pipeline(tar, tarHash, compress, blobHash, createWriteStream(tmp, { flags: 'wx', mode: 0o644 }));
+    out = createWriteStream(tmp, { flags: 'wx', mode: 0o644 });
+    await pipeline(tar, tarHash, compress, blobHash, out);
     await rename(tmp, path);
   } catch (err) {
+    if (out !== undefined) await writeStreamClosed(out);
     await rm(tmp, { force: true });
     throw err;
   }

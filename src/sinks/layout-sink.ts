@@ -9,12 +9,13 @@
 // nothing at `dir`; in an existing directory every file is written to a temp name and renamed, and
 // index.json goes last, so the previous index.json stays valid until the new image is complete.
 import { randomBytes } from 'node:crypto';
-import { createWriteStream, type Stats } from 'node:fs';
+import { createWriteStream, type Stats, type WriteStream } from 'node:fs';
 import { mkdir, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { VerifyingStream } from '../blob/digesting.js';
+import { writeStreamClosed } from '../blob/write-stream-closed.js';
 import { KilnError, OutputError } from '../errors.js';
 import type { RunContext } from '../log/run-context.js';
 import { digestAlgorithm, digestHex, type Digest } from '../oci/digest.js';
@@ -104,12 +105,14 @@ async function writeBlob(
   if (have !== undefined && have.isFile() && have.size === size) return;
   await mkdir(blobDir, { recursive: true });
   const tmp = tempSibling(final);
+  let out: WriteStream | undefined;
   try {
-    await pipeline(await open(), new VerifyingStream(`blob ${digest}`, digest, size), createWriteStream(tmp, { mode: 0o644 }), {
-      signal,
-    });
+    const source = await open();
+    out = createWriteStream(tmp, { mode: 0o644 });
+    await pipeline(source, new VerifyingStream(`blob ${digest}`, digest, size), out, { signal });
     await rename(tmp, final);
   } catch (err) {
+    if (out !== undefined) await writeStreamClosed(out);
     await rm(tmp, { force: true });
     throw err;
   }

@@ -14,6 +14,7 @@ import { basename, dirname, join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { pack as tarPack, type Pack } from 'tar-stream';
 import { VerifyingStream } from '../blob/digesting.js';
+import { writeStreamClosed } from '../blob/write-stream-closed.js';
 import { KilnError, OutputError } from '../errors.js';
 import type { RunContext } from '../log/run-context.js';
 import { digestHex, type Digest } from '../oci/digest.js';
@@ -78,7 +79,8 @@ export async function writeDockerTarball(
   });
   const tmp = join(dirname(path), `.${basename(path)}.kiln-${randomBytes(6).toString('hex')}`);
   const pack = tarPack();
-  const written = pipeline(pack, createWriteStream(tmp, { mode: 0o644 }), { signal });
+  const out = createWriteStream(tmp, { mode: 0o644 });
+  const written = pipeline(pack, out, { signal });
   // Fill the tar while the pipeline drains it; a failure on either side fails both.
   const filled = (async () => {
     await addEntry(pack, `${await image.configName()}`, rawConfig.byteLength, (copyInto) => copyInto([rawConfig]));
@@ -110,6 +112,7 @@ export async function writeDockerTarball(
   } catch (err) {
     // Both sides may reject; wait for the filler so nothing writes after the temp file is gone.
     await Promise.allSettled([filled, written]);
+    await writeStreamClosed(out);
     await rm(tmp, { force: true });
     const cause = await firstRejection(filled, err);
     if (cause instanceof KilnError) throw cause;
