@@ -294,6 +294,7 @@ export async function buildStage(bctx: BuildContext, inputs: StageInputs): Promi
       site,
       stdout: bctx.stdout,
       stderr: bctx.stderr,
+      ignore: bctx.ignore,
       rootfs: () => rootfs.root(`${reason}`),
       deltaRootfs: () => rootfs.deltaRoot(),
       sandbox: () => rootfs.sandbox(`${reason}`),

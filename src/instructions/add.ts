@@ -84,6 +84,8 @@ export const add: Handler<AddInstruction> = async (instr, state, e) => {
       destRoot: root,
       destDir: dest,
       owner,
+      ignore: e.ignore,
+      ctx: e.ctx,
       site: e.site,
     });
     shown.push(a.rel);

@@ -2,6 +2,7 @@
 import type { Writable } from 'node:stream';
 import type { AnyInstruction, Instruction } from '../dockerfile/instructions.js';
 import type { RunContext } from '../log/run-context.js';
+import type { IgnoreList } from '../rootfs/ignore-list.js';
 import type { Sandbox } from '../sandbox/sandbox.js';
 import type { RunMountSupport } from './run-mounts.js';
 import type { StageState } from './stage-state.js';
@@ -31,6 +32,8 @@ export interface InstructionEnv {
   readonly site: InstructionSite;
   readonly stdout: Writable;
   readonly stderr: Writable;
+  /** The build's ignore list: paths of the rootfs no instruction writes (kiln's own, mount points). */
+  readonly ignore: IgnoreList;
   /** The stage's rootfs, unpacked from the base on first use. */
   rootfs(): Promise<string>;
   /**

@@ -3,12 +3,16 @@
 // an entry replaces whatever of another type stood at its path.
 //
 // Safety: no entry ever touches anything outside the root.
-// - A name (or hardlink target) whose `..` climbs above the root is refused with an UnpackError naming
-//   the entry, as docker's archive package does: a layer written by a sane tool never has one.
+// - A name (or hardlink target) whose `..` climbs above the root is refused with an EntryRefusedError
+//   naming the entry, as docker's archive package does: a layer written by a sane tool never has one.
 // - Symlinks already in the rootfs (from lower layers or earlier entries) are followed the way
 //   securejoin follows them, as if the root were `/`: `lib -> /usr/lib` then `lib/x` writes
 //   `<root>/usr/lib/x`, and a link pointing "outside" is clamped inside. Only the parent of an entry is
 //   resolved; the entry itself is replaced, never written through (files are opened O_NOFOLLOW|O_EXCL).
+// - With `within` (an archive extracted into a directory of the rootfs, as ADD does), names and
+//   hardlink targets are taken relative to that directory, and an entry whose `..` climbs out of it, or
+//   whose parent resolves outside it through a symlink, is refused: docker's archive.Untar "breakout".
+//   Symlinks are still followed as if the root were `/`; `within` only bounds where entries land.
 // - This assumes nothing else modifies the rootfs while a layer is applied.
 //
 // Applied as docker does: regular files, directories, symlinks, hardlinks (whose header metadata is
@@ -69,6 +73,30 @@ export interface UnpackOptions {
   readonly what?: string;
   /** The addon for FIFOs and capabilities; default: the built one. `null` applies neither (tests). */
   readonly native?: NativeFs | null;
+  /** Whether `.wh.` entries delete (a layer: default) or are plain files (an archive such as a build context). */
+  readonly whiteouts?: boolean;
+  /** Owner of every entry instead of the recorded one (an archive unpacked by a user who cannot chown, `ADD --chown`). */
+  readonly owner?: { readonly uid: number; readonly gid: number };
+  /**
+   * A root-relative directory, already resolved (no symlink on its path, e.g. by `resolveInRoot`),
+   * that the tar is extracted into like `tar -x -C`: names and hardlink targets are relative to it and
+   * every entry must land strictly under it (see the module comment). An entry naming the directory
+   * itself (`./`) leaves it as it is. Default: the root, whose own `./` entry must be a directory.
+   */
+  readonly within?: string;
+}
+
+/** An entry the unpacker will not apply because it would land outside the root (or `within`). */
+export class EntryRefusedError extends UnpackError {
+  /** The entry's name as the tar records it. */
+  readonly entry: string;
+  /** Why, e.g. `its path climbs out of the root`. */
+  readonly reason: string;
+  constructor(what: string, entry: string, reason: string) {
+    super(`${what}: refusing entry ${JSON.stringify(entry)}: ${reason}`);
+    this.entry = entry;
+    this.reason = reason;
+  }
 }
 
 export interface UnpackStats {
@@ -135,6 +163,12 @@ class LayerApplier implements TarEntrySink {
   readonly #ctx: RunContext | undefined;
   readonly #what: string;
   readonly #native: NativeFs | null;
+  readonly #whiteouts: boolean;
+  readonly #owner: { readonly uid: number; readonly gid: number } | undefined;
+  /** `opts.within`, or undefined for the root itself. */
+  readonly #within: string | undefined;
+  /** What refusals call the directory entries must stay in: `root` or `destination`. */
+  readonly #scope: string;
   /** Resolved root-relative paths this layer created: an opaque whiteout keeps these. */
   readonly #unpacked = new Set<string>();
   /** Directory times are set last: writing their children would move them again. */
@@ -157,13 +191,20 @@ class LayerApplier implements TarEntrySink {
     this.#ctx = opts.ctx;
     this.#what = opts.what ?? 'layer';
     this.#native = opts.native === undefined ? nativeFs() : opts.native;
+    this.#whiteouts = opts.whiteouts ?? true;
+    this.#owner = opts.owner;
+    const within = opts.within === undefined ? undefined : cleanEntryName(opts.within);
+    if (within === null) throw new RangeError(`unpack: "within" climbs out of the root: ${opts.within ?? ''}`);
+    this.#within = within;
+    this.#scope = opts.within === undefined ? 'root' : 'destination';
   }
 
   stats(): UnpackStats {
     return { ...this.#counts };
   }
 
-  entry(h: TarHeader): void {
+  entry(recorded: TarHeader): void {
+    const h = this.#owner === undefined ? recorded : { ...recorded, uid: this.#owner.uid, gid: this.#owner.gid };
     this.#counts.entries++;
     this.#name = h.name;
     this.#current = SKIP;
@@ -216,12 +257,14 @@ class LayerApplier implements TarEntrySink {
 
   #apply(h: TarHeader): void {
     this.#ctx?.signal.throwIfAborted();
-    const name = cleanEntryName(h.name);
-    if (name === null) throw this.#refuse(h, 'its path climbs out of the root');
-    if (name === '') {
-      if (h.type !== 'directory') throw this.#refuse(h, 'only a directory can stand at the root');
+    const clean = cleanEntryName(h.name);
+    if (clean === null) throw this.#refuse(h, `its path climbs out of the ${this.#scope}`);
+    if (clean === '') {
+      // The directory extracted into is the caller's: `./` leaves it as it is.
+      if (this.#within === undefined && h.type !== 'directory') throw this.#refuse(h, 'only a directory can stand at the root');
       return;
     }
+    const name = this.#within === undefined ? clean : join2(this.#within, clean);
     if (this.#ignore.isIgnored(name)) return this.#skipIgnored(h);
     // Resolve the parent through the symlinks now in the rootfs; the last component is the entry itself.
     const slash = name.lastIndexOf('/');
@@ -229,15 +272,16 @@ class LayerApplier implements TarEntrySink {
     const base = name.slice(slash + 1);
     const cached = this.#parents.get(rawParent);
     const parent = cached ?? (rawParent === '' ? '' : resolveInRoot(this.#root, rawParent));
+    if (!this.#holds(parent)) throw this.#refuse(h, `a symlink leads it out of the ${this.#scope}`);
     const rel = parent === '' ? base : `${parent}/${base}`;
     if (this.#ignore.isIgnored(rel)) return this.#skipIgnored(h);
 
-    if (base === OPAQUE_WHITEOUT) {
+    if (base === OPAQUE_WHITEOUT && this.#whiteouts) {
       this.#counts.opaqueWhiteouts++;
       this.#emptyExceptUnpacked(parent);
       return;
     }
-    if (base.startsWith(WHITEOUT_PREFIX)) {
+    if (base.startsWith(WHITEOUT_PREFIX) && this.#whiteouts) {
       const victim = join2(parent, base.slice(WHITEOUT_PREFIX.length));
       if (this.#ignore.isIgnored(victim)) return this.#skipIgnored(h);
       this.#counts.whiteouts++;
@@ -308,8 +352,14 @@ class LayerApplier implements TarEntrySink {
     return this.#rootSlash + rel;
   }
 
-  #refuse(h: TarHeader, why: string): UnpackError {
-    return new UnpackError(`${this.#what}: refusing entry ${JSON.stringify(h.name)}: ${why}`);
+  #refuse(h: TarHeader, why: string): EntryRefusedError {
+    return new EntryRefusedError(this.#what, h.name, why);
+  }
+
+  /** Whether `dir` (resolved, root-relative) is the directory entries are extracted into or lies under it. */
+  #holds(dir: string): boolean {
+    const w = this.#within;
+    return w === undefined || w === '' || dir === w || dir.startsWith(`${w}/`);
   }
 
   #skipIgnored(h: TarHeader): void {
@@ -424,16 +474,21 @@ class LayerApplier implements TarEntrySink {
    * A hardlink entry: the target is another path of this rootfs, named root-relative. Its parent is
    * resolved like an entry's; the target itself is linked as it is (link(2) does not follow symlinks).
    * As docker does, the entry's owner, mode, times and capability then apply to the shared inode
-   * (owner only, when the target is a symlink). Returns false when skipped.
+   * (owner only, when the target is a symlink); an unchanged owner is not chowned again, which would
+   * clear a capability the link's entry does not repeat (GNU tar's). Returns false when skipped.
    */
   #hardlink(rel: string, h: TarHeader): boolean {
-    const targetName = cleanEntryName(h.linkname);
-    if (targetName === null || targetName === '') throw this.#refuse(h, `its link target ${JSON.stringify(h.linkname)} is outside the root`);
+    const cleanTarget = cleanEntryName(h.linkname);
+    const outside = `its link target ${JSON.stringify(h.linkname)} is outside the ${this.#scope}`;
+    if (cleanTarget === null || cleanTarget === '') throw this.#refuse(h, outside);
+    const targetName = this.#within === undefined ? cleanTarget : join2(this.#within, cleanTarget);
     if (this.#ignore.isIgnored(targetName)) {
       this.#skipIgnored(h);
       return false;
     }
     const target = resolveParentInRoot(this.#root, targetName);
+    const slash = target.lastIndexOf('/');
+    if (!this.#holds(slash < 0 ? '' : target.slice(0, slash))) throw this.#refuse(h, outside);
     if (this.#ignore.isIgnored(target)) {
       this.#skipIgnored(h);
       return false;
@@ -444,7 +499,9 @@ class LayerApplier implements TarEntrySink {
     if (st.isDirectory()) throw this.#refuse(h, `its link target ${JSON.stringify(h.linkname)} is a directory`);
     const host = this.#host(rel);
     this.#create(rel, () => linkSync(this.#host(target), host));
-    lchownSync(host, h.uid, h.gid);
+    // A chown clears the inode's capability even when the owner stays the same, and GNU tar records
+    // the capability on the file's entry only, not on its hardlinks': chown only to change the owner.
+    if (st.uid !== h.uid || st.gid !== h.gid) lchownSync(host, h.uid, h.gid);
     if (!st.isSymbolicLink()) {
       // `host` is the regular file (or FIFO) just linked: chmod follows nothing here.
       chmodSync(host, h.mode);

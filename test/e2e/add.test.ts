@@ -2,12 +2,12 @@
 // zstd; detected by content, not by name) are extracted with their owners and modes, or with --chown's
 // (BuildKit v0.23+); remote URLs are downloaded, never extracted, 0600 and 0:0 unless told otherwise,
 // with Last-Modified as mtime and --checksum verified.
-import { execFile } from 'node:child_process';
+import { execFile, execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { existsSync } from 'node:fs';
-import { lstat, readFile, rm, writeFile } from 'node:fs/promises';
+import { lstat, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { pack } from 'tar-stream';
@@ -17,6 +17,7 @@ import { buildToLayout, type LayoutBuild } from './layout-build.js';
 
 const run = promisify(execFile);
 const images = inject('images');
+const getcap = (path: string): string => execFileSync('getcap', [path]).toString().trim().replace(/^\S+\s*/, '');
 
 /** A context with one small tree archived every way ADD must understand, made with GNU tar. */
 async function archiveContext(): Promise<string> {
@@ -33,6 +34,16 @@ async function archiveContext(): Promise<string> {
   await tar('disguised.bin', '-z');
   // gzip, but no tar inside: copied as it is.
   await run('sh', ['-c', `gzip -c ${join(ctx, 'notatar.txt')} > ${join(ctx, 'plain.gz')}`]);
+  // What tar-stream's extractor lost: a file capability (a binary PAX record, GNU tar --xattrs) on a
+  // file and its hardlink, and a FIFO.
+  const special = join(ctx, 'special');
+  await mkdir(special);
+  await writeFile(join(special, 'pinger'), 'ping\n', { mode: 0o755 });
+  await run('setcap', ['cap_net_raw+ep', join(special, 'pinger')]);
+  await run('ln', [join(special, 'pinger'), join(special, 'pinger6')]);
+  await run('mkfifo', ['-m', '0620', join(special, 'pipe')]);
+  await run('tar', ['-C', special, '--xattrs', '--xattrs-include=security.capability', '-czf', join(ctx, 'special.tgz'), '.']);
+  await rm(special, { recursive: true });
   await rm(join(ctx, 'tree'), { recursive: true });
   return ctx;
 }
@@ -58,6 +69,8 @@ describe('ADD of local archives', () => {
         'ADD disguised.bin /disguised/',
         'ADD plain.gz /files/',
         'ADD --chown=1000:1000 t.tgz /owned/',
+        'ADD special.tgz /special/',
+        'ADD --chown=1000:1000 special.tgz /special-owned/',
         '',
       ].join('\n'),
     );
@@ -91,6 +104,22 @@ describe('ADD of local archives', () => {
   it('applies --chown to every extracted entry', async () => {
     expect(await stat(b, 'owned/dir/hello.txt')).toBe('1000:1000:751');
     expect(await stat(b, 'owned/dir')).toMatch(/^1000:1000:/);
+  });
+
+  it('keeps a file capability (binary PAX record) on the file and its hardlink, with and without --chown', async () => {
+    const rootfs = b.image?.rootfs ?? '/nonexistent';
+    for (const dir of ['special', 'special-owned']) {
+      expect(getcap(join(rootfs, dir, 'pinger'))).toBe('cap_net_raw=ep');
+      expect(getcap(join(rootfs, dir, 'pinger6'))).toBe('cap_net_raw=ep');
+      expect((await lstat(join(rootfs, dir, 'pinger'))).ino).toBe((await lstat(join(rootfs, dir, 'pinger6'))).ino);
+    }
+    expect(await stat(b, 'special-owned/pinger')).toBe('1000:1000:755');
+  });
+
+  it('creates a FIFO from a FIFO entry', async () => {
+    const st = await lstat(join(b.image?.rootfs ?? '/nonexistent', 'special/pipe'));
+    expect(st.isFIFO()).toBe(true);
+    expect(await stat(b, 'special/pipe')).toBe('0:0:620');
   });
 
   it('refuses an archive entry that climbs out of the destination', async () => {
