@@ -13,7 +13,7 @@
 #   gcc, libc6-dev   the container-mode test compiles the executor image's static launcher
 #   libcap2-bin      setcap/getcap: the file-capability tests (security.capability in layers)
 set -euo pipefail
-packages=(docker-registry skopeo umoci busybox-static bubblewrap apache2-utils openssl ca-certificates curl gcc libc6-dev podman bzip2 xz-utils zstd libcap2-bin iproute2)
+packages=(docker-registry skopeo umoci busybox-static bubblewrap apache2-utils openssl ca-certificates curl gcc libc6-dev podman bzip2 xz-utils zstd libcap2-bin iproute2 git)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

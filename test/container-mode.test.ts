@@ -218,6 +218,32 @@ describe('container mode in the executor image layout', () => {
       await rm(layout, { recursive: true, force: true });
     }
   });
+  it.skipIf(!available)(`unpacks a tar:// context into /kaniko/buildcontext, which survives the emptied / and stays out of every layer${available ? '' : ` (${unshareReason})`}`, async () => {
+    const { root, volume, cleanup } = await executorRoot();
+    const src = await mkdtemp(join(tmpdir(), 'kiln-executor-tarctx-'));
+    try {
+      await writeFile(join(src, 'msg'), 'from the tar\n');
+      await writeFile(join(src, 'Dockerfile'), [`FROM ${images.busybox}`, 'COPY msg /msg', 'RUN cat /msg > /from-run', ''].join('\n'));
+      await run('tar', ['-czf', join(root, 'workspace/ctx.tar.gz'), '-C', src, '.']);
+      const destination = `${registry}/ctr/tarctx:1`;
+      const exit = await runExecutorInRoot(root, volume, ['--context', 'tar:///workspace/ctx.tar.gz', '--destination', destination, '--insecure']);
+      expect(exit.code, exit.output).toBe(0);
+      const unpacked = await unpackWithUmoci(`docker://${destination}`);
+      try {
+        expect(await readFile(join(unpacked.rootfs, 'from-run'), 'utf8')).toBe('from the tar\n');
+        for (const layer of await manifestLayers(unpacked.layout)) {
+          for (const name of await layerNames(unpacked.layout, layer)) expect(name).not.toMatch(EXECUTOR_PATH);
+        }
+      } finally {
+        await unpacked.cleanup();
+      }
+      // kiln's own directory: the fetched context is gone after the build.
+      expect(existsSync(join(root, 'kaniko/buildcontext'))).toBe(false);
+    } finally {
+      await cleanup();
+      await rm(src, { recursive: true, force: true });
+    }
+  });
   it.skipIf(!available)(`defers the base of a COPY-only stage: / is neither emptied nor unpacked, the layer holds only the copied file${available ? '' : ` (${unshareReason})`}`, async () => {
     const { root, volume, cleanup } = await executorRoot();
     try {

@@ -23,7 +23,7 @@ import { scratchImage } from '../sources/scratch.js';
 import type { BuildContext, BuildDeps } from './build-context.js';
 import { findExecutable } from './find-executable.js';
 import { readMountPoints } from './mount-points.js';
-import { resolveInputs } from './inputs.js';
+import { fetchedContextDir, resolveInputs } from './inputs.js';
 import { writeOutputs } from './outputs.js';
 import type { BuildRequest } from './request.js';
 import { RootfsArea } from './rootfs-area.js';
@@ -39,7 +39,10 @@ export interface BuildResult {
 
 export async function runBuild(request: BuildRequest, deps: BuildDeps): Promise<BuildResult> {
   const { log } = deps;
-  const inputs = await resolveInputs(request);
+  const inputs = await resolveInputs(request, deps).catch(async (err: unknown) => {
+    await removeWorkFiles(request);
+    throw err;
+  });
   const df = parseDockerfile(inputs.dockerfileText, inputs.dockerfileName);
   for (const w of df.warnings) log.warn(`${df.file}:${w.line}: ${w.message}`);
   const plan = planBuild(df, {
@@ -103,8 +106,16 @@ export async function runBuild(request: BuildRequest, deps: BuildDeps): Promise<
     pullClient.close();
     pushClient.close();
     await bctx.area.close();
-    if (request.ownsWorkDir) await rm(request.workDir, { recursive: true, force: true });
-    else await rm(join(request.workDir, 'base-blobs'), { recursive: true, force: true });
+    await removeWorkFiles(request);
+  }
+}
+
+/** What this build wrote under the work dir: all of it when kiln made the dir, else its own parts. */
+async function removeWorkFiles(request: BuildRequest): Promise<void> {
+  if (request.ownsWorkDir) await rm(request.workDir, { recursive: true, force: true });
+  else {
+    await rm(join(request.workDir, 'base-blobs'), { recursive: true, force: true });
+    await rm(fetchedContextDir(request), { recursive: true, force: true });
   }
 }
 

@@ -1,11 +1,14 @@
 // The build's inputs: the context directory and the Dockerfile (kaniko's lookup: the path as given
 // relative to the working directory, else relative to the context; `-` reads stdin).
-import { readFile, stat } from 'node:fs/promises';
+import { readFile, rm, stat } from 'node:fs/promises';
 import { basename, isAbsolute, join, resolve } from 'node:path';
 import { openContext, type BuildContext as ContextDir } from '../context/build-context.js';
+import { parseContextSpec } from '../context/context-spec.js';
+import { fetchContext, fetchDockerfile } from '../context/fetch-context.js';
 import { expandSources } from '../context/copy-sources.js';
 import { ContextError, DockerfileError, KilnError, UsageError } from '../errors.js';
 import type { ContextFiles, InstructionSite } from '../instructions/handler.js';
+import type { BuildDeps } from './build-context.js';
 import type { BuildRequest } from './request.js';
 
 export interface BuildInputs {
@@ -26,15 +29,46 @@ async function locateDockerfile(request: BuildRequest, contextDir: string | unde
   throw new UsageError(`Dockerfile ${spec} not found: please provide a valid path to a Dockerfile within the build context with --dockerfile`);
 }
 
-export async function resolveInputs(request: BuildRequest): Promise<BuildInputs> {
+/** Where a tar, git or https context is fetched to (kaniko's /kaniko/buildcontext in container mode). */
+export function fetchedContextDir(request: BuildRequest): string {
+  return join(request.workDir, 'buildcontext');
+}
+
+export async function resolveInputs(request: BuildRequest, deps: BuildDeps): Promise<BuildInputs> {
+  const spec = parseContextSpec(request.contextSpec);
+  let contextDir: string;
+  if (spec.kind === 'dir' && request.contextFetch.subPath === undefined) contextDir = request.contextSpec;
+  else {
+    const into = fetchedContextDir(request);
+    // kiln's own directory: what an earlier build with the same --work-dir left there goes.
+    if (spec.kind !== 'dir') await rm(into, { recursive: true, force: true });
+    const f = request.contextFetch;
+    contextDir = await fetchContext(spec, {
+      cwd: request.cwd,
+      into,
+      subPath: f.subPath,
+      stdin: f.stdin,
+      hostEnv: f.hostEnv,
+      git: f.git,
+      gitAuth: f.gitAuth,
+      gitPullMethod: f.gitPullMethod,
+      owner: f.owner,
+      ctx: deps,
+      mask: deps.mask,
+    });
+  }
   // The context is opened before the Dockerfile is known only to find a context-relative Dockerfile;
   // it is reopened with the Dockerfile so `<Dockerfile>.dockerignore` applies.
-  const probe = await openContext(request.contextSpec, request.cwd);
+  const probe = await openContext(contextDir, request.cwd);
   let dockerfileText: string;
   let dockerfileName: string;
   let dir: ContextDir;
   if (request.dockerfileSpec === '-') {
     dockerfileText = request.stdinDockerfile ?? '';
+    dockerfileName = 'Dockerfile';
+    dir = probe;
+  } else if (/^https?:\/\//i.test(request.dockerfileSpec)) {
+    dockerfileText = await fetchDockerfile(request.dockerfileSpec, deps);
     dockerfileName = 'Dockerfile';
     dir = probe;
   } else {
@@ -44,7 +78,7 @@ export async function resolveInputs(request: BuildRequest): Promise<BuildInputs>
     });
     // Messages name the file as docker does: by its name, not the path it was found at.
     dockerfileName = basename(path);
-    dir = await openContext(request.contextSpec, request.cwd, { dockerfile: path });
+    dir = await openContext(contextDir, request.cwd, { dockerfile: path });
   }
   return { dockerfileText, dockerfileName, context: contextFiles(dir) };
 }

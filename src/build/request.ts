@@ -1,5 +1,8 @@
 // What one executor invocation asks for, after the CLI has validated argv and env. A plain value.
+import type { Readable } from 'node:stream';
 import type { LayerCodec } from '../blob/compression.js';
+import type { GitOptions } from '../context/context-spec.js';
+import type { GitAuth } from '../context/fetch-context.js';
 import type { SecretSource } from '../instructions/secret-source.js';
 import type { Reference } from '../oci/reference.js';
 import type { GitLabCiCredentials } from '../registry/keychain.js';
@@ -49,9 +52,27 @@ export interface Outputs {
   readonly imageNameTagWithDigestFile: string | undefined;
 }
 
+export interface ContextFetchSettings {
+  readonly subPath: string | undefined;
+  /** `--git` options for a git:// context. */
+  readonly git: GitOptions;
+  /** kaniko's GIT_USERNAME / GIT_PASSWORD, or GIT_TOKEN as the username. */
+  readonly gitAuth: GitAuth | undefined;
+  /** kaniko's GIT_PULL_METHOD (https unless it says http). */
+  readonly gitPullMethod: 'https' | 'http';
+  /** Standard input, for `tar://stdin`. */
+  readonly stdin: (() => Readable) | undefined;
+  /** The environment git runs with. */
+  readonly hostEnv: Readonly<Record<string, string | undefined>>;
+  /** Owner of unpacked context files when kiln is not root (it cannot give them the archive's). */
+  readonly owner: { readonly uid: number; readonly gid: number } | undefined;
+}
+
 export interface BuildRequest {
   /** `--context` as given (a path or `dir://path`); resolved against `cwd` by the build. */
   readonly contextSpec: string;
+  /** How a `tar://`, `git://` or `https://` context is fetched, and `--context-sub-path`. */
+  readonly contextFetch: ContextFetchSettings;
   /** `--dockerfile` as given: relative to cwd, else to the context; absolute; or `-` for stdin. */
   readonly dockerfileSpec: string;
   /** The Dockerfile text when it came from stdin. */

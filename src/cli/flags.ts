@@ -27,6 +27,8 @@ export const BOOLEAN_FLAGS: ReadonlyMap<string, boolean> = new Map([
 export interface ParsedFlags {
   dockerfile: string;
   context: string;
+  contextSubPath?: string;
+  git: string[];
   destination: string[];
   /** false with --no-push */
   push: boolean;
@@ -84,8 +86,10 @@ export interface ParsedFlags {
 export function executorCommand(): Command {
   return new Command('executor')
     .description('Build a container image from a Dockerfile and push it, without a daemon (kaniko-compatible)')
-    .option('-f, --dockerfile <path>', 'path to the Dockerfile (relative to the context, absolute, or - for stdin)', 'Dockerfile')
-    .option('-c, --context <spec>', 'build context: a directory path or dir://path', '/workspace/')
+    .option('-f, --dockerfile <path>', 'path to the Dockerfile (relative to the context, absolute, - for stdin, or an http(s):// URL)', 'Dockerfile')
+    .option('--context-sub-path <path>', 'sub directory of the context to use as the build context (after a tar, git or https context is fetched)')
+    .option('--git <options>', 'git context options: branch=NAME,single-branch=BOOL,recurse-submodules=BOOL,insecure-skip-tls=BOOL (repeatable)', collect, [])
+    .option('-c, --context <spec>', 'build context: a directory (PATH or dir://PATH), tar://PATH or tar://stdin (a tar archive, gzip or plain), git://HOST/REPO[#REF[#COMMIT]], or an https:// URL of a tar archive', '/workspace/')
     .option('-d, --destination <ref>', 'registry/repo:tag to push to (repeatable)', collect, [])
     .option('--no-push', 'do not push the image to the registry')
     .option('--tar-path <path>', 'write the image as a docker-save tarball to this path')

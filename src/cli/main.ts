@@ -66,8 +66,10 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv): Pro
       tmpDir: tmpdir(),
       hostPlatform: hostPlatform(process.arch, process.platform),
       readStdin: () => readAll(process.stdin),
+      openStdin: () => process.stdin,
       exists: existsSync,
       ...(process.getuid !== undefined ? { uid: process.getuid() } : {}),
+      ...(process.getgid !== undefined ? { gid: process.getgid() } : {}),
     };
     const request = await buildRequestFrom(flags, environment);
     if (flags.cache || flags.cacheRepo !== undefined) {

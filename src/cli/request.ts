@@ -2,9 +2,12 @@
 // untyped record, so it enters through zod like any other foreign data.
 import { chmod, mkdtemp } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
+import type { Readable } from 'node:stream';
 import { z } from 'zod';
 import { layerCodec } from '../blob/compression.js';
 import type { BuildRequest, RunMode } from '../build/request.js';
+import { parseGitOptions } from '../context/context-spec.js';
+import type { GitAuth } from '../context/fetch-context.js';
 import { UsageError } from '../errors.js';
 import { parseSecretFlag } from '../instructions/secret-source.js';
 import { parsePlatform } from '../oci/platform.js';
@@ -17,6 +20,8 @@ import type { ClientCertificatePaths } from '../registry/tls-files.js';
 const flagsSchema = z.object({
   dockerfile: z.string().min(1),
   context: z.string().min(1),
+  contextSubPath: z.string().optional(),
+  git: z.array(z.string()),
   destination: z.array(z.string()),
   push: z.boolean(),
   tarPath: z.string().optional(),
@@ -88,9 +93,21 @@ export interface Environment {
   readonly tmpDir: string;
   readonly hostPlatform: Platform;
   readonly readStdin: () => Promise<string>;
+  /** Standard input as a stream (`--context tar://stdin`). */
+  readonly openStdin?: () => Readable;
   readonly exists: (path: string) => boolean;
   /** The executor's uid (picks the default --mount-cache-dir); unknown is taken as non-root. */
   readonly uid?: number;
+  readonly gid?: number;
+}
+
+/** kaniko's git credentials: GIT_TOKEN as the username alone, else GIT_USERNAME and GIT_PASSWORD. */
+function gitAuth(env: Readonly<Record<string, string | undefined>>): GitAuth | undefined {
+  const token = env['GIT_TOKEN'] ?? '';
+  if (token !== '') return { username: token, password: '' };
+  const username = env['GIT_USERNAME'] ?? '';
+  const password = env['GIT_PASSWORD'] ?? '';
+  return username !== '' || password !== '' ? { username, password } : undefined;
 }
 
 function keyValue(flag: string, s: string): [string, string] {
@@ -178,6 +195,9 @@ export async function buildRequestFrom(flags: ExecutorFlags, e: Environment): Pr
   }
   const platformFlag = flags.customPlatform ?? flags.platform;
   const platform = platformFlag !== undefined ? parsePlatform(platformFlag) : e.hostPlatform;
+  if (flags.dockerfile === '-' && /^tar:\/\/stdin$/i.test(flags.context)) {
+    throw new UsageError('--dockerfile - and --context tar://stdin both read standard input: give one of them a file');
+  }
   const stdinDockerfile = flags.dockerfile === '-' ? await e.readStdin() : undefined;
   let workDir: string;
   let ownsWorkDir = false;
@@ -191,6 +211,15 @@ export async function buildRequestFrom(flags: ExecutorFlags, e: Environment): Pr
   }
   return {
     contextSpec: flags.context,
+    contextFetch: {
+      subPath: flags.contextSubPath,
+      git: parseGitOptions(flags.git),
+      gitAuth: gitAuth(e.env),
+      gitPullMethod: e.env['GIT_PULL_METHOD'] === 'http' ? 'http' : 'https',
+      stdin: e.openStdin,
+      hostEnv: e.env,
+      owner: e.uid === undefined || e.uid === 0 ? undefined : { uid: e.uid, gid: e.gid ?? e.uid },
+    },
     dockerfileSpec: flags.dockerfile,
     stdinDockerfile,
     cwd: e.cwd,

@@ -1,9 +1,9 @@
-// The build context: a directory on this machine (`dir://path` or a plain path) and its
-// .dockerignore. Other kaniko context schemes (tar://, git://, gs://, s3://, https://) are
-// recognised so the user gets a clear "not supported yet" naming the scheme.
+// The build context: a directory on this machine and its .dockerignore. `--context` names it
+// (context-spec.ts); a tar, git or https context is first fetched into a directory (fetch-context.ts).
 import { realpath, stat } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { ContextError } from '../errors.js';
+import { parseContextSpec } from './context-spec.js';
 import { IgnoreMatcher, loadDockerignore } from './dockerignore.js';
 
 export interface BuildContext {
@@ -17,22 +17,16 @@ export interface OpenContextOptions {
   readonly dockerfile?: string;
 }
 
-const SCHEME = /^([a-zA-Z][a-zA-Z0-9+.-]*):\/\//;
-
-/** Opens the context named by `--context` (kaniko's default is `/workspace/`). */
+/**
+ * Opens a local directory context named by `--context` (`dir://PATH` or a plain path; kaniko's default
+ * is `/workspace/`). Other schemes must be fetched first (fetch-context.ts); naming one here is an error.
+ */
 export async function openContext(spec: string, cwd: string, opts: OpenContextOptions = {}): Promise<BuildContext> {
-  let path = spec;
-  const scheme = SCHEME.exec(spec)?.[1]?.toLowerCase();
-  if (scheme !== undefined) {
-    if (scheme !== 'dir') {
-      throw new ContextError(
-        `build context ${JSON.stringify(spec)}: the ${scheme}:// context is not supported yet (use dir://PATH or a plain path)`,
-      );
-    }
-    path = spec.slice('dir://'.length);
-    if (path === '') throw new ContextError('build context "dir://": empty path');
+  const parsed = parseContextSpec(spec);
+  if (parsed.kind !== 'dir') {
+    throw new ContextError(`build context ${JSON.stringify(spec)}: a ${parsed.kind} context must be fetched into a directory first`);
   }
-  const abs = resolve(cwd, path);
+  const abs = resolve(cwd, parsed.path);
   let root: string;
   try {
     root = await realpath(abs);

@@ -30,7 +30,7 @@ describe('openContext', () => {
   });
 
   it.each(['tar://ctx.tar.gz', 'git://github.com/x/y', 's3://bucket/ctx.tgz', 'https://example.com/ctx.tgz', 'gs://b/c'])(
-    'names the unsupported scheme of %s',
+    'opens only directories: %s is fetched first (or refused), and the error names its scheme',
     async (spec) => {
       const scheme = spec.slice(0, spec.indexOf('://'));
       await expect(openContext(spec, work)).rejects.toMatchObject({

@@ -18,7 +18,7 @@ export interface ExecResult {
 }
 
 /** Runs the executor; DOCKER_CONFIG points at an empty dir unless the caller sets it. */
-export async function executor(args: readonly string[], opts: { env?: Record<string, string>; cwd?: string; input?: string } = {}): Promise<ExecResult> {
+export async function executor(args: readonly string[], opts: { env?: Record<string, string>; cwd?: string; input?: string | Buffer } = {}): Promise<ExecResult> {
   const emptyConfig = await mkdtemp(join(tmpdir(), 'kiln-dockercfg-'));
   try {
     return await new Promise((resolvePromise, reject) => {
