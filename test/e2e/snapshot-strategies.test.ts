@@ -1,7 +1,7 @@
 // The snapshot strategies through the executor: the same Dockerfile built with RUN on an overlay and
 // with the walk gives the same image digest under --reproducible (built at different moments, so the
 // digest depends on no clock either); --ignore-path keeps a path out of every layer.
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { chmod, mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
@@ -33,6 +33,8 @@ describe('snapshot strategies end to end', () => {
       ].join('\n'),
     });
     out = await mkdtemp(join(tmpdir(), 'kiln-strategies-'));
+    // The work dirs live in here: `USER app`'s RUN must reach the rootfs through it.
+    await chmod(out, 0o755);
   });
   afterAll(async () => {
     await rm(ctx, { recursive: true, force: true });
@@ -42,7 +44,9 @@ describe('snapshot strategies end to end', () => {
   async function build(name: string, args: readonly string[]): Promise<{ digest: string; layout: string; stderr: string }> {
     const layout = join(out, name);
     const digestFile = join(out, `${name}.digest`);
-    const r = await executor(['--context', `dir://${ctx}`, '--no-push', '--insecure-pull', '--reproducible', '--oci-layout-path', layout, '--digest-file', digestFile, '-v', 'debug', ...args]);
+    // A work dir of the test's own: the mount check below looks for it, not for other tests' builds.
+    const workDir = join(out, `${name}-work`);
+    const r = await executor(['--context', `dir://${ctx}`, '--no-push', '--insecure-pull', '--reproducible', '--oci-layout-path', layout, '--digest-file', digestFile, '--work-dir', workDir, '-v', 'debug', ...args]);
     if (r.code !== 0) throw new Error(`executor failed (${r.code}): ${r.stderr}`);
     return { digest: (await readFile(digestFile, 'utf8')).trim(), layout, stderr: r.stderr };
   }
@@ -54,8 +58,9 @@ describe('snapshot strategies end to end', () => {
     expect(walk.stderr).toMatch(/starting command .*overlay=false/);
     expect(overlay.digest).toMatch(/^sha256:[a-f0-9]{64}$/);
     expect(overlay.digest).toBe(walk.digest);
-    // No overlay mount of the build is left on the host.
-    expect(await readFile('/proc/self/mountinfo', 'utf8')).not.toContain('kiln-');
+    // No mount of these builds (overlay, rootfs tmpfs) is left on the host. Other test files' builds
+    // may hold their own kiln-rootfs tmpfs at this moment: only this test's work dirs are looked for.
+    expect(await readFile('/proc/self/mountinfo', 'utf8')).not.toContain(out);
   });
 
   it('--ignore-path leaves a path out of the layers', async () => {
