@@ -5,6 +5,7 @@ import type { IgnoreList } from '../rootfs/ignore-list.js';
 import type { SecretMask } from '../log/logger.js';
 import type { RunContext } from '../log/run-context.js';
 import type { RegistryClient } from '../registry/client.js';
+import type { LayerCache } from './layer-cache.js';
 import type { BuildRequest } from './request.js';
 import type { RootfsArea } from './rootfs-area.js';
 
@@ -25,4 +26,6 @@ export interface BuildContext extends BuildDeps {
   readonly bwrap: string | undefined;
   /** Where stage filesystems live (sandbox mode): the work dir, or a tmpfs under it. */
   readonly area: RootfsArea;
+  /** `--cache`: the registry layer cache, else undefined. */
+  readonly layerCache: LayerCache | undefined;
 }

@@ -22,6 +22,7 @@ import { checkPushPermissions } from '../sinks/registry-sink.js';
 import { scratchImage } from '../sources/scratch.js';
 import type { BuildContext, BuildDeps } from './build-context.js';
 import { findExecutable } from './find-executable.js';
+import { LayerCache } from './layer-cache.js';
 import { readMountPoints } from './mount-points.js';
 import { fetchedContextDir, resolveInputs } from './inputs.js';
 import { writeOutputs } from './outputs.js';
@@ -91,6 +92,9 @@ export async function runBuild(request: BuildRequest, deps: BuildDeps): Promise<
       root: request.isRoot,
       ctx: deps,
     }),
+    // Cache images are read and written with the push settings and the destinations' keychain; the
+    // cache repo gets no push-permission check (a cache that refuses is a warning, never a failure).
+    layerCache: request.layerCache === undefined ? undefined : new LayerCache(request.layerCache, pushClient, deps),
   };
   try {
     // Awaited before any stage starts: bad credentials fail in a second, not after the build. Base
@@ -103,6 +107,8 @@ export async function runBuild(request: BuildRequest, deps: BuildDeps): Promise<
     const digest = await writeOutputs(bctx, final.image);
     return { digest };
   } finally {
+    // Cache pushes run in the background during the build; they end (or fail, with a warning) here.
+    await bctx.layerCache?.settle();
     pullClient.close();
     pushClient.close();
     await bctx.area.close();
@@ -253,6 +259,11 @@ async function buildStages(
         break;
     }
     log.info(`Building stage '${stageLabel(stage)}' [idx: '${index}', base-idx: '${baseIdx}']`);
+    const fromSource = (from: string, site: InstructionSite): FromSource => {
+      const ref = sp.references.find((r) => r.written === from && r.line === site.line) ?? sp.references.find((r) => r.written === from);
+      if (ref === undefined) throw new DockerfileError(`unknown --from source ${JSON.stringify(from)}`, site);
+      return ref.source;
+    };
     const result = await buildStage(bctx, {
       df,
       stage,
@@ -266,10 +277,15 @@ async function buildStages(
       globalArgs,
       runOnlyArgs,
       extraLabels: index === plan.target ? request.labels : new Map(),
-      fromRootfs: (from: string, site: InstructionSite) => {
-        const ref = sp.references.find((r) => r.written === from && r.line === site.line) ?? sp.references.find((r) => r.written === from);
-        if (ref === undefined) throw new DockerfileError(`unknown --from source ${JSON.stringify(from)}`, site);
-        return sourceRootfs(ref.source);
+      platform,
+      fromRootfs: async (from: string, site: InstructionSite) => sourceRootfs(fromSource(from, site)),
+      fromIdentity: async (from: string, site: InstructionSite) => {
+        const source = fromSource(from, site);
+        if (source.kind === 'stage') {
+          const key = results.get(source.index)?.cacheKey;
+          return key?.keyed === true ? `stage:${key.key}` : undefined;
+        }
+        return `image:${await (await pull(source.ref, request.platform)).digest()}`;
       },
     });
     results.set(index, result);

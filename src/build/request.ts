@@ -52,6 +52,20 @@ export interface Outputs {
   readonly imageNameTagWithDigestFile: string | undefined;
 }
 
+/** kaniko's layer cache (`--cache` and the flags around it); absent without `--cache`. */
+export interface LayerCacheSettings {
+  /** Where cache images live: `<repo>:<key>` (`--cache-repo`, else `<first destination>/cache`). */
+  readonly repo: { readonly registry: string; readonly repository: string };
+  /** `--cache-ttl`: a cache image whose config `created` is older is a miss. */
+  readonly ttlMs: number;
+  /** `--cache-run-layers`: RUN layers are looked up and stored. */
+  readonly runLayers: boolean;
+  /** `--cache-copy-layers`: COPY and ADD layers are looked up and stored. */
+  readonly copyLayers: boolean;
+  /** false with `--no-push-cache`: look up only. */
+  readonly push: boolean;
+}
+
 export interface ContextFetchSettings {
   readonly subPath: string | undefined;
   /** `--git` options for a git:// context. */
@@ -112,4 +126,6 @@ export interface BuildRequest {
   readonly secrets: ReadonlyMap<string, SecretSource>;
   /** `--mount-cache-dir` (kiln): where RUN --mount=type=cache directories are kept between builds. */
   readonly mountCacheDir: string;
+  /** `--cache`: the registry layer cache, when enabled. */
+  readonly layerCache: LayerCacheSettings | undefined;
 }

@@ -7,12 +7,13 @@ import type { Dockerfile, Instruction, Stage } from '../dockerfile/instructions.
 import type { StagePlan } from '../dockerfile/plan.js';
 import { DockerfileError, KilnError } from '../errors.js';
 import { HANDLERS } from '../instructions/index.js';
+import { workdirState } from '../instructions/workdir.js';
 import type { ContextFiles, Handler, InstructionEnv, InstructionSite, Step } from '../instructions/handler.js';
 import { DEFAULT_PATH, type StageState } from '../instructions/stage-state.js';
 import { assembleImage } from '../oci/assemble.js';
 import type { Image, Layer } from '../oci/image.js';
 import { manifestFamily } from '../oci/media-types.js';
-import type { ContainerConfig, History } from '../oci/schemas.js';
+import type { ContainerConfig, History, Platform } from '../oci/schemas.js';
 import { ChrootSandbox } from '../sandbox/chroot-sandbox.js';
 import { ContainerSandbox } from '../sandbox/container-sandbox.js';
 import type { Sandbox } from '../sandbox/sandbox.js';
@@ -20,6 +21,8 @@ import { mkdirAllInRoot } from '../rootfs/in-root.js';
 import { unpackLayer } from '../rootfs/unpack.js';
 import { Snapshotter } from '../snapshot/snapshotter.js';
 import type { BuildContext } from './build-context.js';
+import { CacheKeyChain } from './cache-key.js';
+import { keyInstruction } from './instruction-key.js';
 import { clearContainerRoot, cloneRootfs, compressedSize, unpackImage } from './rootfs-materializer.js';
 import { chooseOverlay } from './snapshot-strategy.js';
 import type { FsEffect } from '../instructions/handler.js';
@@ -29,6 +32,8 @@ export interface StageResult {
   readonly image: Image;
   /** Host directory with the stage's final filesystem, when one exists and stays valid. */
   readonly rootfs: string | undefined;
+  /** With the layer cache: the stage's final key, and whether it stands for the stage's content. */
+  readonly cacheKey: { readonly key: string; readonly keyed: boolean } | undefined;
 }
 
 export interface StageInputs {
@@ -46,7 +51,11 @@ export interface StageInputs {
   readonly runOnlyArgs: ReadonlyMap<string, string>;
   /** Labels from `--label`, applied to the target stage only. */
   readonly extraLabels: ReadonlyMap<string, string>;
+  /** The platform the stage is built for. */
+  readonly platform: Platform;
   fromRootfs(from: string, site: InstructionSite): Promise<string>;
+  /** With the layer cache: what a `--from` source's key stands for, when a string says it all (layer-cache.ts). */
+  fromIdentity(from: string, site: InstructionSite): Promise<string | undefined>;
 }
 
 /** The rootfs of the stage being built, unpacked when an instruction first needs it. */
@@ -63,7 +72,13 @@ class StageRootfs {
    * They write into `root`, an empty tree whose snapshots hold only what they wrote (Snapshotter's
    * delta mode), and the layers are kept to be applied if a later instruction needs the real rootfs.
    */
-  #delta: { root: string; snapshotter: Snapshotter; layers: Layer[] } | undefined;
+  #delta: { root: string; snapshotter: Snapshotter } | undefined;
+  /**
+   * Layers to apply, in order, on top of the base when the rootfs is unpacked: a deferred stage's
+   * snapshots and the layers of instructions taken from the layer cache before anything needed the
+   * rootfs (a stage whose every instruction hits never unpacks its base at all).
+   */
+  #pending: Layer[] = [];
 
   constructor(
     private readonly bctx: BuildContext,
@@ -84,23 +99,46 @@ class StageRootfs {
     const parent = bctx.request.runMode === 'container' ? bctx.request.workDir : await bctx.area.dir(await compressedSize(inputs.base));
     const root = join(parent, 'stages', String(inputs.stage.index), 'delta');
     await mkdir(root, { recursive: true, mode: 0o755 });
-    this.#delta = { root, snapshotter: await this.#startSnapshotter(root, true), layers: [] };
+    this.#delta = { root, snapshotter: await this.#startSnapshotter(root, true) };
     bctx.log.info('Deferring the base image: COPY and WORKDIR so far need nothing from it');
     return root;
   }
 
-  /** Puts what a deferred stage wrote onto the just-unpacked rootfs: its layers, then its directories. */
-  async #applyDelta(root: string): Promise<void> {
+  /**
+   * Puts what the stage did before the rootfs existed onto the just-unpacked rootfs: its layers (a
+   * deferred stage's snapshots, cached layers), then a deferred stage's directories.
+   */
+  async #applyPending(root: string): Promise<void> {
+    const pending = this.#pending;
+    this.#pending = [];
+    for (const layer of pending) await this.#unpack(root, layer);
     const delta = this.#delta;
     if (delta === undefined) return;
     this.#delta = undefined;
-    for (const layer of delta.layers) {
-      const what = `layer ${await layer.digest()}`;
-      await unpackLayer(root, await layer.uncompressed(), { ignore: this.bctx.ignore, ctx: this.bctx, expectedDiffId: await layer.diffId(), what });
-    }
     // Directories the layers leave implicit (WORKDIRs, COPY destinations): created as a runtime would.
     for (const dir of listDirs(delta.root)) await mkdirAllInRoot(root, `/${dir}`);
     await rm(delta.root, { recursive: true, force: true });
+  }
+
+  async #unpack(root: string, layer: Layer): Promise<void> {
+    const what = `layer ${await layer.digest()}`;
+    await unpackLayer(root, await layer.uncompressed(), { ignore: this.bctx.ignore, ctx: this.bctx, expectedDiffId: await layer.diffId(), what });
+  }
+
+  /**
+   * An instruction's layer taken from the layer cache instead of running it. Before the rootfs exists
+   * it waits with the deferred layers; on an unpacked rootfs it is applied now (whiteouts delete what
+   * they name) and the snapshotter re-reads its baseline, so the next snapshot does not carry the
+   * layer's files again.
+   */
+  async applyCached(layer: Layer): Promise<void> {
+    const root = this.#root;
+    if (root === undefined) {
+      this.#pending.push(layer);
+      return;
+    }
+    await this.#unpack(root, layer);
+    await this.#snapshotter?.rebase();
   }
 
   async root(reason: string): Promise<string> {
@@ -122,7 +160,7 @@ class StageRootfs {
       else if (inputs.pristineBase !== undefined) await cloneRootfs(await inputs.pristineBase(), root, bctx);
       else await unpackImage(root, inputs.base, bctx.ignore, bctx);
     }
-    await this.#applyDelta(root);
+    await this.#applyPending(root);
     if (bctx.request.runMode === 'sandbox') {
       if (bctx.bwrap === undefined) {
         throw new KilnError('SANDBOX', 'sandbox mode runs RUN with bubblewrap, which is not installed (apt-get install bubblewrap)');
@@ -200,7 +238,7 @@ class StageRootfs {
     this.bctx.log.info(fs?.kind === 'paths' ? 'Taking snapshot of files...' : 'Taking snapshot of full filesystem...');
     const n = this.#layerCount++;
     const layer = await snap.snapshot(`stage${this.inputs.stage.index}-${n}.tar.gz`);
-    if (layer !== null) delta?.layers.push(layer);
+    if (layer !== null && delta !== undefined) this.#pending.push(layer);
     return layer;
   }
 }
@@ -275,6 +313,12 @@ export async function buildStage(bctx: BuildContext, inputs: StageInputs): Promi
   for (let i = 0; i < missing; i++) history.unshift({ created_by: 'layer of the base image' });
   const now = bctx.request.reproducible ? new Date(0).toISOString() : new Date().toISOString();
   const single = bctx.request.singleSnapshot;
+  const family = manifestFamily(await base.mediaType());
+  // The layer cache needs a layer per instruction: --single-snapshot builds without it.
+  const cache = single ? undefined : bctx.layerCache;
+  if (bctx.layerCache !== undefined && single) log.info('--single-snapshot takes no layer per instruction: the layer cache is not used');
+  let chain = cache === undefined ? undefined : CacheKeyChain.start(await chainStart(bctx, inputs, deferrable));
+  let keyed = inputs.baseStage === undefined || inputs.baseStage.cacheKey?.keyed === true;
 
   // A RUN or COPY that fills a tmpfs rootfs fails like one that fills a disk: say which it was.
   const warnIfFull = async (err: unknown): Promise<never> => {
@@ -317,6 +361,27 @@ export async function buildStage(bctx: BuildContext, inputs: StageInputs): Promi
         mask: bctx.mask,
       },
     };
+    let cacheable = false;
+    if (cache !== undefined && chain !== undefined) {
+      const k = await keyInstruction(instr, state, env, chain, { settings: cache.settings, fromIdentity: (from) => inputs.fromIdentity(from, site) });
+      chain = k.chain;
+      keyed &&= k.keyed;
+      // A deferred stage's WORKDIR writes into the delta tree, which a hit would leave without it.
+      cacheable = k.cacheable && !(deferrable && instr.kind === 'workdir');
+      const hit = cacheable ? await cache.lookup(chain.key, instr.source, inputs.platform) : undefined;
+      if (hit !== undefined) {
+        // RUN, COPY and ADD change only the filesystem, which the layer holds; WORKDIR also the config.
+        if (instr.kind === 'workdir') state = workdirState(instr, state, env);
+        if (hit.layer !== null) {
+          await rootfs.applyCached(hit.layer).catch(warnIfFull);
+          layers.push(hit.layer);
+          history.push({ created: now, created_by: hit.createdBy });
+        } else {
+          history.push({ created: now, created_by: hit.createdBy, empty_layer: true });
+        }
+        continue;
+      }
+    }
     const step = await runHandler(instr, state, env).catch(warnIfFull);
     state = step.state;
     let layer: Layer | null = null;
@@ -329,6 +394,7 @@ export async function buildStage(bctx: BuildContext, inputs: StageInputs): Promi
       if (step.fs.kind !== 'none' && !single) log.info('No files were changed, appending empty layer to config. No layer added to image.');
       history.push({ created: now, created_by: step.createdBy, empty_layer: true });
     }
+    if (cacheable && cache !== undefined && chain !== undefined) cache.store(chain.key, layer, step.createdBy, inputs.platform, family);
   }
   if (single) {
     const layer = await rootfs.snapshot(undefined);
@@ -342,7 +408,7 @@ export async function buildStage(bctx: BuildContext, inputs: StageInputs): Promi
   let config = state.config;
   if (inputs.extraLabels.size > 0) config = { ...config, Labels: { ...(config.Labels ?? {}), ...Object.fromEntries(inputs.extraLabels) } };
   const image = assembleImage({
-    family: manifestFamily(await base.mediaType()),
+    family,
     config: {
       ...baseConfig,
       created: now,
@@ -358,6 +424,26 @@ export async function buildStage(bctx: BuildContext, inputs: StageInputs): Promi
     image,
     // In container mode `/` is reused by the next stage, so nothing on disk stays valid.
     rootfs: bctx.request.runMode === 'container' ? undefined : rootfs.materialized,
+    cacheKey: chain === undefined ? undefined : { key: chain.key, keyed },
+  };
+}
+
+/** Where a stage's key chain starts: its base and platform, and the settings that shape its layers. */
+async function chainStart(bctx: BuildContext, inputs: StageInputs, deferrable: boolean): Promise<{ base: string; platform: string; settings: Record<string, unknown> }> {
+  const { request } = bctx;
+  const baseKey = inputs.baseStage?.cacheKey?.key;
+  const base = baseKey !== undefined ? `stage:${baseKey}` : `image:${await inputs.base.digest()}`;
+  const p = inputs.platform;
+  return {
+    base,
+    platform: [p.os, p.architecture, p.variant ?? ''].join('/'),
+    settings: {
+      reproducible: request.reproducible,
+      runMode: request.runMode,
+      snapshotMode: request.snapshotMode,
+      ignorePaths: request.ignorePaths,
+      deferrable,
+    },
   };
 }
 

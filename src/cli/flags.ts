@@ -11,6 +11,10 @@ export const BOOLEAN_FLAGS: ReadonlyMap<string, boolean> = new Map([
   ['skip-tls-verify', false],
   ['skip-tls-verify-pull', false],
   ['cache', false],
+  ['cache-run-layers', true],
+  ['cache-copy-layers', false],
+  ['no-push-cache', false],
+  ['compressed-caching', true],
   ['cleanup', false],
   ['reproducible', false],
   ['single-snapshot', false],
@@ -55,6 +59,13 @@ export interface ParsedFlags {
   kanikoDir: string;
   cache: boolean;
   cacheRepo?: string;
+  cacheTtl: string;
+  cacheRunLayers: boolean;
+  cacheCopyLayers: boolean;
+  /** false with --no-push-cache */
+  pushCache: boolean;
+  compressedCaching: boolean;
+  cacheDir?: string;
   reproducible: boolean;
   singleSnapshot: boolean;
   useNewRun: boolean;
@@ -113,8 +124,16 @@ export function executorCommand(): Command {
     .option('--log-timestamp', 'print timestamps in log lines', false)
     .option('--cleanup', 'clean the filesystem at the end of the build (container mode)', false)
     .option('--kaniko-dir <dir>', "kiln's own directory in container mode", '/kaniko')
-    .option('--cache', 'use cached layers (not implemented yet: kiln builds without a cache and says so)', false)
-    .option('--cache-repo <repo>', 'repository for cached layers (not implemented yet)')
+    .option('--cache', 'use the registry layer cache: RUN (and with --cache-copy-layers COPY/ADD) layers are looked up in and pushed to --cache-repo', false)
+    .option('--cache-repo <repo>', 'repository for cached layers, as <repo>:<key> (default: <first destination\'s repository>/cache)')
+    .option('--cache-ttl <duration>', 'Go duration after which a cached layer is stale (e.g. 6h30m)', '336h')
+    .option('--cache-run-layers', 'cache RUN layers', true)
+    .option('--no-cache-run-layers', 'do not cache RUN layers')
+    .option('--cache-copy-layers', 'cache COPY and ADD layers too', false)
+    .option('--no-push-cache', 'look up cached layers but never push new ones')
+    .option('--compressed-caching', 'accepted for compatibility: kiln streams layers, so compressing for the cache costs no memory either way', true)
+    .option('--no-compressed-caching', 'accepted for compatibility; changes nothing')
+    .option('--cache-dir <dir>', 'kaniko\'s local base-image cache written by its warmer: accepted and ignored (base images are always pulled)')
     .option('--reproducible', 'strip timestamps from the image for reproducible digests', false)
     .option('--single-snapshot', 'take one snapshot at the end of the build', false)
     .option('--use-new-run', 'accepted for compatibility; kiln always detects changes from file metadata', false)

@@ -72,9 +72,7 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv): Pro
       ...(process.getgid !== undefined ? { gid: process.getgid() } : {}),
     };
     const request = await buildRequestFrom(flags, environment);
-    if (flags.cache || flags.cacheRepo !== undefined) {
-      log.warn('layer caching (--cache, --cache-repo) is not implemented yet: building without a cache');
-    }
+    if (flags.cacheDir !== undefined) log.info(`--cache-dir ${flags.cacheDir}: kaniko's warmer cache is not read by kiln; base images are pulled from their registry`);
     await runBuild(request, { log, signal: controller.signal, mask, stdout: process.stdout, stderr, hostPath: env['PATH'] });
     return 0;
   } catch (err) {

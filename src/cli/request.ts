@@ -5,9 +5,10 @@ import { join, resolve } from 'node:path';
 import type { Readable } from 'node:stream';
 import { z } from 'zod';
 import { layerCodec } from '../blob/compression.js';
-import type { BuildRequest, RunMode } from '../build/request.js';
+import type { BuildRequest, LayerCacheSettings, RunMode } from '../build/request.js';
 import { parseGitOptions } from '../context/context-spec.js';
 import type { GitAuth } from '../context/fetch-context.js';
+import { parseGoDuration } from '../dockerfile/duration.js';
 import { UsageError } from '../errors.js';
 import { parseSecretFlag } from '../instructions/secret-source.js';
 import { parsePlatform } from '../oci/platform.js';
@@ -47,6 +48,12 @@ const flagsSchema = z.object({
   kanikoDir: z.string(),
   cache: z.boolean(),
   cacheRepo: z.string().optional(),
+  cacheTtl: z.string(),
+  cacheRunLayers: z.boolean(),
+  cacheCopyLayers: z.boolean(),
+  pushCache: z.boolean(),
+  compressedCaching: z.boolean(),
+  cacheDir: z.string().optional(),
   reproducible: z.boolean(),
   singleSnapshot: z.boolean(),
   useNewRun: z.boolean(),
@@ -182,12 +189,44 @@ function defaultMountCacheDir(runMode: RunMode, workDir: string, e: Environment)
   return join(e.homeDir, '.cache', 'kiln', 'mounts');
 }
 
+/**
+ * `--cache` and its flags -> the cache settings, or undefined without `--cache` (kaniko ignores
+ * `--cache-repo` then). No `--cache-repo`: kaniko's `<first destination's repository>/cache`; with
+ * `--no-push` there is no destination to infer it from, and kaniko refuses the flags, as kiln does.
+ */
+function layerCacheSettings(flags: ExecutorFlags, destinations: readonly Reference[], noPush: boolean): LayerCacheSettings | undefined {
+  const ttlNs = parseGoDuration(flags.cacheTtl);
+  if (ttlNs === undefined || ttlNs < 0) throw new UsageError(`invalid --cache-ttl ${JSON.stringify(flags.cacheTtl)}: want a Go duration such as 336h or 6h30m`);
+  if (!flags.cache) return undefined;
+  let repo: { registry: string; repository: string };
+  if (flags.cacheRepo !== undefined && flags.cacheRepo !== '') {
+    if (flags.cacheRepo.startsWith('oci:')) throw new UsageError('--cache-repo oci:<path> (a cache in an OCI layout) is not supported; give a registry repository');
+    const ref = parseReference(flags.cacheRepo, { defaultTag: false });
+    if (ref.tag !== undefined || ref.digest !== undefined) {
+      throw new UsageError(`invalid --cache-repo ${JSON.stringify(flags.cacheRepo)}: give a repository without tag or digest (cache images are tagged with their key)`);
+    }
+    repo = { registry: ref.registry, repository: ref.repository };
+  } else {
+    const first = destinations[0];
+    if (noPush || first === undefined) throw new UsageError('if using cache with --no-push, specify cache repo with --cache-repo');
+    repo = { registry: first.registry, repository: `${first.repository}/cache` };
+  }
+  return {
+    repo,
+    ttlMs: ttlNs / 1e6,
+    runLayers: flags.cacheRunLayers,
+    copyLayers: flags.cacheCopyLayers,
+    push: flags.pushCache,
+  };
+}
+
 export async function buildRequestFrom(flags: ExecutorFlags, e: Environment): Promise<BuildRequest> {
   const destinations: Reference[] = flags.destination.map((d) => parseReference(d));
   const noPush = !flags.push;
   if (destinations.length === 0 && !noPush) {
     throw new UsageError('you must provide --destination, or use --no-push');
   }
+  const layerCache = layerCacheSettings(flags, destinations, noPush);
   const runMode = chooseRunMode(flags, e.env);
   const labels = new Map(flags.label.map((l) => keyValue('--label', l)));
   if (flags.customPlatform !== undefined && flags.platform !== undefined && flags.customPlatform !== flags.platform) {
@@ -275,5 +314,6 @@ export async function buildRequestFrom(flags: ExecutorFlags, e: Environment): Pr
     skipUnusedStages: flags.skipUnusedStages,
     secrets: new Map(flags.secret.map((s) => parseSecretFlag(s, e.env)).map((s) => [s.id, s.source])),
     mountCacheDir: resolve(e.cwd, flags.mountCacheDir ?? defaultMountCacheDir(runMode, workDir, e)),
+    layerCache,
   };
 }

@@ -135,7 +135,7 @@ async function deferrable(instr: CopyInstruction | AddInstruction, trailing: boo
  * path climbing out of it refused, wildcards matched per path segment with Go's filepath.Match as
  * BuildKit does (matches in lexical order; none is an error).
  */
-async function fromSources(root: string, pattern: string, from: string, e: InstructionEnv): Promise<string[]> {
+export async function fromSources(root: string, pattern: string, from: string, e: InstructionEnv): Promise<string[]> {
   const cleaned = cleanEntryName(pattern);
   if (cleaned === null) throw new DockerfileError(`COPY --from=${from} source ${JSON.stringify(pattern)} is outside the stage's root`, e.site);
   if (!GLOB.test(cleaned)) return [resolveInRoot(root, cleaned)];

@@ -2,17 +2,16 @@ import { posix } from 'node:path';
 import type { WorkdirInstruction } from '../dockerfile/instructions.js';
 import { DockerfileError } from '../errors.js';
 import { mkdirAllInRoot } from '../rootfs/in-root.js';
-import { expand } from './expand-in-stage.js';
-import { fsPaths, NO_FS, type Handler } from './handler.js';
+import { expandWord } from '../dockerfile/expand.js';
+import { fsPaths, NO_FS, type Handler, type InstructionEnv } from './handler.js';
 import { resolveUserInRoot } from './identity.js';
+import { expansionLookup, type StageState } from './stage-state.js';
 
 // Relative to the previous WORKDIR; created if missing, owned by the current USER (BuildKit's
 // dispatchWorkdir makes it with llb.WithUser), which adds a layer only when something was created.
 export const workdir: Handler<WorkdirInstruction> = async (instr, state, e) => {
-  const raw = expand(instr.path, state, e);
-  if (raw === '') throw new DockerfileError('WORKDIR requires a path', e.site);
-  const dir = posix.resolve(state.config.WorkingDir || '/', raw);
-  const next = { ...state, config: { ...state.config, WorkingDir: dir } };
+  const next = workdirState(instr, state, e);
+  const dir = next.config.WorkingDir ?? '/';
   if (dir === '/') return { state: next, createdBy: `WORKDIR ${dir}`, fs: NO_FS };
   // As root, what WORKDIR creates is 0755 root:root whatever the base holds: a deferred stage creates it
   // in its delta root, where no layer records it (a runtime makes a missing working directory itself).
@@ -28,6 +27,14 @@ export const workdir: Handler<WorkdirInstruction> = async (instr, state, e) => {
   });
   return { state: next, createdBy: `WORKDIR ${dir}`, fs: created ? fsPaths([dir]) : NO_FS };
 };
+
+/** The state after a WORKDIR, touching no filesystem (the layer cache brings the directory in its layer). */
+export function workdirState(instr: WorkdirInstruction, state: StageState, e: Pick<InstructionEnv, 'site'>): StageState {
+  const raw = expandWord(instr.path, expansionLookup(state), state.escape, e.site);
+  if (raw === '') throw new DockerfileError('WORKDIR requires a path', e.site);
+  const dir = posix.resolve(state.config.WorkingDir || '/', raw);
+  return { ...state, config: { ...state.config, WorkingDir: dir } };
+}
 
 function isRootUser(user: string | undefined): boolean {
   return user === undefined || user === '' || user === '0' || user === '0:0';

@@ -97,6 +97,17 @@ export class Snapshotter {
     if (this.#tickMs > 0) await sleep(this.#tickMs);
   }
 
+  /**
+   * Re-reads the whole rootfs as the baseline, dropping what was marked: after something outside the
+   * instructions changed it (a cached layer applied), so the next snapshot does not record that again.
+   */
+  async rebase(): Promise<void> {
+    this.#baseline = Baseline.of(await scanWhole(this.#root, this.#ignore));
+    this.#scope = new ChangeScope();
+    this.#insideOf = new Set();
+    if (this.#tickMs > 0) await sleep(this.#tickMs);
+  }
+
   /** The current baseline (after `init`), decoded: a copy, for tests and debugging. */
   get baseline(): TreeIndex {
     return this.#base().toMap();
