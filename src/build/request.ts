@@ -117,6 +117,8 @@ export interface BuildRequest {
   /** `--compression` and `--compression-level`: how new layers are compressed. */
   readonly compression: LayerCodec;
   readonly singleSnapshot: boolean;
+  /** kaniko's `--force-build-metadata`: an (empty) layer for every instruction, metadata ones too. */
+  readonly forceBuildMetadata: boolean;
   /** kaniko's `--snapshot-mode` (see src/snapshot/snapshotter.ts for kiln's reading of it). */
   readonly snapshotMode: 'full' | 'redo' | 'time';
   /** `--snapshot-strategy` (kiln): how a RUN's changes are found; overlay needs sandbox mode and root. */

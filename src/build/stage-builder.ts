@@ -24,6 +24,7 @@ import type { BuildContext } from './build-context.js';
 import { CacheKeyChain } from './cache-key.js';
 import { keyInstruction } from './instruction-key.js';
 import { clearContainerRoot, cloneRootfs, compressedSize, unpackImage } from './rootfs-materializer.js';
+import { emptyLayer } from './empty-layer.js';
 import { chooseOverlay } from './snapshot-strategy.js';
 import type { FsEffect } from '../instructions/handler.js';
 
@@ -387,6 +388,9 @@ export async function buildStage(bctx: BuildContext, inputs: StageInputs): Promi
     let layer: Layer | null = null;
     rootfs.record(step.fs, instr.kind === 'run');
     if (step.fs.kind !== 'none' && !single) layer = await rootfs.snapshot(step.fs).catch(warnIfFull);
+    if (layer === null && bctx.request.forceBuildMetadata && !single) {
+      layer = await emptyLayer(bctx.request.workDir, `stage${stage.index}-metadata-${history.length}.tar`, bctx.request.compression);
+    }
     if (layer !== null) {
       layers.push(layer);
       history.push({ created: now, created_by: step.createdBy });

@@ -18,6 +18,7 @@ export const BOOLEAN_FLAGS: ReadonlyMap<string, boolean> = new Map([
   ['cleanup', false],
   ['reproducible', false],
   ['single-snapshot', false],
+  ['force-build-metadata', false],
   ['use-new-run', false],
   ['skip-unused-stages', true],
   ['force', false],
@@ -31,6 +32,9 @@ export const BOOLEAN_FLAGS: ReadonlyMap<string, boolean> = new Map([
 export interface ParsedFlags {
   dockerfile: string;
   context: string;
+  forceBuildMetadata: boolean;
+  imageFsExtractRetry: string;
+  bucket?: string;
   contextSubPath?: string;
   git: string[];
   destination: string[];
@@ -136,6 +140,7 @@ export function executorCommand(): Command {
     .option('--cache-dir <dir>', 'kaniko\'s local base-image cache written by its warmer: accepted and ignored (base images are always pulled)')
     .option('--reproducible', 'strip timestamps from the image for reproducible digests', false)
     .option('--single-snapshot', 'take one snapshot at the end of the build', false)
+    .option('--force-build-metadata', 'add a layer for every instruction, an empty one where it changed no file (kaniko)', false)
     .option('--use-new-run', 'accepted for compatibility; kiln always detects changes from file metadata', false)
     .addOption(new Option('--snapshot-mode <mode>', 'how changed files are detected').choices(['full', 'redo', 'time']).default('full'))
     .option('--skip-unused-stages', 'build only the stages the target needs (kiln: on by default)', true)
@@ -146,6 +151,8 @@ export function executorCommand(): Command {
     .option('--force', 'allow container mode outside kiln\'s executor image (it replaces files under /)', false)
     .option('--push-retry <n>', 'retries for a failed push', '0')
     .option('--image-download-retry <n>', 'retries for a failed base image download', '0')
+    .option('--image-fs-extract-retry <n>', 'retries for a failed base image extraction (kiln extracts while it downloads: the same as --image-download-retry)', '0')
+    .addOption(new Option('-b, --bucket <name>', 'GCS bucket holding the context as a tarball (kaniko; refused: gs:// contexts need Google\'s SDK)').hideHelp())
     .addOption(new Option('--compression <codec>', 'compression of new layers').choices(['gzip', 'zstd']).default('gzip'))
     .option('--compression-level <n>', 'compression level of new layers (gzip 0-9, zstd 1-19; -1: the default)')
     .option('--skip-push-permission-check', 'do not check push permission on the destinations before building', false)

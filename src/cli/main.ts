@@ -7,6 +7,7 @@ import { runBuild } from '../build/executor.js';
 import { describeError, KilnError } from '../errors.js';
 import { createLogger, SecretMask, type Verbosity } from '../log/logger.js';
 import { hostPlatform } from '../oci/platform.js';
+import { renameDeprecatedFlags } from './deprecated-flags.js';
 import { executorCommand, BOOLEAN_FLAGS } from './flags.js';
 import { normalizeGoStyleArgv } from './go-style-argv.js';
 import { buildRequestFrom, validateFlags, type Environment } from './request.js';
@@ -36,8 +37,9 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv): Pro
   const cmd = executorCommand()
     .exitOverride()
     .configureOutput({ writeErr: (s) => stderr.write(s), writeOut: (s) => process.stdout.write(s) });
+  const renamed = renameDeprecatedFlags(argv.slice(2));
   try {
-    cmd.parse(normalizeGoStyleArgv(argv.slice(2), BOOLEAN_FLAGS), { from: 'user' });
+    cmd.parse(normalizeGoStyleArgv(renamed.args, BOOLEAN_FLAGS), { from: 'user' });
   } catch (err) {
     if (err instanceof CommanderError) return err.exitCode === 0 ? 0 : 1;
     throw err;
@@ -59,6 +61,7 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv): Pro
       out: stderr,
       startedAt,
     });
+    for (const w of renamed.warnings) log.warn(w);
     const environment: Environment = {
       env,
       cwd: process.cwd(),

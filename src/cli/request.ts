@@ -6,7 +6,7 @@ import type { Readable } from 'node:stream';
 import { z } from 'zod';
 import { layerCodec } from '../blob/compression.js';
 import type { BuildRequest, LayerCacheSettings, RunMode } from '../build/request.js';
-import { parseGitOptions } from '../context/context-spec.js';
+import { parseContextSpec, parseGitOptions } from '../context/context-spec.js';
 import type { GitAuth } from '../context/fetch-context.js';
 import { parseGoDuration } from '../dockerfile/duration.js';
 import { UsageError } from '../errors.js';
@@ -56,6 +56,9 @@ const flagsSchema = z.object({
   cacheDir: z.string().optional(),
   reproducible: z.boolean(),
   singleSnapshot: z.boolean(),
+  forceBuildMetadata: z.boolean(),
+  imageFsExtractRetry: z.string().regex(/^\d+$/, 'must be a whole number'),
+  bucket: z.string().optional(),
   useNewRun: z.boolean(),
   snapshotMode: z.enum(['full', 'redo', 'time']),
   skipUnusedStages: z.boolean(),
@@ -234,6 +237,10 @@ export async function buildRequestFrom(flags: ExecutorFlags, e: Environment): Pr
   }
   const platformFlag = flags.customPlatform ?? flags.platform;
   const platform = platformFlag !== undefined ? parsePlatform(platformFlag) : e.hostPlatform;
+  if (flags.bucket !== undefined) {
+    // kaniko's hidden --bucket is a gs:// context: refused with the same words.
+    parseContextSpec(flags.bucket.includes('://') ? flags.bucket : `gs://${flags.bucket}`);
+  }
   if (flags.dockerfile === '-' && /^tar:\/\/stdin$/i.test(flags.context)) {
     throw new UsageError('--dockerfile - and --context tar://stdin both read standard input: give one of them a file');
   }
@@ -283,7 +290,9 @@ export async function buildRequestFrom(flags: ExecutorFlags, e: Environment): Pr
       skipTlsVerifyRegistries: flags.skipTlsVerifyRegistry,
       dockerConfigDir: dockerConfigDir(e),
       pushRetry: Number(flags.pushRetry),
-      imageDownloadRetry: Number(flags.imageDownloadRetry),
+      // kaniko's --image-fs-extract-retry retried extracting layers read from the network; kiln
+      // verifies and spools base layers as it extracts them, so a retry there is a download retry.
+      imageDownloadRetry: Math.max(Number(flags.imageDownloadRetry), Number(flags.imageFsExtractRetry)),
       skipPushPermissionCheck: flags.skipPushPermissionCheck,
       pushIgnoreImmutableTagErrors: flags.pushIgnoreImmutableTagErrors,
       // kaniko's order: --registry-map, then KANIKO_REGISTRY_MAP, then the mirrors as index.docker.io maps.
@@ -309,6 +318,7 @@ export async function buildRequestFrom(flags: ExecutorFlags, e: Environment): Pr
     reproducible: flags.reproducible,
     compression: layerCodec(flags.compression, flags.compressionLevel === undefined ? undefined : Number(flags.compressionLevel)),
     singleSnapshot: flags.singleSnapshot,
+    forceBuildMetadata: flags.forceBuildMetadata,
     snapshotMode: flags.snapshotMode,
     snapshotStrategy: flags.snapshotStrategy,
     skipUnusedStages: flags.skipUnusedStages,
