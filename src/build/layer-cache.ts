@@ -29,6 +29,8 @@ export class LayerCache {
   readonly #ctx: RunContext;
   readonly #now: () => number;
   readonly #pushes: Promise<void>[] = [];
+  /** Layers stored in this build, and whether their push succeeded: the final push mounts them. */
+  readonly #stored: Array<{ readonly layer: Layer; readonly pushed: Promise<boolean> }> = [];
 
   constructor(settings: LayerCacheSettings, client: RegistryClient, ctx: RunContext, now: () => number = Date.now) {
     this.#settings = settings;
@@ -108,12 +110,27 @@ export class LayerCache {
       layers: layer === null ? [] : [layer],
     });
     this.#ctx.log.info(`Pushing layer ${ref.original} to cache now`);
-    this.#pushes.push(
-      pushImage(this.#client, image, [ref], this.#ctx).then(
-        () => undefined,
-        (err: unknown) => this.#ctx.log.warn(`Error uploading layer to cache: ${describeError(err)}`),
-      ),
+    const pushed = pushImage(this.#client, image, [ref], this.#ctx).then(
+      () => true,
+      (err: unknown) => {
+        this.#ctx.log.warn(`Error uploading layer to cache: ${describeError(err)}`);
+        return false;
+      },
     );
+    this.#pushes.push(pushed.then(() => undefined));
+    if (layer !== null) this.#stored.push({ layer, pushed });
+  }
+
+  /**
+   * The cache repository, when a layer of this build with `digest` was stored there: waits for that
+   * push, so the image's push to the same registry mounts the layer instead of uploading it again.
+   */
+  async mountSource(digest: string): Promise<{ registry: string; repository: string } | undefined> {
+    for (const s of this.#stored) {
+      if ((await s.layer.digest()) !== digest) continue;
+      return (await s.pushed) ? { ...this.#settings.repo } : undefined;
+    }
+    return undefined;
   }
 
   /** Waits for every store started so far; never rejects. */

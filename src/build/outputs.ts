@@ -13,7 +13,12 @@ export async function writeOutputs(bctx: BuildContext, image: Image): Promise<Di
   let digest = await image.digest();
   const written = o.destinations.map((d) => d.original);
   if (!o.noPush) {
-    digest = await pushImage(bctx.pushClient, image, o.destinations, bctx, { ignoreImmutableTagErrors: bctx.request.registry.pushIgnoreImmutableTagErrors });
+    const cache = bctx.layerCache;
+    digest = await pushImage(bctx.pushClient, image, o.destinations, bctx, {
+      ignoreImmutableTagErrors: bctx.request.registry.pushIgnoreImmutableTagErrors,
+      // Layers the build just stored in the layer cache: mounted from there, not uploaded twice.
+      ...(cache !== undefined ? { mountSource: (d: string) => cache.mountSource(d) } : {}),
+    });
   } else {
     bctx.log.info('Skipping push to container registry due to --no-push flag');
   }

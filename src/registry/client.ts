@@ -199,8 +199,9 @@ export class RegistryClient {
     size: number,
     open: () => Promise<Readable>,
     opts: UploadOptions = {},
-  ): Promise<void> {
+  ): Promise<'mounted' | 'uploaded'> {
     const scopes = [pushScope(repository)];
+    let mounted = false;
     const mountFrom = opts.mountFrom !== undefined && opts.mountFrom !== repository ? opts.mountFrom : undefined;
     // The `from` repository's pull scope goes in the same token, so the registry can check the mount.
     if (mountFrom !== undefined) scopes.push(pullScope(mountFrom));
@@ -221,6 +222,7 @@ export class RegistryClient {
       started.body?.resume();
       if (started.status === 201) {
         this.#t.ctx.log.debug(`mounted ${digest} from ${mountFrom ?? '?'} into ${repository}`);
+        mounted = true;
         return undefined;
       }
       const location = started.headers.get('location');
@@ -255,6 +257,7 @@ export class RegistryClient {
       }
       await this.#uploadChunks(registry, repository, location, digest, open);
     });
+    return mounted ? 'mounted' : 'uploaded';
   }
 
   /** The distribution spec's chunked upload: PATCH each chunk with its Content-Range, then PUT the digest. */

@@ -4,7 +4,7 @@
 import { Readable } from 'node:stream';
 import { RegistryError } from '../errors.js';
 import type { Digest } from '../oci/digest.js';
-import type { Image } from '../oci/image.js';
+import type { BlobOrigin, Image } from '../oci/image.js';
 import { formatReference, type Reference } from '../oci/reference.js';
 import type { RunContext } from '../log/run-context.js';
 import type { RegistryClient } from '../registry/client.js';
@@ -14,6 +14,11 @@ export interface PushOptions {
   readonly concurrency?: number;
   /** `--push-ignore-immutable-tag-errors`: a tag the registry refuses to overwrite is not a failure. */
   readonly ignoreImmutableTagErrors?: boolean;
+  /**
+   * Another repository a blob without an origin is (or is about to be) in, e.g. the layer cache's:
+   * awaited before the blob is uploaded, so that a push to the same registry mounts it instead.
+   */
+  readonly mountSource?: (digest: Digest) => Promise<BlobOrigin | undefined>;
 }
 
 /** The refusals kaniko recognises as "this tag is immutable" (Artifact Registry, ECR). */
@@ -78,7 +83,7 @@ export async function pushImage(
     const first = dests[0];
     if (first === undefined) continue;
     for (const dest of dests) ctx.log.info(`Pushing image to ${formatReference(dest)}`);
-    await pushBlobs(client, first.registry, first.repository, blobs, ctx, opts.concurrency ?? 3);
+    await pushBlobs(client, first.registry, first.repository, blobs, ctx, opts.concurrency ?? 3, opts.mountSource);
     for (const dest of dests) {
       try {
         await client.putManifest(dest.registry, dest.repository, dest.tag ?? digest, rawManifest, mediaType);
@@ -119,6 +124,7 @@ async function pushBlobs(
   blobs: readonly Blob[],
   ctx: RunContext,
   concurrency: number,
+  mountSource: PushOptions['mountSource'],
 ): Promise<void> {
   const queue = [...blobs];
   const worker = async (): Promise<void> => {
@@ -129,9 +135,10 @@ async function pushBlobs(
           ctx.log.debug(`blob ${blob.digest} already in ${registry}/${repository}`);
           continue;
         }
-        const mountFrom = blob.origin?.registry === registry ? blob.origin.repository : undefined;
-        await client.uploadBlob(registry, repository, blob.digest, blob.size, blob.open, { mountFrom });
-        ctx.log.debug(`uploaded blob ${blob.digest} (${blob.size} bytes) to ${registry}/${repository}`);
+        const origin = blob.origin ?? (await mountSource?.(blob.digest));
+        const mountFrom = origin?.registry === registry && origin.repository !== repository ? origin.repository : undefined;
+        const how = await client.uploadBlob(registry, repository, blob.digest, blob.size, blob.open, { mountFrom });
+        if (how === 'uploaded') ctx.log.debug(`uploaded blob ${blob.digest} (${blob.size} bytes) to ${registry}/${repository}`);
       } catch (err) {
         queue.length = 0; // one failure fails the push: start no more uploads
         throw err;

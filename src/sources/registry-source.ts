@@ -19,6 +19,11 @@ import { mappedReferences, type RegistryMap } from '../registry/registry-map.js'
 export interface PullOptions {
   /** For an index or manifest list: which platform's image to take. */
   readonly platform: Platform;
+  /**
+   * A copy of the image kept elsewhere (`--cache-dir`), asked once its manifest digest is known and
+   * before its config or layers are fetched; `undefined`: there is none, fetch it from `ref`.
+   */
+  readonly local?: (digest: Digest, ref: Reference) => Promise<Image | undefined>;
 }
 
 /** Resolves a reference to one image, choosing by platform when it names an index. */
@@ -38,6 +43,8 @@ export async function pullImage(client: RegistryClient, ref: Reference, opts: Pu
   if (!isImageManifestMediaType(fetched.mediaType)) {
     throw new KilnError('INVALID_DOCUMENT', `${what}: unsupported manifest media type ${fetched.mediaType}`);
   }
+  const local = await opts.local?.(fetched.digest, resolved);
+  if (local !== undefined) return local;
   return await remoteImage(client, resolved, fetched, what);
 }
 

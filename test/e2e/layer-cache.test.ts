@@ -66,7 +66,7 @@ describe('layer cache', () => {
       ].join('\n'),
     });
     const t0 = Date.now();
-    const first = await build(ctx, 'one:1', ['--cache=true', '--cache-repo', cache]);
+    const first = await build(ctx, 'one:1', ['--cache=true', '--cache-repo', cache, '-v', 'debug']);
     const t1 = Date.now();
     const second = await build(ctx, 'one-again:2', ['--cache', '--cache-repo', cache, '-v', 'debug']);
     const t2 = Date.now();
@@ -86,6 +86,12 @@ describe('layer cache', () => {
     expect(built).toEqual(await layers(`${registry}/layer-cache/one:1`));
     // The cached layers reach the new repository by a cross-repository mount from the cache, not an upload.
     for (const digest of built.slice(1)) expect(second.stderr).toContain(`mounted ${digest} from ${cache.slice(registry.length + 1)} into layer-cache/one-again`);
+    // The first build stored its new layers in the cache while it went on; its own push then mounted
+    // them from there rather than uploading each layer a second time.
+    for (const digest of built.slice(1)) {
+      expect(first.stderr).toContain(`mounted ${digest} from ${cache.slice(registry.length + 1)} into layer-cache/one`);
+      expect(first.stderr).not.toMatch(new RegExp(`uploaded blob ${digest} \\(\\d+ bytes\\) to [^ ]+/layer-cache/one\\b`));
+    }
     expect(await fileIn('one-again:2', 'stamp')).toBe(await fileIn('one:1', 'stamp'));
     expect(await fileIn('one-again:2', 'app/stamp2')).toBe(await fileIn('one:1', 'app/stamp2'));
     expect((await tags(cache)).length).toBe(4);
