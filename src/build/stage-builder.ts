@@ -121,16 +121,22 @@ class StageRootfs {
     await rm(delta.root, { recursive: true, force: true });
   }
 
-  async #unpack(root: string, layer: Layer): Promise<void> {
+  async #unpack(root: string, layer: Layer, onPath?: (rel: string) => void): Promise<void> {
     const what = `layer ${await layer.digest()}`;
-    await unpackLayer(root, await layer.uncompressed(), { ignore: this.bctx.ignore, ctx: this.bctx, expectedDiffId: await layer.diffId(), what });
+    await unpackLayer(root, await layer.uncompressed(), {
+      ignore: this.bctx.ignore,
+      ctx: this.bctx,
+      expectedDiffId: await layer.diffId(),
+      what,
+      ...(onPath !== undefined ? { onPath } : {}),
+    });
   }
 
   /**
    * An instruction's layer taken from the layer cache instead of running it. Before the rootfs exists
    * it waits with the deferred layers; on an unpacked rootfs it is applied now (whiteouts delete what
-   * they name) and the snapshotter re-reads its baseline, so the next snapshot does not carry the
-   * layer's files again.
+   * they name) and the snapshotter re-reads its baseline for the paths the layer touched, so the next
+   * snapshot does not carry the layer's files again.
    */
   async applyCached(layer: Layer): Promise<void> {
     const root = this.#root;
@@ -138,8 +144,10 @@ class StageRootfs {
       this.#pending.push(layer);
       return;
     }
-    await this.#unpack(root, layer);
-    await this.#snapshotter?.rebase();
+    const touched = new Set<string>();
+    await this.#unpack(root, layer, (rel) => touched.add(rel));
+    // Only what the layer touched is rescanned: a cache hit costs no walk of the whole rootfs.
+    await this.#snapshotter?.rebasePaths(touched);
   }
 
   async root(reason: string): Promise<string> {

@@ -84,6 +84,8 @@ export interface UnpackOptions {
    * itself (`./`) leaves it as it is. Default: the root, whose own `./` entry must be a directory.
    */
   readonly within?: string;
+  /** Told each root-relative path the layer writes or deletes (an opaque whiteout: its directory). */
+  readonly onPath?: (rel: string) => void;
 }
 
 /** An entry the unpacker will not apply because it would land outside the root (or `within`). */
@@ -164,6 +166,7 @@ class LayerApplier implements TarEntrySink {
   readonly #what: string;
   readonly #native: NativeFs | null;
   readonly #whiteouts: boolean;
+  readonly #onPath: ((rel: string) => void) | undefined;
   readonly #owner: { readonly uid: number; readonly gid: number } | undefined;
   /** `opts.within`, or undefined for the root itself. */
   readonly #within: string | undefined;
@@ -193,6 +196,7 @@ class LayerApplier implements TarEntrySink {
     this.#native = opts.native === undefined ? nativeFs() : opts.native;
     this.#whiteouts = opts.whiteouts ?? true;
     this.#owner = opts.owner;
+    this.#onPath = opts.onPath;
     const within = opts.within === undefined ? undefined : cleanEntryName(opts.within);
     if (within === null) throw new RangeError(`unpack: "within" climbs out of the root: ${opts.within ?? ''}`);
     this.#within = within;
@@ -278,6 +282,7 @@ class LayerApplier implements TarEntrySink {
 
     if (base === OPAQUE_WHITEOUT && this.#whiteouts) {
       this.#counts.opaqueWhiteouts++;
+      this.#onPath?.(parent);
       this.#emptyExceptUnpacked(parent);
       return;
     }
@@ -285,6 +290,7 @@ class LayerApplier implements TarEntrySink {
       const victim = join2(parent, base.slice(WHITEOUT_PREFIX.length));
       if (this.#ignore.isIgnored(victim)) return this.#skipIgnored(h);
       this.#counts.whiteouts++;
+      this.#onPath?.(victim);
       this.#remove(victim);
       return;
     }
@@ -293,6 +299,7 @@ class LayerApplier implements TarEntrySink {
       if (parent !== '') mkdirSync(this.#host(parent), { recursive: true, mode: 0o755 });
       this.#parents.set(rawParent, parent);
     }
+    this.#onPath?.(rel);
     const host = this.#host(rel);
     switch (h.type) {
       case 'file': {

@@ -108,6 +108,22 @@ export class Snapshotter {
     if (this.#tickMs > 0) await sleep(this.#tickMs);
   }
 
+  /**
+   * `rebase` for a known set of root-relative paths (what a cached layer wrote or deleted): only they,
+   * what lies under them and their ancestors are rescanned, as after a COPY, but no layer is written.
+   */
+  async rebasePaths(rels: Iterable<string>): Promise<void> {
+    const before = this.#base();
+    const scope = new ChangeScope();
+    for (const rel of rels) scope.addTree(rel);
+    const scoped = scope.all ? 'walk' : this.#scopedDiff(before, scope);
+    if (scoped === 'walk') return this.rebase();
+    scoped.commit();
+    this.#scope = new ChangeScope();
+    this.#insideOf = new Set();
+    if (this.#tickMs > 0) await sleep(this.#tickMs);
+  }
+
   /** The current baseline (after `init`), decoded: a copy, for tests and debugging. */
   get baseline(): TreeIndex {
     return this.#base().toMap();

@@ -175,3 +175,29 @@ describe('diffTrees (pure)', () => {
     expect(diffTrees(a, empty).map((c) => `${c.kind} ${c.path}`)).toEqual(['deleted etc', 'deleted proc', 'deleted usr']);
   });
 });
+
+describe('rebasePaths (a cached layer applied outside the instructions)', () => {
+  it('takes the named paths, what lies under them and their parents into the baseline, and nothing else', async () => {
+    // What a cached layer would do: a new file in a new dir, a changed file, a deletion.
+    await mkdir(join(root, 'opt/app'), { recursive: true });
+    await writeFile(join(root, 'opt/app/run'), 'run');
+    await writeFile(join(root, 'etc/conf.d/a'), 'changed');
+    await rm(join(root, 'etc/conf.d/b'));
+    // And a change the layer did not make: it must still show up in the next snapshot.
+    await writeFile(join(root, 'usr/bin/tool'), 'tool v2');
+    await snap.rebasePaths(['opt/app/run', 'etc/conf.d/a', 'etc/conf.d/b']);
+    snap.markAll();
+    const entries = (await layerEntries()).map((e) => e.name);
+    // The untouched change with its parents (as every layer carries them); nothing of opt/ or etc/.
+    expect(entries).toEqual(['usr/', 'usr/bin/', 'usr/bin/tool']);
+  });
+
+  it('after a rebase of everything a layer touched, a full walk finds no change', async () => {
+    await mkdir(join(root, 'srv'));
+    await writeFile(join(root, 'srv/x'), 'x');
+    await rm(join(root, 'usr/bin/alias'));
+    await snap.rebasePaths(['srv', 'srv/x', 'usr/bin/alias']);
+    snap.markAll();
+    expect(await snap.snapshot('none.tar.gz')).toBeNull();
+  });
+});
