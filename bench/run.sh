@@ -15,6 +15,7 @@
 #   KILN_BENCH_DISK=0          skip kiln with --rootfs-tmpfs never (its stage filesystems on disk)
 #   KILN_BENCH_WORK=DIR        where data, registry and storage go (default: a temp dir, removed)
 #   KILN_BENCH_COMPRESSION=0   skip the layer-compression throughput table (bench/compression.mjs)
+#   KILN_BENCH_CACHE=0         skip the registry layer-cache rebuild (bench/cache-bench.mjs)
 # Run as root (buildah and kiln's sandbox mode both need it, as in the test suite).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -55,3 +56,4 @@ if [[ ${KILN_BENCH_COMPRESSION:-1} != 0 ]]; then
   rm -rf "$work/compression"
 fi
 node bench/build-bench.mjs --registry "127.0.0.1:$port" --work "$work"
+[[ ${KILN_BENCH_CACHE:-1} == 0 ]] || node bench/cache-bench.mjs --registry "127.0.0.1:$port" --work "$work"
