@@ -31,16 +31,21 @@ const BUNDLE_ID_PREFIX = '// kiln-bundle ';
 const BUNDLE_ID_LENGTH = 32;
 const CACHE_HEADER = BUNDLE_ID_LENGTH + 32;
 
-/** @returns {Promise<(argv: readonly string[], env: NodeJS.ProcessEnv) => Promise<number>>} */
-async function loadMain() {
+/**
+ * The CLI entry `name` exports: `main` (the executor) or `warmerMain` (the warmer, in the same bundle:
+ * a few KiB more to compile from the code cache, against a second bundle and cache to build and ship).
+ * @param {'main' | 'warmerMain'} [name]
+ * @returns {Promise<(argv: readonly string[], env: NodeJS.ProcessEnv) => Promise<number>>}
+ */
+async function loadMain(name = 'main') {
   const bundleTime = statSync(BUNDLE, { throwIfNoEntry: false })?.mtimeMs;
   const distTime = statSync(DIST_MAIN, { throwIfNoEntry: false })?.mtimeMs;
   if (bundleTime !== undefined && (distTime === undefined || distTime <= bundleTime)) {
     // `node --enable-source-maps`: Node's own loader, which reads kiln.cjs.map (stack traces then name
     // src/*.ts), and no code cache; vm.Script would ignore the map.
-    return process.sourceMapsEnabled ? require(BUNDLE).main : runBundle(BUNDLE).exports.main;
+    return process.sourceMapsEnabled ? require(BUNDLE)[name] : runBundle(BUNDLE).exports[name];
   }
-  return (await import(pathToFileURL(DIST_MAIN).href)).main;
+  return (await import(pathToFileURL(DIST_MAIN).href))[name];
 }
 
 /**

@@ -14,7 +14,8 @@
  * scripts/make-executor-root.sh from what ldd reports for node.
  *
  * The same source, built with KILN_TARGET=/kaniko/libexec/zstd and KILN_NO_SCRIPT, is /kaniko/bin/zstd:
- * Debian's zstd, which kiln runs for `--compression zstd` and zstd layers, started the same way.
+ * Debian's zstd, which kiln runs for `--compression zstd` and zstd layers, started the same way; built
+ * with KILN_SCRIPT=/kaniko/app/bin/warmer.js, it is /kaniko/warmer (kaniko's base-image cache warmer).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,7 +28,9 @@
 #ifndef KILN_TARGET
 #define KILN_TARGET "/kaniko/bin/node"
 #endif
+#ifndef KILN_SCRIPT
 #define KILN_SCRIPT "/kaniko/app/bin/executor.js"
+#endif
 
 int main(int argc, char **argv) {
   /* loader, --library-path, dir, node, script, the user's arguments, NULL */

@@ -6,6 +6,7 @@
 #   scripts/make-executor-root.sh OUTDIR
 #
 # OUTDIR/kaniko/executor      static launcher (scripts/executor-launcher.c): loader + node + kiln
+# OUTDIR/kaniko/warmer        the same launcher for bin/warmer.js: kaniko's base-image cache warmer
 # OUTDIR/kaniko/bin/node      this machine's node ($NODE, else `command -v node`)
 # OUTDIR/kaniko/lib/          node's shared libraries and the dynamic loader, as ldd finds them
 # OUTDIR/kaniko/app/          kiln: package.json, bin/, dist/, build/Release/kiln_native.node, node_modules/ (copied as they are:
@@ -58,6 +59,8 @@ copy_libs "$node_bin"
 
 cp -L "$node_bin" "$k/bin/node"
 "$cc" -static -Os -s -DKILN_LOADER="\"/kaniko/lib/$loader\"" -o "$k/executor" "$repo/scripts/executor-launcher.c"
+"$cc" -static -Os -s -DKILN_LOADER="\"/kaniko/lib/$loader\"" -DKILN_SCRIPT='"/kaniko/app/bin/warmer.js"' \
+  -o "$k/warmer" "$repo/scripts/executor-launcher.c"
 
 # zstd (--compression zstd, zstd layers), started like node: in container mode `/` is the build's.
 zstd_bin=$(readlink -f "$(command -v zstd || true)")

@@ -5,7 +5,7 @@
 // What was pushed is read with skopeo, umoci and tar only, never with kiln's own code.
 import { execFile, execFileSync, spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -84,13 +84,13 @@ async function executorRoot(): Promise<{ root: string; volume: string; cleanup: 
 }
 
 /** `unshare --mount --pid --fork --mount-proc=ROOT/proc chroot ROOT /kaniko/executor ARGS`, as a runtime would. */
-async function runExecutorInRoot(root: string, volume: string, args: readonly string[]): Promise<Exit> {
+async function runExecutorInRoot(root: string, volume: string, args: readonly string[], program = '/kaniko/executor'): Promise<Exit> {
   // Nothing but the image's ENV: no HOME either, as under runtimes that set none (kiln must cope).
   const imageEnv = await executorImageEnv();
   const argv = [
     '--mount', '--pid', '--fork', `--mount-proc=${join(root, 'proc')}`,
     'sh', '-c', NAMESPACE_SETUP, 'kiln-ns', root, volume,
-    hostTool('env'), '-i', ...imageEnv, hostTool('chroot'), root, '/kaniko/executor', ...args,
+    hostTool('env'), '-i', ...imageEnv, hostTool('chroot'), root, program, ...args,
   ];
   return new Promise((resolvePromise, reject) => {
     const child = spawn('unshare', argv, { stdio: ['ignore', 'pipe', 'pipe'], env: { PATH: process.env['PATH'] ?? '/usr/sbin:/usr/bin:/sbin:/bin' } });
@@ -154,6 +154,7 @@ describe('container mode in the executor image layout', () => {
 
       // Container mode built in `/` of the chroot and left kiln's own directory and the context alone.
       expect(existsSync(join(root, 'kaniko/executor'))).toBe(true);
+      expect(existsSync(join(root, 'kaniko/warmer'))).toBe(true);
       expect(existsSync(join(root, 'kaniko/bin/node'))).toBe(true);
       expect(existsSync(join(root, 'kaniko/app/dist/cli/main.js'))).toBe(true);
       expect(await readFile(join(root, 'workspace/file.txt'), 'utf8')).toBe('from the context\n');
@@ -267,6 +268,25 @@ describe('container mode in the executor image layout', () => {
       } finally {
         await unpacked.cleanup();
       }
+    } finally {
+      await cleanup();
+    }
+  });
+  it.skipIf(!available)(`/kaniko/warmer fills a cache volume that /kaniko/executor --cache-dir builds from, the volume left alone${available ? '' : ` (${unshareReason})`}`, async () => {
+    const { root, volume, cleanup } = await executorRoot();
+    try {
+      const cacheDir = `/${VOLUME_MOUNT_POINT}/cache`;
+      const warm = await runExecutorInRoot(root, volume, ['--cache-dir', cacheDir, '--image', images.busybox, '--insecure-pull'], '/kaniko/warmer');
+      expect(warm.code, warm.output).toBe(0);
+      const entries = (await readdir(join(volume, 'cache'))).sort();
+      expect(entries).toHaveLength(2);
+      await writeFile(join(root, 'workspace/Dockerfile'), [`FROM ${images.busybox}`, 'RUN echo cached > /from-run', ''].join('\n'));
+      const destination = `${registry}/ctr/cache-dir:1`;
+      const exit = await runExecutorInRoot(root, volume, ['--context', 'dir:///workspace', '--destination', destination, '--insecure', '--cache-dir', cacheDir]);
+      expect(exit.code, exit.output).toBe(0);
+      expect(exit.output).toContain(`Found ${entries[0] ?? ''} in local cache`);
+      expect((await readdir(join(volume, 'cache'))).sort()).toEqual(entries);
+      expect(await readFile(join(root, 'from-run'), 'utf8')).toBe('cached\n');
     } finally {
       await cleanup();
     }

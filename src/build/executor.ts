@@ -9,7 +9,8 @@ import { DockerfileError, KilnError, UsageError } from '../errors.js';
 import type { ContextFiles, InstructionSite } from '../instructions/handler.js';
 import type { Image } from '../oci/image.js';
 import { parsePlatform } from '../oci/platform.js';
-import { formatReference, parseReference } from '../oci/reference.js';
+import type { Digest } from '../oci/digest.js';
+import { formatReference, parseReference, type Reference } from '../oci/reference.js';
 import type { Platform } from '../oci/schemas.js';
 import { RegistryClient } from '../registry/client.js';
 import { loadDockerConfigKeychain, withGitLabCi } from '../registry/keychain.js';
@@ -20,6 +21,7 @@ import { pullImageVia } from '../sources/registry-source.js';
 import { spoolingImage } from '../sources/registry-spool.js';
 import { checkPushPermissions } from '../sinks/registry-sink.js';
 import { scratchImage } from '../sources/scratch.js';
+import { BaseImageCache } from './base-image-cache.js';
 import type { BuildContext, BuildDeps } from './build-context.js';
 import { findExecutable } from './find-executable.js';
 import { LayerCache } from './layer-cache.js';
@@ -136,7 +138,9 @@ async function ignoreListFor(request: BuildRequest, contextDir: string): Promise
   if (contextDir === '/') {
     throw new UsageError('in container mode the build context cannot be /: kiln empties / before unpacking the base image');
   }
-  return defaultIgnoreList({ ...base, extra: [...request.ignorePaths, ...(await readMountPoints()), contextDir] });
+  // The --cache-dir too: base layers are read from it while `/` is being replaced (usually a volume).
+  const cacheDir = request.baseImageCache === undefined ? [] : [request.baseImageCache.dir];
+  return defaultIgnoreList({ ...base, extra: [...request.ignorePaths, ...(await readMountPoints()), contextDir, ...cacheDir] });
 }
 
 /** Stages to build, dependencies first: the plan's order, or every stage without --skip-unused-stages. */
@@ -176,16 +180,26 @@ async function buildStages(
     for (const ref of refs) imageUses.set(ref, (imageUses.get(ref) ?? 0) + 1);
   }
 
+  const baseCache = request.baseImageCache === undefined ? undefined : new BaseImageCache(request.baseImageCache, bctx);
   const pull = (ref: string, platform: Platform): Promise<Image> => {
     const key = `${ref}|${platform.os}/${platform.architecture}/${platform.variant ?? ''}`;
     let p = pulled.get(key);
     if (p === undefined) {
       p = (async () => {
         const parsed = parseReference(ref);
+        const origin = { registry: parsed.registry, repository: parsed.repository };
+        // --cache-dir: a digest reference is looked up before any request; a tag once its manifest is in.
+        const early = parsed.digest !== undefined ? await baseCache?.lookup(parsed.digest, ref, origin) : undefined;
+        if (early !== undefined) return early;
         log.info(`Retrieving image manifest ${ref}`);
         const routes = { registryMap: request.registry.registryMap, skipDefaultRegistryFallback: request.registry.skipDefaultRegistryFallback };
+        let cached: Image | undefined;
+        const local = async (digest: Digest, at: Reference): Promise<Image | undefined> =>
+          digest === parsed.digest ? undefined : (cached = await baseCache?.lookup(digest, ref, { registry: at.registry, repository: at.repository }));
+        const pulledImage = await pullImageVia(bctx.pullClient, parsed, { platform, routes, ctx: bctx, ...(baseCache !== undefined ? { local } : {}) });
+        if (cached !== undefined) return cached;
         // Layers download (several at once, into the work dir) only when a stage first reads them.
-        const img = spoolingImage(await pullImageVia(bctx.pullClient, parsed, { platform, routes, ctx: bctx }), {
+        const img = spoolingImage(pulledImage, {
           dir: join(request.workDir, 'base-blobs'),
           retries: request.registry.imageDownloadRetry,
           ctx: bctx,

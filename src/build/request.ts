@@ -66,6 +66,13 @@ export interface LayerCacheSettings {
   readonly push: boolean;
 }
 
+/** kaniko's local base-image cache: `<dir>/<manifest digest>` tarballs written by the warmer. */
+export interface BaseImageCacheSettings {
+  readonly dir: string;
+  /** `--cache-ttl`: an entry whose file is older is not used. */
+  readonly ttlMs: number;
+}
+
 export interface ContextFetchSettings {
   readonly subPath: string | undefined;
   /** `--git` options for a git:// context. */
@@ -130,4 +137,6 @@ export interface BuildRequest {
   readonly mountCacheDir: string;
   /** `--cache`: the registry layer cache, when enabled. */
   readonly layerCache: LayerCacheSettings | undefined;
+  /** `--cache-dir`: kaniko's local base-image cache (the warmer's), when one is to be read. */
+  readonly baseImageCache: BaseImageCacheSettings | undefined;
 }

@@ -1,7 +1,7 @@
 // The executor's entry point: the only place that reads process.*. Builds dependencies once
 // (logger, abort signal, secret mask) and hands them down.
-import { existsSync } from 'node:fs';
-import { homedir, tmpdir } from 'node:os';
+import { existsSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { CommanderError } from 'commander';
 import { runBuild } from '../build/executor.js';
 import { describeError, KilnError } from '../errors.js';
@@ -10,25 +10,13 @@ import { hostPlatform } from '../oci/platform.js';
 import { renameDeprecatedFlags } from './deprecated-flags.js';
 import { executorCommand, BOOLEAN_FLAGS } from './flags.js';
 import { normalizeGoStyleArgv } from './go-style-argv.js';
+import { homeDirOrRoot } from './home-dir.js';
 import { buildRequestFrom, validateFlags, type Environment } from './request.js';
 
 async function readAll(stream: NodeJS.ReadableStream): Promise<string> {
   const chunks: Buffer[] = [];
   for await (const c of stream) chunks.push(typeof c === 'string' ? Buffer.from(c) : c);
   return Buffer.concat(chunks).toString('utf8');
-}
-
-/**
- * os.homedir() throws when HOME is unset and the uid has no passwd entry: the executor image has no
- * /etc/passwd and some runtimes set no HOME. It only locates ~/.docker, so fall back as docker does for
- * a user it cannot find: `/`.
- */
-function homeDirOrRoot(): string {
-  try {
-    return homedir();
-  } catch {
-    return '/';
-  }
 }
 
 /** Runs the executor; resolves with the process exit code. */
@@ -71,11 +59,11 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv): Pro
       readStdin: () => readAll(process.stdin),
       openStdin: () => process.stdin,
       exists: existsSync,
+      isDirectory: (path) => statSync(path, { throwIfNoEntry: false })?.isDirectory() === true,
       ...(process.getuid !== undefined ? { uid: process.getuid() } : {}),
       ...(process.getgid !== undefined ? { gid: process.getgid() } : {}),
     };
     const request = await buildRequestFrom(flags, environment);
-    if (flags.cacheDir !== undefined) log.info(`--cache-dir ${flags.cacheDir}: kaniko's warmer cache is not read by kiln; base images are pulled from their registry`);
     await runBuild(request, { log, signal: controller.signal, mask, stdout: process.stdout, stderr, hostPath: env['PATH'] });
     return 0;
   } catch (err) {
@@ -87,3 +75,6 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv): Pro
     process.off('SIGTERM', onSignal);
   }
 }
+
+// The warmer shares the executor's bundle (bin/warmer.js asks for this export).
+export { warmerMain } from './warmer.js';

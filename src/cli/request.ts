@@ -5,7 +5,7 @@ import { join, resolve } from 'node:path';
 import type { Readable } from 'node:stream';
 import { z } from 'zod';
 import { layerCodec } from '../blob/compression.js';
-import type { BuildRequest, LayerCacheSettings, RunMode } from '../build/request.js';
+import type { BaseImageCacheSettings, BuildRequest, LayerCacheSettings, RunMode } from '../build/request.js';
 import { parseContextSpec, parseGitOptions } from '../context/context-spec.js';
 import type { GitAuth } from '../context/fetch-context.js';
 import { parseGoDuration } from '../dockerfile/duration.js';
@@ -106,6 +106,8 @@ export interface Environment {
   /** Standard input as a stream (`--context tar://stdin`). */
   readonly openStdin?: () => Readable;
   readonly exists: (path: string) => boolean;
+  /** Whether `path` is a directory (the default --cache-dir is read only then). */
+  readonly isDirectory: (path: string) => boolean;
   /** The executor's uid (picks the default --mount-cache-dir); unknown is taken as non-root. */
   readonly uid?: number;
   readonly gid?: number;
@@ -120,7 +122,7 @@ function gitAuth(env: Readonly<Record<string, string | undefined>>): GitAuth | u
   return username !== '' || password !== '' ? { username, password } : undefined;
 }
 
-function keyValue(flag: string, s: string): [string, string] {
+export function keyValue(flag: string, s: string): [string, string] {
   const i = s.indexOf('=');
   if (i <= 0) throw new UsageError(`invalid ${flag} ${JSON.stringify(s)}: want KEY=VALUE`);
   return [s.slice(0, i), s.slice(i + 1)];
@@ -149,7 +151,7 @@ function chooseRunMode(flags: ExecutorFlags, env: Environment['env']): RunMode {
   return flags.runMode;
 }
 
-function dockerConfigDir(e: Environment): string | undefined {
+export function dockerConfigDir(e: Pick<Environment, 'env' | 'exists' | 'homeDir'>): string | undefined {
   const fromEnv = e.env['DOCKER_CONFIG'];
   if (fromEnv !== undefined && fromEnv !== '') return fromEnv;
   if (e.exists('/kaniko/.docker/config.json')) return '/kaniko/.docker';
@@ -157,7 +159,7 @@ function dockerConfigDir(e: Environment): string | undefined {
 }
 
 /** kaniko's GitLab helper reads these three; all must be set for it to apply. */
-function gitLabCi(env: Environment['env']): GitLabCiCredentials | undefined {
+export function gitLabCi(env: Environment['env']): GitLabCiCredentials | undefined {
   const registry = env['CI_REGISTRY'];
   const username = env['CI_REGISTRY_USER'];
   const password = env['CI_REGISTRY_PASSWORD'];
@@ -165,7 +167,7 @@ function gitLabCi(env: Environment['env']): GitLabCiCredentials | undefined {
   return { registry, username, password };
 }
 
-function clientCertificates(values: readonly string[]): Map<string, ClientCertificatePaths> {
+export function clientCertificates(values: readonly string[]): Map<string, ClientCertificatePaths> {
   return new Map(
     values.map((v) => {
       const [host, paths] = keyValue('--registry-client-cert', v);
@@ -221,6 +223,20 @@ function layerCacheSettings(flags: ExecutorFlags, destinations: readonly Referen
     copyLayers: flags.cacheCopyLayers,
     push: flags.pushCache,
   };
+}
+
+/**
+ * kaniko's `--cache-dir` defaults to /cache and is always consulted. kiln reads the default only when
+ * /cache is a directory, so a run without one makes no lookup and behaves as it did before the cache.
+ */
+export const DEFAULT_CACHE_DIR = '/cache';
+
+function baseImageCacheSettings(flags: ExecutorFlags, e: Environment): BaseImageCacheSettings | undefined {
+  const dir = flags.cacheDir ?? (e.isDirectory(DEFAULT_CACHE_DIR) ? DEFAULT_CACHE_DIR : undefined);
+  if (dir === undefined || dir === '') return undefined;
+  // Already validated by layerCacheSettings.
+  const ttlNs = parseGoDuration(flags.cacheTtl) ?? 0;
+  return { dir: resolve(e.cwd, dir), ttlMs: ttlNs / 1e6 };
 }
 
 export async function buildRequestFrom(flags: ExecutorFlags, e: Environment): Promise<BuildRequest> {
@@ -325,5 +341,6 @@ export async function buildRequestFrom(flags: ExecutorFlags, e: Environment): Pr
     secrets: new Map(flags.secret.map((s) => parseSecretFlag(s, e.env)).map((s) => [s.id, s.source])),
     mountCacheDir: resolve(e.cwd, flags.mountCacheDir ?? defaultMountCacheDir(runMode, workDir, e)),
     layerCache,
+    baseImageCache: baseImageCacheSettings(flags, e),
   };
 }
