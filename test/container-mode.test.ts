@@ -84,9 +84,9 @@ async function executorRoot(): Promise<{ root: string; volume: string; cleanup: 
 }
 
 /** `unshare --mount --pid --fork --mount-proc=ROOT/proc chroot ROOT /kaniko/executor ARGS`, as a runtime would. */
-async function runExecutorInRoot(root: string, volume: string, args: readonly string[], program = '/kaniko/executor'): Promise<Exit> {
+async function runExecutorInRoot(root: string, volume: string, args: readonly string[], program = '/kaniko/executor', extraEnv: readonly string[] = []): Promise<Exit> {
   // Nothing but the image's ENV: no HOME either, as under runtimes that set none (kiln must cope).
-  const imageEnv = await executorImageEnv();
+  const imageEnv = [...(await executorImageEnv()), ...extraEnv];
   const argv = [
     '--mount', '--pid', '--fork', `--mount-proc=${join(root, 'proc')}`,
     'sh', '-c', NAMESPACE_SETUP, 'kiln-ns', root, volume,
@@ -243,6 +243,33 @@ describe('container mode in the executor image layout', () => {
     } finally {
       await cleanup();
       await rm(src, { recursive: true, force: true });
+    }
+  });
+  it.skipIf(!available)(`keeps its state in $KANIKO_DIR when set (as kaniko's --kaniko-dir), and leaves that dir out of / clearing and of every layer${available ? '' : ` (${unshareReason})`}`, async () => {
+    const { root, volume, cleanup } = await executorRoot();
+    try {
+      await writeFile(join(root, 'workspace/Dockerfile'), [`FROM ${images.busybox}`, 'RUN echo x > /x.txt', ''].join('\n'));
+      // What a user keeps in the kaniko dir (kaniko's DOCKER_CONFIG lives there) must survive the build.
+      await mkdir(join(root, 'var/kiln-state/.docker'), { recursive: true });
+      await writeFile(join(root, 'var/kiln-state/.docker/config.json'), '{"auths":{}}\n');
+      const destination = `${registry}/ctr/kanikodir:1`;
+      const exit = await runExecutorInRoot(root, volume, ['--context', 'dir:///workspace', '--destination', destination, '--insecure'], '/kaniko/executor', ['KANIKO_DIR=/var/kiln-state']);
+      expect(exit.code, exit.output).toBe(0);
+      // The build's layer files were written there, and clearing / for the base did not remove them.
+      const layerFiles = await readdir(join(root, 'var/kiln-state/layers'));
+      expect(layerFiles.length).toBeGreaterThan(0);
+      expect(await readFile(join(root, 'var/kiln-state/.docker/config.json'), 'utf8')).toBe('{"auths":{}}\n');
+      const unpacked = await unpackWithUmoci(`docker://${destination}`);
+      try {
+        for (const layer of await manifestLayers(unpacked.layout)) {
+          for (const name of await layerNames(unpacked.layout, layer)) expect(name).not.toMatch(/^var\/kiln-state(\/|$)/);
+        }
+        expect(await readFile(join(unpacked.rootfs, 'x.txt'), 'utf8')).toBe('x\n');
+      } finally {
+        await unpacked.cleanup();
+      }
+    } finally {
+      await cleanup();
     }
   });
   it.skipIf(!available)(`defers the base of a COPY-only stage: / is neither emptied nor unpacked, the layer holds only the copied file${available ? '' : ` (${unshareReason})`}`, async () => {

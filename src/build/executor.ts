@@ -140,7 +140,8 @@ async function ignoreListFor(request: BuildRequest, contextDir: string): Promise
   }
   // The --cache-dir too: base layers are read from it while `/` is being replaced (usually a volume).
   const cacheDir = request.baseImageCache === undefined ? [] : [request.baseImageCache.dir];
-  return defaultIgnoreList({ ...base, extra: [...request.ignorePaths, ...(await readMountPoints()), contextDir, ...cacheDir] });
+  // The kaniko dir (--kaniko-dir / KANIKO_DIR) holds the build's own state when it is not /kaniko.
+  return defaultIgnoreList({ ...base, extra: [...request.ignorePaths, ...(await readMountPoints()), contextDir, ...cacheDir, request.workDir] });
 }
 
 /** Stages to build, dependencies first: the plan's order, or every stage without --skip-unused-stages. */

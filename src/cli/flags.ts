@@ -60,7 +60,7 @@ export interface ParsedFlags {
   logFormat: string;
   logTimestamp: boolean;
   cleanup: boolean;
-  kanikoDir: string;
+  kanikoDir?: string;
   cache: boolean;
   cacheRepo?: string;
   cacheTtl: string;
@@ -127,7 +127,7 @@ export function executorCommand(): Command {
     .addOption(new Option('--log-format <format>', 'log format').choices(['text', 'color', 'json']).default('text'))
     .option('--log-timestamp', 'print timestamps in log lines', false)
     .option('--cleanup', 'clean the filesystem at the end of the build (container mode)', false)
-    .option('--kaniko-dir <dir>', "kiln's own directory in container mode", '/kaniko')
+    .option('--kaniko-dir <dir>', "kiln's own directory in container mode (default: $KANIKO_DIR, else /kaniko)")
     .option('--cache', 'use the registry layer cache: RUN (and with --cache-copy-layers COPY/ADD) layers are looked up in and pushed to --cache-repo', false)
     .option('--cache-repo <repo>', 'repository for cached layers, as <repo>:<key> (default: <first destination\'s repository>/cache)')
     .option('--cache-ttl <duration>', 'Go duration after which a cached layer or --cache-dir image is stale (e.g. 6h30m)', '336h')

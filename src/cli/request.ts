@@ -45,7 +45,7 @@ const flagsSchema = z.object({
   logFormat: z.enum(['text', 'color', 'json']),
   logTimestamp: z.boolean(),
   cleanup: z.boolean(),
-  kanikoDir: z.string(),
+  kanikoDir: z.string().optional(),
   cache: z.boolean(),
   cacheRepo: z.string().optional(),
   cacheTtl: z.string(),
@@ -263,7 +263,8 @@ export async function buildRequestFrom(flags: ExecutorFlags, e: Environment): Pr
   const stdinDockerfile = flags.dockerfile === '-' ? await e.readStdin() : undefined;
   let workDir: string;
   let ownsWorkDir = false;
-  if (runMode === 'container') workDir = flags.kanikoDir;
+  // kaniko: --kaniko-dir takes precedence over the KANIKO_DIR environment variable.
+  if (runMode === 'container') workDir = flags.kanikoDir ?? (e.env['KANIKO_DIR'] !== undefined && e.env['KANIKO_DIR'] !== '' ? e.env['KANIKO_DIR'] : '/kaniko');
   else if (flags.workDir !== undefined) workDir = flags.workDir;
   else {
     workDir = await mkdtemp(join(e.tmpDir, 'kiln-'));
