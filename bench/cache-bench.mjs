@@ -30,7 +30,7 @@ writeFileSync(
   [
     `FROM ${registry}/bench/busybox:base`,
     // Three "dependency" steps: CPU and a few MB each, as an install would take.
-    ...[1, 2, 3].map((i) => `RUN for n in $(seq 1 40); do head -c 250000 /dev/urandom | md5sum; done > /opt/deps${i}.txt && dd if=/dev/urandom of=/opt/deps${i}.bin bs=1M count=8 2>/dev/null`),
+    ...[1, 2, 3].map((i) => `RUN mkdir -p /opt && for n in $(seq 1 40); do head -c 250000 /dev/urandom | md5sum; done > /opt/deps${i}.txt && dd if=/dev/urandom of=/opt/deps${i}.bin bs=1M count=8 2>/dev/null`),
     'COPY app.txt /app/app.txt',
     '',
   ].join('\n'),
