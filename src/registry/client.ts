@@ -260,29 +260,48 @@ export class RegistryClient {
     return mounted ? 'mounted' : 'uploaded';
   }
 
-  /** The distribution spec's chunked upload: PATCH each chunk with its Content-Range, then PUT the digest. */
+  /**
+   * The distribution spec's chunked upload: PATCH each chunk with its Content-Range, then PUT the digest.
+   * A PATCH that fails in a retryable way does not start the blob over: the upload's status (`GET` of
+   * its location: `Range: 0-<last byte received>`) says where the registry is, and the upload goes on
+   * from there in the same session, up to the client's retry count. Only when the session itself is
+   * gone does the failure reach the caller, whose retry starts a new one.
+   */
   async #uploadChunks(registry: string, repository: string, location: string, digest: Digest, open: () => Promise<Readable>): Promise<void> {
     const scopes = [pushScope(repository)];
     let at = location;
     let offset = 0;
-    for await (const chunk of chunksOf(await open(), this.#chunkSize)) {
-      const res = await this.#t.request({
-        registry,
-        method: 'PATCH',
-        path: uploadTarget(at),
-        scopes,
-        headers: {
-          'Content-Type': 'application/octet-stream',
-          'Content-Length': String(chunk.byteLength),
-          'Content-Range': `${offset}-${offset + chunk.byteLength - 1}`,
-        },
-        body: async () => chunk,
-        ok: [202],
-        retries: 0,
-      });
-      res.body?.resume();
-      offset += chunk.byteLength;
-      at = res.headers.get('location') ?? at;
+    for (let attempt = 0; ; attempt++) {
+      try {
+        for await (const chunk of chunksOf(skipBytes(await open(), offset), this.#chunkSize)) {
+          const res = await this.#t.request({
+            registry,
+            method: 'PATCH',
+            path: uploadTarget(at),
+            scopes,
+            headers: {
+              'Content-Type': 'application/octet-stream',
+              'Content-Length': String(chunk.byteLength),
+              'Content-Range': `${offset}-${offset + chunk.byteLength - 1}`,
+            },
+            body: async () => chunk,
+            ok: [202],
+            retries: 0,
+          });
+          res.body?.resume();
+          offset += chunk.byteLength;
+          at = res.headers.get('location') ?? at;
+        }
+        break;
+      } catch (err) {
+        const retryable = err instanceof RegistryError && err.retryable;
+        if (!retryable || attempt >= this.#t.retries || this.#t.ctx.signal.aborted) throw err;
+        const status = await this.#uploadStatus(registry, repository, at).catch(() => undefined);
+        if (status === undefined) throw err;
+        this.#t.ctx.log.debug(`resuming the upload of ${digest} at byte ${status.next} (sent ${offset}) after: ${(err as Error).message}`);
+        offset = status.next;
+        at = status.location;
+      }
     }
     const done = await this.#t.request({
       registry,
@@ -294,6 +313,17 @@ export class RegistryClient {
       retries: 0,
     });
     done.body?.resume();
+  }
+
+  /** Where an upload session stands: the next byte the registry expects, and the location to use. */
+  async #uploadStatus(registry: string, repository: string, location: string): Promise<{ next: number; location: string }> {
+    const res = await this.#t.request({ registry, method: 'GET', path: uploadTarget(location), scopes: [pushScope(repository)], ok: [204], retries: 0 });
+    res.body?.resume();
+    // `Range: 0-N` (N inclusive); a session that has received nothing may say `0-0`, or `0--1`.
+    const m = /^(?:bytes=)?0-(-?\d+)$/.exec(res.headers.get('range') ?? '');
+    if (m === null) throw new RegistryError(`GET ${registry} upload status: no usable Range header`, {});
+    const last = Number(m[1]);
+    return { next: last < 0 ? 0 : last + 1, location: res.headers.get('location') ?? location };
   }
 
   /** Puts a manifest under a tag or digest; returns the digest of the bytes sent. */
@@ -319,8 +349,22 @@ function uploadTarget(location: string, digest?: Digest): string {
   return /^https?:\/\//.test(location) ? u.toString() : `${u.pathname}${u.search}`;
 }
 
+/** `stream` without its first `n` bytes (read and dropped: a resumed upload sends only the rest). */
+async function* skipBytes(stream: AsyncIterable<Buffer | Uint8Array>, n: number): AsyncGenerator<Buffer> {
+  let left = n;
+  for await (const c of stream) {
+    const b = Buffer.isBuffer(c) ? c : Buffer.from(c);
+    if (left >= b.byteLength) {
+      left -= b.byteLength;
+      continue;
+    }
+    yield left > 0 ? b.subarray(left) : b;
+    left = 0;
+  }
+}
+
 /** Re-chunks a stream into buffers of exactly `size` bytes (the last one shorter). */
-async function* chunksOf(stream: Readable, size: number): AsyncGenerator<Buffer> {
+async function* chunksOf(stream: AsyncIterable<Buffer | Uint8Array>, size: number): AsyncGenerator<Buffer> {
   let parts: Buffer[] = [];
   let held = 0;
   for await (const c of stream) {

@@ -181,6 +181,47 @@ describe('faults injected in front of a real registry', () => {
     expect(await readAll(await (await pulled.layers())[0]!.compressed())).toEqual(layer.gz);
   });
 
+  it('resumes a chunked upload where the registry stands after a PATCH fails, in the same session', async () => {
+    const ctx = captureContext();
+    const client = newClient(ctx, { chunkedAbove: 100, chunkSize: 500, retries: 2, retryDelayMs: 5 });
+    const layer = await MemoryLayer.of({ 'resume.bin': randomBytes(2400).toString('latin1') });
+    const n = layer.gz.byteLength;
+    expect(n).toBeGreaterThan(1500);
+    const layerDigest = await layer.digest();
+    let fullChunks = 0;
+    let failed = false;
+    // The config is under 500 bytes: the 500-byte PATCHes are the layer's. Its third (bytes 1000-1499)
+    // never reaches the registry: a 500 instead.
+    proxy.fault = (req) => {
+      if (req.method !== 'PATCH' || req.contentLength !== 500) return undefined;
+      if (++fullChunks === 3 && !failed) {
+        failed = true;
+        return { status: 500, body: errorBody('UNKNOWN', 'injected') };
+      }
+      return undefined;
+    };
+    const before = proxy.requests.length;
+    try {
+      const image = testImage([layer], { label: 'resume' });
+      const digest = await pushImage(client, image, [parseReference(`${proxy.host}/kiln/resume:v1`)], ctx);
+      expect(sha256(Buffer.from(await skopeo('inspect', '--tls-verify=false', '--raw', `docker://${reg.host}/kiln/resume:v1`)))).toBe(digest);
+      await skopeo('copy', '--src-tls-verify=false', `docker://${reg.host}/kiln/resume:v1`, `dir:${reg.dir}/resume-copy`);
+    } finally {
+      proxy.fault = undefined;
+      client.close();
+    }
+    expect(failed).toBe(true);
+    const reqs = proxy.requests.slice(before);
+    // One status GET of the session, and every byte of every blob sent once but the failed chunk's.
+    expect(reqs.filter((r) => r.method === 'GET' && r.path.includes('/blobs/uploads/')).length).toBe(1);
+    const sent = reqs.filter((r) => r.method === 'PATCH').reduce((a, r) => a + (r.contentLength ?? 0), 0);
+    const configSize = (await testImage([layer], { label: 'resume' }).rawConfig()).byteLength;
+    expect(sent).toBe(n + configSize + 500);
+    // No second session for the layer: POSTs are one per blob.
+    expect(reqs.filter((r) => r.method === 'POST').length).toBe(2);
+    expect(ctx.lines.some((l) => l.includes(`resuming the upload of ${layerDigest} at byte 1000`))).toBe(true);
+  });
+
   it('downloads a layer again when its body breaks off, with --image-download-retry', async () => {
     const ctx = captureContext();
     const client = newClient(ctx);
