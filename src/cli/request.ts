@@ -11,6 +11,8 @@ import type { GitAuth } from '../context/fetch-context.js';
 import { parseGoDuration } from '../dockerfile/duration.js';
 import { UsageError } from '../errors.js';
 import { parseSecretFlag } from '../instructions/secret-source.js';
+import { parseSshFlags } from '../instructions/ssh-source.js';
+import { flagsFrom } from './run-command.js';
 import { parsePlatform } from '../oci/platform.js';
 import { parseReference, type Reference } from '../oci/reference.js';
 import type { Platform } from '../oci/schemas.js';
@@ -75,6 +77,7 @@ const flagsSchema = z.object({
   rootfsTmpfs: z.enum(['auto', 'always', 'never']),
   rootfsTmpfsSize: z.string().regex(/^[1-9][0-9]*$/, 'must be a whole number of MiB').optional(),
   secret: z.array(z.string()),
+  ssh: z.array(z.string()),
   mountCacheDir: z.string().optional(),
   skipPushPermissionCheck: z.boolean(),
   pushIgnoreImmutableTagErrors: z.boolean(),
@@ -87,13 +90,7 @@ const flagsSchema = z.object({
 export type ExecutorFlags = z.infer<typeof flagsSchema>;
 
 export function validateFlags(raw: Record<string, unknown>): ExecutorFlags {
-  const r = flagsSchema.safeParse(raw);
-  if (!r.success) {
-    const issue = r.error.issues[0];
-    const flag = issue?.path[0] === undefined ? '' : `--${String(issue.path[0]).replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}: `;
-    throw new UsageError(`invalid flag ${flag}${issue?.message ?? 'invalid value'}`);
-  }
-  return r.data;
+  return flagsFrom(flagsSchema.safeParse(raw));
 }
 
 export interface Environment {
@@ -340,6 +337,7 @@ export async function buildRequestFrom(flags: ExecutorFlags, e: Environment): Pr
     snapshotStrategy: flags.snapshotStrategy,
     skipUnusedStages: flags.skipUnusedStages,
     secrets: new Map(flags.secret.map((s) => parseSecretFlag(s, e.env)).map((s) => [s.id, s.source])),
+    ssh: parseSshFlags(flags.ssh, e.env, e.cwd),
     mountCacheDir: resolve(e.cwd, flags.mountCacheDir ?? defaultMountCacheDir(runMode, workDir, e)),
     layerCache,
     baseImageCache: baseImageCacheSettings(flags, e),

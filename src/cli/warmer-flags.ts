@@ -1,5 +1,6 @@
 // The warmer's flags, with kaniko's names (cmd/warmer/cmd/root.go), and argv + env -> a WarmRequest.
 // The warmer only pulls: `--insecure` and `--skip-tls-verify` (kiln) mean their `-pull` forms.
+import { flagsFrom } from './run-command.js';
 import { resolve } from 'node:path';
 import { Command, Option } from 'commander';
 import { z } from 'zod';
@@ -83,13 +84,7 @@ const warmerFlagsSchema = z.object({
 export type WarmerFlags = z.infer<typeof warmerFlagsSchema>;
 
 export function validateWarmerFlags(raw: Record<string, unknown>): WarmerFlags {
-  const r = warmerFlagsSchema.safeParse(raw);
-  if (!r.success) {
-    const issue = r.error.issues[0];
-    const flag = issue?.path[0] === undefined ? '' : `--${String(issue.path[0]).replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}: `;
-    throw new UsageError(`invalid flag ${flag}${issue?.message ?? 'invalid value'}`);
-  }
-  return r.data;
+  return flagsFrom(warmerFlagsSchema.safeParse(raw));
 }
 
 export function warmRequestFrom(flags: WarmerFlags, e: Pick<Environment, 'env' | 'cwd' | 'homeDir' | 'exists' | 'hostPlatform'>): WarmRequest {

@@ -1,0 +1,65 @@
+// What the executor and the warmer do around their work alike: parse argv (Go's `--flag=bool` forms),
+// a logger that starts at info and is rebuilt from the flags, an abort signal for SIGINT/SIGTERM, a
+// secret mask, and the one failure line on stderr with the exit code.
+import { CommanderError, type Command } from 'commander';
+import { describeError, KilnError, UsageError } from '../errors.js';
+import { createLogger, SecretMask, type LogFormat, type Logger, type Verbosity } from '../log/logger.js';
+import { normalizeGoStyleArgv } from './go-style-argv.js';
+
+export interface CommandRun {
+  readonly log: Logger;
+  readonly signal: AbortSignal;
+  readonly mask: SecretMask;
+}
+
+export interface CommandSpec<F extends { verbosity: string; logFormat: LogFormat; logTimestamp: boolean }> {
+  readonly command: Command;
+  /** Args after the program name, already renamed where old flag names are accepted. */
+  readonly args: readonly string[];
+  readonly booleanFlags: ReadonlyMap<string, boolean>;
+  readonly validate: (raw: Record<string, unknown>) => F;
+  /** Printed before the error on failure, e.g. `error building image`. */
+  readonly failure: string;
+  /** Logged at debug level with the error. */
+  readonly failureLog: string;
+  readonly run: (flags: F, run: CommandRun) => Promise<void>;
+}
+
+export async function runCommand<F extends { verbosity: string; logFormat: LogFormat; logTimestamp: boolean }>(spec: CommandSpec<F>): Promise<number> {
+  const stderr = process.stderr;
+  const cmd = spec.command.exitOverride().configureOutput({ writeErr: (s) => stderr.write(s), writeOut: (s) => process.stdout.write(s) });
+  try {
+    cmd.parse(normalizeGoStyleArgv(spec.args, spec.booleanFlags), { from: 'user' });
+  } catch (err) {
+    if (err instanceof CommanderError) return err.exitCode === 0 ? 0 : 1;
+    throw err;
+  }
+  const mask = new SecretMask();
+  const startedAt = Date.now();
+  let log = createLogger({ verbosity: 'info', format: 'text', timestamps: false, mask, out: stderr, startedAt });
+  const controller = new AbortController();
+  const onSignal = (sig: NodeJS.Signals): void => controller.abort(new KilnError('INTERNAL', `interrupted by ${sig}`));
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
+  try {
+    const flags = spec.validate(cmd.opts());
+    log = createLogger({ verbosity: flags.verbosity as Verbosity, format: flags.logFormat, timestamps: flags.logTimestamp, mask, out: stderr, startedAt });
+    await spec.run(flags, { log, signal: controller.signal, mask });
+    return 0;
+  } catch (err) {
+    log.debug({ err }, spec.failureLog);
+    stderr.write(`${spec.failure}: ${mask.apply(describeError(err))}\n`);
+    return err instanceof KilnError ? err.exitCode : 1;
+  } finally {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+  }
+}
+
+/** zod's first complaint about the parsed flags as one usage line naming the flag. */
+export function flagsFrom<T>(result: { success: true; data: T } | { success: false; error: { issues: ReadonlyArray<{ path: ReadonlyArray<PropertyKey>; message: string }> } }): T {
+  if (result.success) return result.data;
+  const issue = result.error.issues[0];
+  const flag = issue?.path[0] === undefined ? '' : `--${String(issue.path[0]).replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}: `;
+  throw new UsageError(`invalid flag ${flag}${issue?.message ?? 'invalid value'}`);
+}
