@@ -12,8 +12,9 @@
 #                    zstd also writes --compression zstd layers and reads pulled tar+zstd layers
 #   gcc, libc6-dev   the container-mode test compiles the executor image's static launcher
 #   libcap2-bin      setcap/getcap: the file-capability tests (security.capability in layers)
+#   openssh-client   ssh-agent/ssh-add: --ssh with key files, and the RUN --mount=type=ssh tests
 set -euo pipefail
-packages=(docker-registry skopeo umoci busybox-static bubblewrap apache2-utils openssl ca-certificates curl gcc libc6-dev podman bzip2 xz-utils zstd libcap2-bin iproute2 git)
+packages=(docker-registry skopeo umoci busybox-static bubblewrap apache2-utils openssl ca-certificates curl gcc libc6-dev podman bzip2 xz-utils zstd libcap2-bin iproute2 git openssh-client)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

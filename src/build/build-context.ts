@@ -26,6 +26,8 @@ export interface BuildContext extends BuildDeps {
   readonly bwrap: string | undefined;
   /** Where stage filesystems live (sandbox mode): the work dir, or a tmpfs under it. */
   readonly area: RootfsArea;
+  /** `--ssh`: the agent socket behind each id (kiln's own agent for key files). */
+  readonly sshAgents: ReadonlyMap<string, string>;
   /** `--cache`: the registry layer cache, else undefined. */
   readonly layerCache: LayerCache | undefined;
 }

@@ -30,6 +30,7 @@ import { fetchedContextDir, resolveInputs } from './inputs.js';
 import { writeOutputs } from './outputs.js';
 import type { BuildRequest } from './request.js';
 import { RootfsArea } from './rootfs-area.js';
+import { startSshAgents } from './ssh-agents.js';
 import { compressedSize, PristineRootfsStore, unpackImage } from './rootfs-materializer.js';
 import { buildStage, type StageResult } from './stage-builder.js';
 
@@ -79,9 +80,19 @@ export async function runBuild(request: BuildRequest, deps: BuildDeps): Promise<
     tls: (host) => tls.get(host),
     retries: reg.pushRetry,
   });
+  // `--ssh` is checked (and key files loaded into an agent) before any stage runs, as BuildKit does.
+  const sshAgents = await startSshAgents(request.ssh, { ...deps, dir: join(request.workDir, 'ssh-agents'), find: (name) => findExecutable(name, deps.hostPath) }).catch(
+    async (err: unknown) => {
+      pullClient.close();
+      pushClient.close();
+      await removeWorkFiles(request);
+      throw err;
+    },
+  );
   const bctx: BuildContext = {
     ...deps,
     request,
+    sshAgents: sshAgents.sockets,
     pullClient,
     pushClient,
     ignore: await ignoreListFor(request, inputs.context.dir),
@@ -114,6 +125,7 @@ export async function runBuild(request: BuildRequest, deps: BuildDeps): Promise<
     pullClient.close();
     pushClient.close();
     await bctx.area.close();
+    await sshAgents.close();
     await removeWorkFiles(request);
   }
 }

@@ -4,6 +4,7 @@ import type { LayerCodec } from '../blob/compression.js';
 import type { GitOptions } from '../context/context-spec.js';
 import type { GitAuth } from '../context/fetch-context.js';
 import type { SecretSource } from '../instructions/secret-source.js';
+import type { SshSource } from '../instructions/ssh-source.js';
 import type { Reference } from '../oci/reference.js';
 import type { GitLabCiCredentials } from '../registry/keychain.js';
 import type { RegistryMap } from '../registry/registry-map.js';
@@ -133,6 +134,8 @@ export interface BuildRequest {
   readonly skipUnusedStages: boolean;
   /** `--secret` (BuildKit's flag): sources of RUN --mount=type=secret, by id. */
   readonly secrets: ReadonlyMap<string, SecretSource>;
+  /** `--ssh` (BuildKit's flag): SSH agents for RUN --mount=type=ssh, ids unique. */
+  readonly ssh: readonly SshSource[];
   /** `--mount-cache-dir` (kiln): where RUN --mount=type=cache directories are kept between builds. */
   readonly mountCacheDir: string;
   /** `--cache`: the registry layer cache, when enabled. */

@@ -367,6 +367,7 @@ export async function buildStage(bctx: BuildContext, inputs: StageInputs): Promi
         cacheDir: bctx.request.mountCacheDir,
         scratchDir: join(bctx.request.workDir, 'run-mounts'),
         secrets: bctx.request.secrets,
+        sshAgents: bctx.sshAgents,
         mask: bctx.mask,
       },
     };

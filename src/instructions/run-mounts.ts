@@ -7,7 +7,11 @@
 //   tmpfs   an empty tmpfs;
 //   secret  a `--secret` value as a file (`/run/secrets/<id>` unless `target`) and/or an env var (`env`),
 //           mode 0400 uid 0 gid 0 by default; a missing secret fails only when `required`;
-//   ssh     not supported (there is no agent forwarding in kiln).
+//   ssh     the `--ssh` agent of `id` (default `default`) as a socket at `target` (default
+//           /run/buildkit/ssh_agent.N, N counting the RUN's ssh mounts), owned by `uid`/`gid` (0) with
+//           `mode` (0600): a read-only relay to the agent (sandbox/ssh-agent-proxy.ts) that lives for this
+//           RUN only; SSH_AUTH_SOCK names the first ssh mount unless the RUN's env sets it. An agent not
+//           given with --ssh fails only when `required`.
 // Every mount source lives outside the rootfs, so nothing a RUN writes into a mount reaches a layer;
 // mount targets that did not exist are removed again by the sandbox.
 import { chmod, chown, lstat, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
@@ -18,11 +22,13 @@ import { DockerfileError } from '../errors.js';
 import type { SecretMask } from '../log/logger.js';
 import { cleanEntryName, resolveInRoot } from '../rootfs/root-path.js';
 import type { SandboxMount } from '../sandbox/sandbox.js';
+import { openAgentProxy } from '../sandbox/ssh-agent-proxy.js';
 import { holdCacheDir } from './cache-lock.js';
 import { copyIntoRootfs } from './copy-files.js';
 import { expand } from './expand-in-stage.js';
 import type { InstructionEnv } from './handler.js';
 import type { SecretSource } from './secret-source.js';
+import { DEFAULT_SSH_ID } from './ssh-source.js';
 import type { StageState } from './stage-state.js';
 
 /** What RUN --mount draws on, for the whole build. */
@@ -33,6 +39,8 @@ export interface RunMountSupport {
   readonly scratchDir: string;
   /** `--secret` sources by id. */
   readonly secrets: ReadonlyMap<string, SecretSource>;
+  /** `--ssh` agent sockets by id. */
+  readonly sshAgents: ReadonlyMap<string, string>;
   /** Secret values are added here before use, so no log line can print them. */
   readonly mask: SecretMask;
 }
@@ -41,11 +49,15 @@ export interface PreparedMounts {
   readonly mounts: readonly SandboxMount[];
   /** Secrets exposed as environment variables (`env=`): for the RUN's process only, never the config. */
   readonly env: ReadonlyMap<string, string>;
+  /** The first ssh mount's target: the RUN's SSH_AUTH_SOCK unless its ENV or ARGs set one. */
+  readonly sshAuthSock: string | undefined;
   /** Deletes the per-RUN sources (secret files, copies) and releases cache locks. */
   release(): Promise<void>;
 }
 
 const SECRET_DIR = '/run/secrets';
+/** Where BuildKit puts ssh mounts without a target. */
+const SSH_DIR = '/run/buildkit';
 
 export async function prepareRunMounts(mounts: readonly Mount[], state: StageState, e: InstructionEnv): Promise<PreparedMounts> {
   const support = e.runMounts;
@@ -65,6 +77,8 @@ export async function prepareRunMounts(mounts: readonly Mount[], state: StageSta
     return scratch;
   };
   let n = 0;
+  let sshMounts = 0;
+  let sshAuthSock: string | undefined;
   const freshDir = async (name: string): Promise<string> => {
     const dir = join(await scratchDir(), `${name}-${n++}`);
     await mkdir(dir, { mode: 0o755 });
@@ -87,9 +101,27 @@ export async function prepareRunMounts(mounts: readonly Mount[], state: StageSta
   try {
     for (const m of mounts) {
       switch (m.type) {
-        case 'ssh':
-          fail('RUN --mount=type=ssh is not supported: kiln has no SSH agent forwarding (use --mount=type=secret)');
+        case 'ssh': {
+          // BuildKit (llb.ExecOp): targets default by position and SSH_AUTH_SOCK names the first,
+          // whether or not an optional agent is there.
+          const index = sshMounts++;
+          const target = targetOf(m.target ?? `${SSH_DIR}/ssh_agent.${index}`);
+          sshAuthSock ??= target;
+          const id = m.id === undefined ? DEFAULT_SSH_ID : expand(m.id, state, e);
+          const agent = support.sshAgents.get(id);
+          if (agent === undefined) {
+            if (m.required) fail(`no SSH key ${JSON.stringify(id)} forwarded from the client: pass one with --ssh ${id}=/path/to/agent.sock or key files${id === DEFAULT_SSH_ID ? ' (--ssh default: $SSH_AUTH_SOCK)' : ''}`);
+            e.ctx.log.debug({ id }, 'ssh agent not provided; mount skipped');
+            break;
+          }
+          const proxy = await openAgentProxy(
+            { path: join(await scratchDir(), `ssh-${n++}.sock`), agent, uid: m.uid ?? 0, gid: m.gid ?? 0, mode: m.mode ?? 0o600 },
+            e.ctx,
+          );
+          cleanups.push(() => proxy.close());
+          out.push({ kind: 'bind', source: proxy.path, target, readOnly: true });
           break;
+        }
         case 'tmpfs':
           out.push({ kind: 'tmpfs', target: targetOf(m.target), ...(m.size === undefined ? {} : { size: m.size }) });
           break;
@@ -150,7 +182,7 @@ export async function prepareRunMounts(mounts: readonly Mount[], state: StageSta
     await release();
     throw err;
   }
-  return { mounts: out, env, release };
+  return { mounts: out, env, sshAuthSock, release };
 }
 
 /** A cache id as one safe file name: `/` and a leading `.` are escaped, so no id names another path. */

@@ -99,6 +99,8 @@ export const run: Handler<RunInstruction> = async (instr, state, e) => {
     }
     // Secrets given with `env=` reach this process only; ENV and ARGs of the same name yield to them.
     const env = [...runEnvironment(state, extra).filter((kv) => !prepared.env.has(kv.slice(0, kv.indexOf('=')))), ...[...prepared.env].map(([k, v]) => `${k}=${v}`)];
+    // BuildKit: an ssh mount sets SSH_AUTH_SOCK for this RUN unless the stage's env already has one.
+    if (prepared.sshAuthSock !== undefined && !env.some((kv) => kv.startsWith('SSH_AUTH_SOCK='))) env.push(`SSH_AUTH_SOCK=${prepared.sshAuthSock}`);
     e.ctx.log.info(`Running: ${JSON.stringify(argv)}`);
     status = await sandbox.run(
       {
