@@ -1,5 +1,5 @@
 // The import direction of docs/architecture.md, checked on the sources:
-// cli -> build -> {instructions, snapshot, sources, sinks, context, sandbox} -> {rootfs, registry, blob} -> {oci, dockerfile}
+// cli -> build -> {instructions, snapshot, sources, sinks, context, sandbox} -> {rootfs, registry, blob, git} -> {oci, dockerfile}
 import { readdirSync, readFileSync } from 'node:fs';
 import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -9,7 +9,7 @@ const SRC = resolve(dirname(fileURLToPath(import.meta.url)), '../src');
 const RANK: Record<string, number> = {
   errors: 0, log: 0,
   oci: 1, dockerfile: 1,
-  rootfs: 2, registry: 2, blob: 2,
+  rootfs: 2, registry: 2, blob: 2, git: 2,
   instructions: 3, snapshot: 3, sources: 3, sinks: 3, context: 3, sandbox: 3,
   build: 4,
   cli: 5,

@@ -1,10 +1,11 @@
 // Which instructions the layer cache looks up and stores, and what goes into their keys beyond their
 // text and state: the files a COPY/ADD reads. An instruction whose result depends on something the key
-// cannot see (a RUN with a bind, cache, secret or ssh mount; an ADD of a URL without --checksum) is
+// cannot see (a RUN with a bind, cache, secret or ssh mount; an ADD of a URL or git repository without --checksum) is
 // neither looked up nor stored, but the chain goes on through it, as kaniko's does; the stage's final
 // key then no longer stands for its content, so a `COPY --from` that stage hashes the files instead.
 import { createHash } from 'node:crypto';
 import type { Instruction } from '../dockerfile/instructions.js';
+import { isGitSource } from '../instructions/add-git.js';
 import { fromSources } from '../instructions/copy-sources.js';
 import { expand } from '../instructions/expand-in-stage.js';
 import type { InstructionEnv } from '../instructions/handler.js';
@@ -13,7 +14,9 @@ import type { CacheKeyChain } from './cache-key.js';
 import type { LayerCacheSettings } from './request.js';
 import { digestSources } from './source-digest.js';
 
-const URL_SOURCE = /^[a-z][a-z0-9+.-]*:\/\//i;
+const URL_SCHEME = /^[a-z][a-z0-9+.-]*:\/\//i;
+/** An ADD source that is not a context file: a URL, or a git repository (`user@host:path` too). */
+const isUrlSource = (p: string): boolean => URL_SCHEME.test(p) || isGitSource(p);
 
 export interface KeyedInstruction {
   /** The chain after this instruction: `chain.key` is its cache key. */
@@ -43,9 +46,9 @@ export async function keyInstruction(instr: Instruction, state: StageState, env:
     case 'copy':
     case 'add': {
       const patterns = instr.sources.flatMap((s) => (s.kind === 'path' ? [expand(s.path, state, env)] : []));
-      const urls = patterns.filter((p) => URL_SOURCE.test(p));
+      const urls = instr.kind === 'add' ? patterns.filter(isUrlSource) : patterns.filter((p) => URL_SCHEME.test(p));
       const keyed = urls.length === 0 || (instr.kind === 'add' && instr.checksum !== undefined);
-      const sources = await sourcesDigest(instr, patterns.filter((p) => !URL_SOURCE.test(p)), env, inputs);
+      const sources = await sourcesDigest(instr, patterns.filter((p) => !urls.includes(p)), env, inputs);
       return { chain: chain.next(instr, state, { sources }), cacheable: keyed && settings.copyLayers, keyed };
     }
     case 'workdir':

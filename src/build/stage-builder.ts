@@ -370,6 +370,7 @@ export async function buildStage(bctx: BuildContext, inputs: StageInputs): Promi
         sshAgents: bctx.sshAgents,
         mask: bctx.mask,
       },
+      hostEnv: bctx.request.contextFetch.hostEnv,
     };
     let cacheable = false;
     if (cache !== undefined && chain !== undefined) {

@@ -7,7 +7,6 @@
 // - `git://HOST/REPO[#REF[#COMMIT]]`: cloned with git over `GIT_PULL_METHOD` (https, or http), with
 //   kaniko's GIT_USERNAME / GIT_PASSWORD / GIT_TOKEN and `--git` options. Credentials travel in an
 //   environment-configured header: never in argv, the clone's .git/config, or a message.
-import { spawn } from 'node:child_process';
 import { createReadStream } from 'node:fs';
 import { mkdir, readdir, realpath, stat } from 'node:fs/promises';
 import { posix, relative, resolve, sep } from 'node:path';
@@ -17,6 +16,7 @@ import fetch from 'node-fetch';
 import { detectCompression, type Compression } from '../blob/archive-sniff.js';
 import { ChildProcessStream } from '../blob/child-process-stream.js';
 import { ContextError, KilnError } from '../errors.js';
+import { basicAuthorization, gitEnv, runGit, type GitConfigEntry } from '../git/run-git.js';
 import type { SecretMask } from '../log/logger.js';
 import type { RunContext } from '../log/run-context.js';
 import { IgnoreList } from '../rootfs/ignore-list.js';
@@ -200,21 +200,19 @@ async function cloneGit(spec: Extract<ContextSpec, { kind: 'git' }>, o: FetchCon
   const ref = o.git.branch ?? spec.ref;
   const short = ref?.replace(/^refs\/(heads|tags)\//, '');
   const byName = ref !== undefined && (short !== ref || !ref.startsWith('refs/'));
-  const env: Record<string, string> = { GIT_TERMINAL_PROMPT: '0' };
-  const config: Array<[string, string]> = [];
-  if (o.gitAuth !== undefined) {
-    const header = `Authorization: Basic ${Buffer.from(`${o.gitAuth.username}:${o.gitAuth.password}`).toString('base64')}`;
-    o.mask.add(header.slice('Authorization: Basic '.length));
-    o.mask.add(o.gitAuth.password);
-    config.push(['http.extraHeader', header]);
-  }
+  const config: GitConfigEntry[] = [];
+  if (o.gitAuth !== undefined) config.push(['http.extraHeader', basicAuthorization(o.gitAuth.username, o.gitAuth.password, o.mask)]);
   if (o.git.insecureSkipTls) config.push(['http.sslVerify', 'false']);
-  env['GIT_CONFIG_COUNT'] = String(config.length);
-  config.forEach(([k, v], i) => {
-    env[`GIT_CONFIG_KEY_${i}`] = k;
-    env[`GIT_CONFIG_VALUE_${i}`] = v;
-  });
-  const git = (args: string[]): Promise<void> => runGit(args, env, o);
+  const env = gitEnv(config);
+  const git = async (args: string[]): Promise<void> => {
+    await runGit(args, {
+      hostEnv: o.hostEnv,
+      env,
+      signal: o.ctx.signal,
+      mask: o.mask,
+      error: (detail, cause) => new ContextError(`git ${args.filter((a) => a !== '--quiet').join(' ')}: ${detail}`, cause === undefined ? {} : { cause }),
+    });
+  };
   o.ctx.log.info(`Cloning the build context from ${url}${ref !== undefined ? ` (${ref})` : ''}`);
   await git([
     'clone',
@@ -235,31 +233,6 @@ async function cloneGit(spec: Extract<ContextSpec, { kind: 'git' }>, o: FetchCon
   if (o.git.recurseSubmodules && (ref !== undefined && !byName || spec.commit !== undefined)) {
     await git(['-C', o.into, 'submodule', 'update', '--quiet', '--init', '--recursive']);
   }
-}
-
-function runGit(args: string[], env: Record<string, string>, o: FetchContextOptions): Promise<void> {
-  return new Promise((resolveRun, reject) => {
-    const child = spawn('git', args, { env: { ...definedOnly(o.hostEnv), ...env }, stdio: ['ignore', 'ignore', 'pipe'], signal: o.ctx.signal });
-    let stderr = '';
-    child.stderr.on('data', (b: Buffer) => {
-      if (stderr.length < 8192) stderr += b.toString();
-    });
-    child.once('error', (err) =>
-      reject(new ContextError(`git ${args.find((a) => !a.startsWith('-') && a !== o.into) ?? ''}: ${(err as NodeJS.ErrnoException).code === 'ENOENT' ? 'git is not installed (apt-get install git)' : err.message}`, { cause: err })),
-    );
-    child.once('close', (code) => {
-      if (code === 0) return resolveRun();
-      const lines = o.mask.apply(stderr).trim().split('\n').filter((l) => l.trim() !== '');
-      const last = lines.find((l) => /^(fatal|error):/.test(l)) ?? lines[lines.length - 1] ?? `exit ${code}`;
-      reject(new ContextError(`git ${args.filter((a) => a !== '--quiet').join(' ')}: ${last}`));
-    });
-  });
-}
-
-function definedOnly(env: Readonly<Record<string, string | undefined>>): Record<string, string> {
-  const out: Record<string, string> = {};
-  for (const [k, v] of Object.entries(env)) if (v !== undefined) out[k] = v;
-  return out;
 }
 
 /** A URL as messages show it: no user info, no query (pre-signed URLs carry credentials there). */

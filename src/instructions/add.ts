@@ -1,12 +1,14 @@
-// ADD: COPY plus local tar archives extracted into the destination (add-archive.ts) and http(s) URLs
-// downloaded (add-remote.ts), after the Dockerfile reference's "ADD" and BuildKit's dispatchCopy with
-// AttemptUnpack. Heredoc sources are written as files, as with COPY.
+// ADD: COPY plus local tar archives extracted into the destination (add-archive.ts), http(s) URLs
+// downloaded (add-remote.ts) and git repositories cloned (add-git.ts), after the Dockerfile reference's
+// "ADD" and BuildKit's dispatchCopy with AttemptUnpack. Heredoc sources are written as files, as with
+// COPY.
 import { lstat, mkdir, mkdtemp, rename, rm, utimes } from 'node:fs/promises';
 import { join, posix } from 'node:path';
 import type { AddInstruction } from '../dockerfile/instructions.js';
 import { DockerfileError } from '../errors.js';
 import { hostPathInRoot, mkdirAllInRoot, type Owner } from '../rootfs/in-root.js';
 import { detectArchive, extractArchive } from './add-archive.js';
+import { fetchGitSource, parseGitChecksum, parseGitSource, type GitSource } from './add-git.js';
 import { download, parseChecksum } from './add-remote.js';
 import { copyIntoRootfs, parseChmod } from './copy-files.js';
 import { planCopy } from './copy-sources.js';
@@ -15,21 +17,29 @@ import { FS_CHANGED, fsPaths, type Handler } from './handler.js';
 import { resolveChown } from './identity.js';
 
 const HTTP = /^https?:\/\//i;
-const GIT = /^git:\/\/|^git@|^(https?:\/\/|ssh:\/\/).*\.git(#.*)?$/;
 
 export const add: Handler<AddInstruction> = async (instr, state, e) => {
   const paths = instr.sources.flatMap((s) => (s.kind === 'path' ? [expand(s.path, state, e)] : []));
   const heredocCount = instr.sources.length - paths.length;
+  const gits: Array<{ raw: string; source: GitSource }> = [];
+  const others: string[] = [];
   for (const p of paths) {
-    if (GIT.test(p)) throw new DockerfileError('ADD from a git repository is not supported yet', e.site);
+    const g = parseGitSource(p, e.site);
+    if (g !== undefined) gits.push({ raw: p, source: g });
+    else others.push(p);
   }
-  const urls = paths.filter((p) => HTTP.test(p));
-  const locals = paths.filter((p) => !HTTP.test(p));
-  const checksum = instr.checksum === undefined ? undefined : parseChecksum(expand(instr.checksum, state, e), e.site);
-  // BuildKit: "checksum can't be specified for non-HTTP(S) sources".
-  if (checksum !== undefined && (locals.length > 0 || heredocCount > 0)) {
+  const urls = others.filter((p) => HTTP.test(p));
+  const locals = others.filter((p) => !HTTP.test(p));
+  const rawChecksum = instr.checksum === undefined ? undefined : expand(instr.checksum, state, e);
+  // BuildKit: "checksum can't be specified for non-HTTP(S) sources"; one for a git source is a commit.
+  if (rawChecksum !== undefined && (locals.length > 0 || heredocCount > 0)) {
     throw new DockerfileError("checksum can't be specified for non-HTTP(S) sources", e.site);
   }
+  if (rawChecksum !== undefined && gits.length > 0 && paths.length > 1) {
+    throw new DockerfileError("checksum can't be specified for multiple sources", e.site);
+  }
+  const checksum = rawChecksum === undefined || gits.length > 0 ? undefined : parseChecksum(rawChecksum, e.site);
+  const gitChecksum = rawChecksum === undefined || gits.length === 0 ? undefined : parseGitChecksum(rawChecksum, e.site);
 
   const rawDest = expand(instr.dest, state, e);
   if (rawDest === '') throw new DockerfileError('ADD requires a destination', e.site);
@@ -55,7 +65,7 @@ export const add: Handler<AddInstruction> = async (instr, state, e) => {
       else plainLocals.push(rel);
     }
   }
-  const total = localCount + urls.length + heredocCount;
+  const total = localCount + urls.length + gits.length + heredocCount;
   const destIsDir = trailing || (await lstat(hostPathInRoot(root, dest)).catch(() => undefined))?.isDirectory() === true;
   if ((total > 1 || locals.some((p) => /[*?[]/.test(p))) && !destIsDir && archives.length !== total) {
     throw new DockerfileError('When using ADD with more than one source file, the destination must be a directory and end with a /', e.site);
@@ -115,6 +125,46 @@ export const add: Handler<AddInstruction> = async (instr, state, e) => {
       await rm(dir, { recursive: true, force: true });
     }
     shown.push(url);
+  }
+
+  // Git repositories: the tree at the ref (or its subdir) copied as a directory's contents.
+  for (const { raw, source } of gits) {
+    if (source.keepGitDir !== undefined && instr.keepGitDir && !source.keepGitDir) {
+      throw new DockerfileError('inconsistent keep-git-dir configuration', e.site);
+    }
+    const wanted = source.checksum === undefined ? gitChecksum : parseGitChecksum(source.checksum, e.site);
+    if (gitChecksum !== undefined && wanted !== gitChecksum) {
+      throw new DockerfileError(`checksum mismatch ${JSON.stringify(gitChecksum)} != ${JSON.stringify(wanted)}`, e.site);
+    }
+    await mkdir(e.runMounts.scratchDir, { recursive: true, mode: 0o755 });
+    const dir = await mkdtemp(join(e.runMounts.scratchDir, 'add-git-'));
+    try {
+      const tree = await fetchGitSource(source, {
+        into: dir,
+        checksum: wanted,
+        keepGitDir: instr.keepGitDir || source.keepGitDir === true,
+        secrets: e.runMounts.secrets,
+        mask: e.runMounts.mask,
+        hostEnv: e.hostEnv,
+        ctx: e.ctx,
+        site: e.site,
+      });
+      await copyIntoRootfs({
+        sourceRoot: tree,
+        sources: [''],
+        multiple: total > 1,
+        destRoot: root,
+        dest: destForCopy,
+        owner: owner ?? { uid: 0, gid: 0 },
+        chmod: chmodValue,
+        excluded: () => false,
+        site: e.site,
+      });
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+    // As written, but never with credentials from the URL's user info.
+    shown.push(raw.replace(/^([a-zA-Z0-9]+:\/\/)[^/@]*@/, '$1'));
   }
 
   const flags = [instr.chown ? `--chown=${instr.chown}` : '', instr.chmod ? `--chmod=${instr.chmod}` : '', instr.checksum ? `--checksum=${instr.checksum}` : '']

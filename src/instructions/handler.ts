@@ -53,8 +53,10 @@ export interface InstructionEnv {
   readonly globalArgs: ReadonlyMap<string, string>;
   /** Proxy build args, which reach RUN without an ARG (docker's predefined ARGs) and stay out of history. */
   readonly runOnlyArgs: ReadonlyMap<string, string>;
-  /** Cache root, scratch space, `--secret`s and the secret mask, for RUN --mount. */
+  /** Cache root, scratch space, `--secret`s and the secret mask, for RUN --mount (and ADD <git URL>). */
   readonly runMounts: RunMountSupport;
+  /** The executor's environment, which host tools run with (git for ADD <git URL>: PATH, HOME, proxies). */
+  readonly hostEnv: Readonly<Record<string, string | undefined>>;
 }
 
 export type FsEffect =

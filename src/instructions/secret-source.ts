@@ -1,7 +1,9 @@
 // `--secret` as buildx reads it (controller/build/parse.go parseSecret, BuildKit's secretsprovider):
 // `id=ID,src=PATH` (alias `source`), `id=ID,env=VAR`, `type=file|env`; with neither src nor env the
 // secret is the environment variable named after the id when it is set, else the file named by the id
-// (secretsprovider.NewStore). A file is only read for the RUN that mounts it.
+// (secretsprovider.NewStore). A file is only read for the RUN that mounts it, or the ADD of a git
+// repository that uses it (GIT_AUTH_TOKEN, GIT_AUTH_HEADER).
+import { readFile } from 'node:fs/promises';
 import { UsageError } from '../errors.js';
 
 export type SecretSource =
@@ -59,4 +61,15 @@ export function parseSecretFlag(value: string, env: Readonly<Record<string, stri
   if (variable === undefined && env[id] === undefined) return { id, source: { kind: 'file', path: id } };
   const name = variable ?? id;
   return { id, source: { kind: 'env', variable: name, value: env[name] } };
+}
+
+/** A `--secret`'s value, read now; undefined when its environment variable is not set. */
+export async function readSecretValue(source: SecretSource): Promise<Buffer | undefined> {
+  switch (source.kind) {
+    case 'env':
+      return source.value === undefined ? undefined : Buffer.from(source.value, 'utf8');
+    case 'file':
+      // The path is the user's own --secret flag, not the Dockerfile's: read it as given.
+      return readFile(source.path);
+  }
 }
