@@ -6,7 +6,7 @@
 import { createHash } from 'node:crypto';
 import type { Instruction } from '../dockerfile/instructions.js';
 import { isGitSource } from '../instructions/add-git.js';
-import { fromSources } from '../instructions/copy-sources.js';
+import { excludeMatcher, selectSources } from '../instructions/copy-select.js';
 import { expand } from '../instructions/expand-in-stage.js';
 import type { InstructionEnv } from '../instructions/handler.js';
 import type { StageState } from '../instructions/stage-state.js';
@@ -48,7 +48,7 @@ export async function keyInstruction(instr: Instruction, state: StageState, env:
       const patterns = instr.sources.flatMap((s) => (s.kind === 'path' ? [expand(s.path, state, env)] : []));
       const urls = instr.kind === 'add' ? patterns.filter(isUrlSource) : patterns.filter((p) => URL_SCHEME.test(p));
       const keyed = urls.length === 0 || (instr.kind === 'add' && instr.checksum !== undefined);
-      const sources = await sourcesDigest(instr, patterns.filter((p) => !urls.includes(p)), env, inputs);
+      const sources = await sourcesDigest(instr, patterns.filter((p) => !urls.includes(p)), state, env, inputs);
       return { chain: chain.next(instr, state, { sources }), cacheable: keyed && settings.copyLayers, keyed };
     }
     case 'workdir':
@@ -60,17 +60,21 @@ export async function keyInstruction(instr: Instruction, state: StageState, env:
   }
 }
 
-async function sourcesDigest(instr: Instruction & { kind: 'copy' | 'add' }, patterns: readonly string[], env: InstructionEnv, inputs: KeyInputs): Promise<string> {
+async function sourcesDigest(instr: Instruction & { kind: 'copy' | 'add' }, patterns: readonly string[], state: StageState, env: InstructionEnv, inputs: KeyInputs): Promise<string> {
   const from = instr.kind === 'copy' ? instr.from : undefined;
-  if (from === undefined) {
-    const sources: string[] = [];
-    for (const p of patterns) sources.push(...(await env.context.resolveSource(p, env.site)));
-    return digestSources({ root: env.context.dir, sources, excluded: (rel, isDir) => env.context.isExcluded(rel, isDir), withOwners: false });
+  if (from !== undefined) {
+    const identity = await inputs.fromIdentity(from);
+    // --exclude and --parents are in the instruction's text, which the chain hashes with the state.
+    if (identity !== undefined) return createHash('sha256').update(JSON.stringify([identity, patterns])).digest('hex');
   }
-  const identity = await inputs.fromIdentity(from);
-  if (identity !== undefined) return createHash('sha256').update(JSON.stringify([identity, patterns])).digest('hex');
-  const root = await env.fromRootfs(from);
-  const sources: string[] = [];
-  for (const p of patterns) sources.push(...(await fromSources(root, p, from, env)));
-  return digestSources({ root, sources, excluded: () => false, withOwners: true });
+  // What the copy reads, selected as it selects (--parents, --exclude, .dockerignore).
+  const selected = await selectSources(instr, patterns, excludeMatcher(instr, state, env), env);
+  return digestSources({
+    root: selected.sourceRoot,
+    sources: selected.sources,
+    excluded: from === undefined ? (rel, isDir) => env.context.isExcluded(rel, isDir) : () => false,
+    ...(selected.exclude === undefined ? {} : { exclude: selected.exclude }),
+    ...(selected.parents === undefined ? {} : { bases: selected.parents }),
+    withOwners: from !== undefined,
+  });
 }

@@ -9,6 +9,7 @@ import { lstat, readdir, readlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { Writable } from 'node:stream';
+import type { IgnoreMatcher } from '../context/dockerignore.js';
 
 export interface SourceTree {
   /** Host directory the sources are relative to (the context, or a stage's or image's rootfs). */
@@ -17,6 +18,10 @@ export interface SourceTree {
   readonly sources: readonly string[];
   /** Whether a root-relative path is left out (.dockerignore); never for `--from` sources. */
   readonly excluded: (rel: string, isDir: boolean) => boolean;
+  /** `--exclude` patterns, matched against paths below each source (below its `bases` entry's pivot with --parents). */
+  readonly exclude?: IgnoreMatcher;
+  /** `COPY --parents`: per source, its path below its pivot (where it goes, and what --exclude sees). */
+  readonly bases?: readonly string[];
   /** Whether owners are part of what is copied (`--from` sources keep theirs). */
   readonly withOwners: boolean;
 }
@@ -24,14 +29,22 @@ export interface SourceTree {
 /** sha256 hex over every source's entries, in a fixed order. */
 export async function digestSources(tree: SourceTree): Promise<string> {
   const h = createHash('sha256');
-  for (const src of tree.sources) {
-    h.update(`source\0${src}\0`);
-    await digestEntry(h, tree, src);
+  for (const [i, src] of tree.sources.entries()) {
+    const base = tree.bases?.[i];
+    h.update(base === undefined ? `source\0${src}\0` : `source\0${src}\0${base}\0`);
+    const ex = tree.exclude;
+    const excludePath = (rel: string): string => {
+      const below = src === '' ? rel : rel.slice(src.length + 1);
+      return base === undefined || base === '' ? below : `${base}/${below}`;
+    };
+    const skip = (rel: string, isDir: boolean): boolean =>
+      tree.excluded(rel, isDir) || (ex !== undefined && ex.matches(excludePath(rel)) && !(isDir && ex.hasExceptions));
+    await digestEntry(h, tree, src, skip);
   }
   return h.digest('hex');
 }
 
-async function digestEntry(h: Hash, tree: SourceTree, rel: string): Promise<void> {
+async function digestEntry(h: Hash, tree: SourceTree, rel: string, skip: (rel: string, isDir: boolean) => boolean): Promise<void> {
   const path = rel === '' ? tree.root : join(tree.root, rel);
   const st = await lstat(path);
   const owner = tree.withOwners ? `${st.uid}:${st.gid}` : '';
@@ -42,8 +55,8 @@ async function digestEntry(h: Hash, tree: SourceTree, rel: string): Promise<void
     for (const name of names) {
       const child = rel === '' ? name : `${rel}/${name}`;
       const childStat = await lstat(join(tree.root, child));
-      if (tree.excluded(child, childStat.isDirectory())) continue;
-      await digestEntry(h, tree, child);
+      if (skip(child, childStat.isDirectory())) continue;
+      await digestEntry(h, tree, child, skip);
     }
     return;
   }

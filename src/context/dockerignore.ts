@@ -44,7 +44,8 @@ export class IgnoreMatcher {
   /** Whether any `!` exception exists: an excluded directory may then still hold included files. */
   readonly hasExceptions: boolean;
 
-  constructor(patterns: readonly string[]) {
+  /** `label` names where the patterns come from in errors (`.dockerignore`, `--exclude`). */
+  constructor(patterns: readonly string[], label = '.dockerignore') {
     const compiled: CompiledPattern[] = [];
     for (const raw of patterns) {
       let p = raw.trim();
@@ -52,7 +53,7 @@ export class IgnoreMatcher {
       p = cleanPath(p);
       let exclusion = false;
       if (p.startsWith('!')) {
-        if (p.length === 1) throw new ContextError('.dockerignore: illegal exclusion pattern: "!"');
+        if (p.length === 1) throw new ContextError(`${label}: illegal exclusion pattern: "!"`);
         exclusion = true;
         p = p.slice(1);
       }
@@ -60,10 +61,10 @@ export class IgnoreMatcher {
       try {
         goMatch(p, '.');
       } catch (err) {
-        if (err instanceof BadPatternError) throw new ContextError(`.dockerignore: syntax error in pattern ${JSON.stringify(p)}`);
+        if (err instanceof BadPatternError) throw new ContextError(`${label}: syntax error in pattern ${JSON.stringify(p)}`);
         throw err;
       }
-      compiled.push({ source: p, exclusion, test: compilePattern(p) });
+      compiled.push({ source: p, exclusion, test: compilePattern(p, label) });
     }
     this.#compiled = compiled;
     this.patterns = [...patterns];
@@ -91,7 +92,7 @@ export class IgnoreMatcher {
 }
 
 /** patternmatcher's compile: exact, prefix (`a/**`), suffix (`**\/a`) or a regexp. */
-function compilePattern(pattern: string): (path: string) => boolean {
+function compilePattern(pattern: string, label: string): (path: string) => boolean {
   const chars = [...pattern];
   let re = '^';
   type Kind = 'exact' | 'prefix' | 'suffix' | 'regexp';
@@ -154,7 +155,7 @@ function compilePattern(pattern: string): (path: string) => boolean {
       try {
         regexp = new RegExp(`${re}$`);
       } catch (err) {
-        throw new ContextError(`.dockerignore: syntax error in pattern ${JSON.stringify(pattern)}`, { cause: err });
+        throw new ContextError(`${label}: syntax error in pattern ${JSON.stringify(pattern)}`, { cause: err });
       }
       return (path) => regexp.test(path);
     }

@@ -11,6 +11,7 @@ import { detectArchive, extractArchive } from './add-archive.js';
 import { fetchGitSource, parseGitChecksum, parseGitSource, type GitSource } from './add-git.js';
 import { download, parseChecksum } from './add-remote.js';
 import { copyIntoRootfs, parseChmod } from './copy-files.js';
+import { dropExcludedMatches, excludeMatcher } from './copy-select.js';
 import { planCopy } from './copy-sources.js';
 import { expand } from './expand-in-stage.js';
 import { FS_CHANGED, fsPaths, type Handler } from './handler.js';
@@ -50,13 +51,16 @@ export const add: Handler<AddInstruction> = async (instr, state, e) => {
     throw new DockerfileError((err as Error).message, e.site, { cause: err });
   });
   const chmodValue = instr.chmod === undefined ? undefined : parseChmod(expand(instr.chmod, state, e), e.site);
+  // --exclude: below local directories and git trees, and on wildcard matches; never inside an archive
+  // (BuildKit unpacks before its copier filters) nor on a URL's single file.
+  const exclude = excludeMatcher(instr, state, e);
 
   // Which local sources are archives: by content, whatever their names.
   const archives: Array<{ rel: string; compression: Awaited<ReturnType<typeof detectArchive>> }> = [];
   const plainLocals: string[] = [];
   let localCount = 0;
   for (const p of locals) {
-    for (const rel of await e.context.resolveSource(p, e.site)) {
+    for (const rel of dropExcludedMatches(p, await e.context.resolveSource(p, e.site), exclude)) {
       localCount++;
       const host = rel === '' ? e.context.dir : join(e.context.dir, rel);
       const st = await lstat(host);
@@ -158,6 +162,7 @@ export const add: Handler<AddInstruction> = async (instr, state, e) => {
         owner: owner ?? { uid: 0, gid: 0 },
         chmod: chmodValue,
         excluded: () => false,
+        ...(exclude === undefined ? {} : { exclude }),
         site: e.site,
       });
     } finally {

@@ -38,6 +38,7 @@ import {
 import { copyFile } from 'node:fs/promises';
 import { join, posix } from 'node:path';
 import { setImmediate as yieldToLoop } from 'node:timers/promises';
+import type { IgnoreMatcher } from '../context/dockerignore.js';
 import { DockerfileError } from '../errors.js';
 import { mkdirAllInRootSync, type DirInRoot, type Owner } from '../rootfs/in-root.js';
 import { resolveInRoot } from '../rootfs/root-path.js';
@@ -61,6 +62,17 @@ export interface CopyRequest {
    * directory answered false is entered (an excluded one may hold re-included files).
    */
   readonly excluded: (relPath: string, isDir: boolean) => boolean;
+  /**
+   * `--exclude` patterns, matched against each entry's path below its source (with `parents`, below
+   * the pivot: the source's `parents` path joined with the path below it). Never asked for a source itself.
+   */
+  readonly exclude?: IgnoreMatcher;
+  /**
+   * `COPY --parents`: per source, its path below its pivot; the source is copied to `<dest>/<that path>`
+   * (the destination is a directory), the directories on the way made with the metadata of the source's
+   * own parent directories, and a source that is a symlink is copied as one.
+   */
+  readonly parents?: readonly string[];
   readonly site: InstructionSite;
 }
 
@@ -71,12 +83,17 @@ export function parseChmod(spec: string, site: InstructionSite): number {
 }
 
 export async function copyIntoRootfs(req: CopyRequest): Promise<void> {
+  if (req.parents !== undefined) {
+    await copyWithParents(req, req.parents);
+    return;
+  }
   const destIsDir = req.dest.endsWith('/') || isDirInRoot(req.destRoot, req.dest);
   if (req.multiple && !destIsDir) {
     throw new DockerfileError('When using COPY with more than one source file, the destination must be a directory and end with a /', req.site);
   }
   const copier = new TreeCopier(req);
   for (const rel of req.sources) {
+    copier.source(rel, '');
     const srcHost = join(req.sourceRoot, rel);
     // A source naming a symlink arrives already resolved to its target when that stays inside the
     // source root (BuildKit's FollowSymlinks); one that would leave it arrives as the link itself.
@@ -106,6 +123,38 @@ export async function copyIntoRootfs(req: CopyRequest): Promise<void> {
     const parent = copier.destDir(posix.dirname(normal)).resolved;
     await copier.entry(srcHost, st, join2(parent, posix.basename(normal)), target, rel);
   }
+}
+
+/** `COPY --parents`: each source to `<dest>/<its path below the pivot>` (see CopyRequest.parents). */
+async function copyWithParents(req: CopyRequest, keeps: readonly string[]): Promise<void> {
+  const copier = new TreeCopier(req);
+  const destAbs = posix.normalize(req.dest);
+  const destTop = copier.destDir(destAbs);
+  /** Parent directories this copy made, with the source directory whose metadata they take (applied last). */
+  const made: Array<{ host: string; st: Stats }> = [];
+  for (const [i, rel] of req.sources.entries()) {
+    const keep = keeps[i] ?? '';
+    copier.source(rel, keep);
+    const srcHost = rel === '' ? req.sourceRoot : join(req.sourceRoot, rel);
+    const st = lstatSync(srcHost);
+    if (keep === '') {
+      // The pivot itself (`x/./`): its contents, as a directory source.
+      await copier.tree(srcHost, rel, destTop.resolved, destAbs);
+      continue;
+    }
+    const parts = keep.split('/');
+    const pivotRel = rel.slice(0, rel.length - keep.length).replace(/\/$/, '');
+    for (let j = 1; j < parts.length; j++) {
+      const sub = parts.slice(0, j).join('/');
+      const dir = copier.destDir(posix.join(destAbs, sub));
+      if (dir.created) made.push({ host: copier.host(dir.resolved), st: lstatSync(join(req.sourceRoot, pivotRel, sub)) });
+    }
+    const target = posix.join(destAbs, keep);
+    const parent = copier.destDir(posix.dirname(target)).resolved;
+    await copier.entry(srcHost, st, join2(parent, posix.basename(target)), target, rel);
+  }
+  // Deepest first, after their contents: a read-only mode would stop the writes below it.
+  for (const m of made.reverse()) copier.applyMeta(m.host, m.st, false);
 }
 
 function isDirInRoot(root: string, abs: string): boolean {
@@ -139,11 +188,39 @@ class TreeCopier {
   readonly #dirs = new Map<string, string>();
   #buf: Buffer | undefined;
   #sinceYield = 0;
+  /** The source being copied (root-relative) and its path for --exclude matching (see `source`). */
+  #srcRel = '';
+  #excludeBase = '';
 
   constructor(req: CopyRequest) {
     this.#req = req;
     this.#rootSlash = req.destRoot.endsWith('/') ? req.destRoot : `${req.destRoot}/`;
     this.#createdOwner = req.owner === 'preserve' ? { uid: 0, gid: 0 } : req.owner;
+  }
+
+  /** Starts a source: entries below root-relative `rel` are matched against --exclude as `<base>/<path below rel>`. */
+  source(rel: string, base: string): void {
+    this.#srcRel = rel;
+    this.#excludeBase = base;
+  }
+
+  /** An entry's path for --exclude matching (see `source`). */
+  #excludePath(rel: string): string {
+    const below = this.#srcRel === '' ? rel : rel.slice(this.#srcRel.length + 1);
+    return join2(this.#excludeBase, below);
+  }
+
+  /** Whether an entry is left out: .dockerignore, or --exclude (a directory: unless an exception may re-include something in it). */
+  #skipped(rel: string, isDir: boolean): boolean {
+    if (this.#req.excluded(rel, isDir)) return true;
+    const ex = this.#req.exclude;
+    return ex !== undefined && ex.matches(this.#excludePath(rel)) && !(isDir && ex.hasExceptions);
+  }
+
+  /** Whether an entry itself is excluded (a directory may still be entered for exceptions). */
+  #matched(rel: string): boolean {
+    if (this.#req.excluded(rel, false)) return true;
+    return this.#req.exclude?.matches(this.#excludePath(rel)) ?? false;
   }
 
   /** `mkdir -p` of a destination directory, resolved inside the root; `created` only the first time. */
@@ -171,11 +248,11 @@ class TreeCopier {
     entries.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
     for (const ent of entries) {
       const rel = relDir === '' ? ent.name : `${relDir}/${ent.name}`;
-      if (req.excluded(rel, ent.isDirectory())) continue;
+      if (this.#skipped(rel, ent.isDirectory())) continue;
       const src = join(srcDir, ent.name);
-      // A directory .dockerignore excludes is entered only for `!` exceptions, and sent only when one
-      // of them re-includes something below it (BuildKit's fsutil walker emits such parents lazily).
-      if (ent.isDirectory() && req.excluded(rel, false) && !keepsSomething(req, src, rel)) continue;
+      // A directory .dockerignore or --exclude excludes is entered only for `!` exceptions, and sent only
+      // when one of them re-includes something below it (BuildKit's fsutil walker emits such parents lazily).
+      if (ent.isDirectory() && this.#matched(rel) && !keepsSomething((r) => this.#matched(r), src, rel)) continue;
       const st = lstatSync(src);
       const shown = shownDir.endsWith('/') ? `${shownDir}${ent.name}` : `${shownDir}/${ent.name}`;
       await this.entry(src, st, join2(destDir, ent.name), shown, rel);
@@ -307,12 +384,12 @@ class TreeCopier {
   }
 }
 
-/** Whether anything below an excluded directory is re-included by a .dockerignore exception. */
-function keepsSomething(req: CopyRequest, srcDir: string, relDir: string): boolean {
+/** Whether anything below an excluded directory is re-included by an exception (`matched` false). */
+function keepsSomething(matched: (rel: string) => boolean, srcDir: string, relDir: string): boolean {
   for (const ent of readdirSync(srcDir, { withFileTypes: true })) {
     const rel = `${relDir}/${ent.name}`;
-    if (!req.excluded(rel, false)) return true;
-    if (ent.isDirectory() && keepsSomething(req, join(srcDir, ent.name), rel)) return true;
+    if (!matched(rel)) return true;
+    if (ent.isDirectory() && keepsSomething(matched, join(srcDir, ent.name), rel)) return true;
   }
   return false;
 }

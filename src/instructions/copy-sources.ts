@@ -1,13 +1,12 @@
 // Turns COPY/ADD operands into CopyRequests: variable expansion, destination relative to WORKDIR,
 // sources from the context, from another stage or image (`--from`, wildcards included), or inline
 // heredoc files; ownership and mode flags.
-import { chmod, lstat, mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { chmod, lstat, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { join, posix } from 'node:path';
-import { goMatch, hasMeta } from '../context/go-path.js';
 import type { AddInstruction, CopyInstruction } from '../dockerfile/instructions.js';
 import { DockerfileError } from '../errors.js';
-import { cleanEntryName, resolveInRoot } from '../rootfs/root-path.js';
 import { parseChmod, type CopyRequest } from './copy-files.js';
+import { excludeMatcher, selectSources } from './copy-select.js';
 import { expand } from './expand-in-stage.js';
 import type { InstructionEnv } from './handler.js';
 import { expandHeredocBody } from './heredoc-expand.js';
@@ -53,21 +52,16 @@ export async function planCopy(instr: CopyInstruction | AddInstruction, state: S
   let dest = posix.resolve(state.config.WorkingDir || '/', rawDest);
   if (trailing && !dest.endsWith('/')) dest += '/';
   const from = instr.kind === 'copy' ? instr.from : undefined;
+  const parents = instr.kind === 'copy' && instr.parents;
+  // With --parents the destination is always a directory (BuildKit copies the pivot's contents into it).
+  if (parents && !dest.endsWith('/')) dest += '/';
   const patterns = pathsOverride ?? instr.sources.flatMap((s) => (s.kind === 'path' ? [expand(s.path, state, e)] : []));
   const heredocCount = instr.sources.filter((s) => s.kind === 'heredoc').length;
-  if (instr.exclude.length > 0) throw new DockerfileError(`${kind} --exclude is not supported yet`, e.site);
-  if (instr.kind === 'copy' && instr.parents) throw new DockerfileError('COPY --parents is not supported yet', e.site);
+  const exclude = excludeMatcher(instr, state, e);
 
-  let sourceRoot: string;
-  const sources: string[] = [];
-  if (from === undefined) {
-    sourceRoot = e.context.dir;
-    for (const p of patterns) sources.push(...(await e.context.resolveSource(p, e.site)));
-  } else {
-    sourceRoot = await e.fromRootfs(from);
-    for (const p of patterns) sources.push(...(await fromSources(sourceRoot, p, from, e)));
-  }
-  const destRoot = (await deferrable(instr, trailing, sourceRoot, sources, heredocCount)) ? ((await e.deltaRootfs()) ?? (await e.rootfs())) : await e.rootfs();
+  const selected = await selectSources(instr, patterns, exclude, e);
+  const { sourceRoot, sources } = selected;
+  const destRoot = (await deferrable(instr, trailing || parents, sourceRoot, sources, heredocCount)) ? ((await e.deltaRootfs()) ?? (await e.rootfs())) : await e.rootfs();
   const owner = instr.chown !== undefined ? await resolveChown(destRoot, expand(instr.chown, state, e)).catch((err: unknown) => {
     throw new DockerfileError((err as Error).message, e.site, { cause: err });
   }) : from === undefined ? { uid: 0, gid: 0 } : 'preserve' as const;
@@ -85,6 +79,8 @@ export async function planCopy(instr: CopyInstruction | AddInstruction, state: S
       owner,
       chmod: chmodValue,
       excluded: from === undefined ? (rel, isDir) => e.context.isExcluded(rel, isDir) : () => false,
+      ...(selected.exclude === undefined ? {} : { exclude: selected.exclude }),
+      ...(selected.parents === undefined ? {} : { parents: selected.parents }),
       site: e.site,
     });
   }
@@ -103,7 +99,7 @@ export async function planCopy(instr: CopyInstruction | AddInstruction, state: S
     });
   }
   const shown = [...sources.map((s) => s || '.'), ...(heredocs?.names.map((n) => `<<${n}`) ?? [])];
-  const flags = [from !== undefined ? `--from=${from}` : '', instr.chown ? `--chown=${instr.chown}` : '', instr.chmod ? `--chmod=${instr.chmod}` : '']
+  const flags = [from !== undefined ? `--from=${from}` : '', parents ? '--parents' : '', instr.chown ? `--chown=${instr.chown}` : '', instr.chmod ? `--chmod=${instr.chmod}` : '']
     .filter(Boolean)
     .join(' ');
   return {
@@ -128,46 +124,4 @@ async function deferrable(instr: CopyInstruction | AddInstruction, trailing: boo
   if (heredocs > 0 || sources.length !== 1) return false;
   const st = await lstat(join(sourceRoot, sources[0] ?? '')).catch(() => undefined);
   return st?.isDirectory() === true;
-}
-
-/**
- * A `--from` source inside another stage's or image's rootfs: symlinks resolved inside that root, a
- * path climbing out of it refused, wildcards matched per path segment with Go's filepath.Match as
- * BuildKit does (matches in lexical order; none is an error).
- */
-export async function fromSources(root: string, pattern: string, from: string, e: InstructionEnv): Promise<string[]> {
-  const cleaned = cleanEntryName(pattern);
-  if (cleaned === null) throw new DockerfileError(`COPY --from=${from} source ${JSON.stringify(pattern)} is outside the stage's root`, e.site);
-  if (!GLOB.test(cleaned)) return [resolveInRoot(root, cleaned)];
-  const segments = cleaned.split('/');
-  let found = [''];
-  for (const seg of segments) {
-    const next: string[] = [];
-    for (const dir of found) {
-      if (!hasMeta(seg)) {
-        next.push(dir === '' ? seg : `${dir}/${seg}`);
-        continue;
-      }
-      const hostDir = join(root, resolveInRoot(root, dir));
-      const names = await readdir(hostDir).catch(() => [] as string[]);
-      names.sort();
-      for (const n of names) {
-        let ok: boolean;
-        try {
-          ok = goMatch(seg, n);
-        } catch (err) {
-          throw new DockerfileError(`bad pattern ${JSON.stringify(pattern)}: ${(err as Error).message}`, e.site, { cause: err });
-        }
-        if (ok) next.push(dir === '' ? n : `${dir}/${n}`);
-      }
-    }
-    found = next;
-  }
-  const resolved: string[] = [];
-  for (const p of found) {
-    const r = resolveInRoot(root, p);
-    if ((await lstat(join(root, r)).catch(() => undefined)) !== undefined) resolved.push(r);
-  }
-  if (resolved.length === 0) throw new DockerfileError(`no source files were specified: ${pattern} matches nothing in --from=${from}`, e.site);
-  return resolved;
 }

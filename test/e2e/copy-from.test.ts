@@ -49,11 +49,61 @@ describe('COPY --from', () => {
     expect(r.stderr).toMatch(/Dockerfile:3 COPY .*matches nothing/);
   });
 
-  it('refuses COPY --parents and --exclude clearly rather than ignoring them', async () => {
-    const r = await buildToLayout({ 'a.txt': 'a', Dockerfile: `FROM ${images.busybox}\nCOPY --exclude=*.md a.txt /x/\n` });
+  it('refuses ADD --parents (BuildKit has the flag on COPY only) and a malformed --exclude, naming the line', async () => {
+    const r = await buildToLayout({ 'a.txt': 'a', Dockerfile: `FROM ${images.busybox}\nADD --parents a.txt /x/\n` });
     await r.cleanup();
     expect(r.code).toBe(1);
-    expect(r.stderr).toContain('--exclude is not supported yet');
+    expect(r.stderr).toMatch(/Dockerfile:2 ADD .*unknown flag: --parents/);
+    const bad = await buildToLayout({ 'a.txt': 'a', Dockerfile: `FROM ${images.busybox}\nCOPY --exclude=[ a.txt /x/\n` });
+    await bad.cleanup();
+    expect(bad.code).toBe(1);
+    expect(bad.stderr).toMatch(/Dockerfile:2 COPY .*--exclude: syntax error in pattern "\["/);
+  });
+});
+
+describe('COPY --exclude and --parents in a stage that unpacks its base, and from an image', () => {
+  let b: LayoutBuild;
+  beforeAll(async () => {
+    b = await buildToLayout({
+      'src/a.txt': 'a',
+      'src/x/b.txt': 'b',
+      'src/x/c.log': 'c',
+      'x/y/z.txt': 'z',
+      Dockerfile: [
+        `FROM ${images.busybox}`,
+        'RUN mkdir -p /pre',
+        'COPY --parents --exclude=**/*.log src/**/*.txt src/x/c.log ./x/./y/z.txt /p/',
+        `COPY --exclude=passwd --from=${images.busybox} /etc /etc-copy/`,
+        `COPY --parents --from=${images.busybox} /./etc/group /img/`,
+        'RUN ls -R /p /img > /listing',
+        '',
+      ].join('\n'),
+    });
+  });
+  afterAll(async () => b?.cleanup());
+
+  it('builds', () => {
+    expect(b.stderr).not.toContain('error building image');
+    expect(b.code).toBe(0);
+  });
+
+  it('keeps the parents of each match, a literal source too, and leaves excluded matches out', async () => {
+    expect(await b.file('p/src/a.txt')).toBe('a');
+    expect(await b.file('p/src/x/b.txt')).toBe('b');
+    expect(await b.file('p/y/z.txt')).toBe('z');
+    expect(await lstat(join(b.image?.rootfs ?? '/nonexistent', 'p/src/x/c.log')).catch(() => undefined)).toBeUndefined();
+    expect(await b.file('listing')).toContain('/p/src/x');
+  });
+
+  it('applies --exclude and --parents to an image source', async () => {
+    expect(await b.file('etc-copy/group')).toContain('root');
+    expect(await lstat(join(b.image?.rootfs ?? '/nonexistent', 'etc-copy/passwd')).catch(() => undefined)).toBeUndefined();
+    expect(await b.file('img/etc/group')).toContain('root');
+  });
+
+  it('records --parents in the history, as BuildKit does', async () => {
+    const history = (await b.config()).history?.map((h) => h.created_by ?? '') ?? [];
+    expect(history.some((h) => h.startsWith('COPY --parents '))).toBe(true);
   });
 });
 
