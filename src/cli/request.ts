@@ -20,7 +20,31 @@ import type { GitLabCiCredentials } from '../registry/keychain.js';
 import { parseRegistryMap } from '../registry/registry-map.js';
 import type { ClientCertificatePaths } from '../registry/tls-files.js';
 
+/** Flags the executor and the warmer share: how registries are reached. */
+export const registryFlagsShape = {
+  insecure: z.boolean(),
+  insecurePull: z.boolean(),
+  insecureRegistry: z.array(z.string()),
+  skipTlsVerify: z.boolean(),
+  skipTlsVerifyPull: z.boolean(),
+  skipTlsVerifyRegistry: z.array(z.string()),
+  registryMirror: z.array(z.string()),
+  registryMap: z.array(z.string()),
+  skipDefaultRegistryFallback: z.boolean(),
+  registryCertificate: z.array(z.string()),
+  registryClientCert: z.array(z.string()),
+};
+
+/** Flags the executor and the warmer share: logging. */
+export const logFlagsShape = {
+  verbosity: z.enum(['panic', 'fatal', 'error', 'warn', 'info', 'debug', 'trace']),
+  logFormat: z.enum(['text', 'color', 'json']),
+  logTimestamp: z.boolean(),
+};
+
 const flagsSchema = z.object({
+  ...registryFlagsShape,
+  ...logFlagsShape,
   dockerfile: z.string().min(1),
   context: z.string().min(1),
   contextSubPath: z.string().optional(),
@@ -32,20 +56,11 @@ const flagsSchema = z.object({
   digestFile: z.string().optional(),
   imageNameWithDigestFile: z.string().optional(),
   imageNameTagWithDigestFile: z.string().optional(),
-  insecure: z.boolean(),
-  insecurePull: z.boolean(),
-  insecureRegistry: z.array(z.string()),
-  skipTlsVerify: z.boolean(),
-  skipTlsVerifyPull: z.boolean(),
-  skipTlsVerifyRegistry: z.array(z.string()),
   buildArg: z.array(z.string()),
   target: z.string().optional(),
   label: z.array(z.string()),
   customPlatform: z.string().optional(),
   platform: z.string().optional(),
-  verbosity: z.enum(['panic', 'fatal', 'error', 'warn', 'info', 'debug', 'trace']),
-  logFormat: z.enum(['text', 'color', 'json']),
-  logTimestamp: z.boolean(),
   cleanup: z.boolean(),
   kanikoDir: z.string().optional(),
   cache: z.boolean(),
@@ -81,11 +96,6 @@ const flagsSchema = z.object({
   mountCacheDir: z.string().optional(),
   skipPushPermissionCheck: z.boolean(),
   pushIgnoreImmutableTagErrors: z.boolean(),
-  registryMirror: z.array(z.string()),
-  registryMap: z.array(z.string()),
-  skipDefaultRegistryFallback: z.boolean(),
-  registryCertificate: z.array(z.string()),
-  registryClientCert: z.array(z.string()),
 });
 export type ExecutorFlags = z.infer<typeof flagsSchema>;
 

@@ -10,7 +10,7 @@ import { UsageError } from '../errors.js';
 import { parsePlatform } from '../oci/platform.js';
 import type { Platform } from '../oci/schemas.js';
 import { parseRegistryMap } from '../registry/registry-map.js';
-import { DEFAULT_CACHE_DIR, clientCertificates, dockerConfigDir, gitLabCi, keyValue, parseBuildArgs, type Environment } from './request.js';
+import { DEFAULT_CACHE_DIR, clientCertificates, dockerConfigDir, gitLabCi, keyValue, logFlagsShape, parseBuildArgs, registryFlagsShape, type Environment } from './request.js';
 
 const collect = (value: string, previous: string[]): string[] => [...previous, value];
 
@@ -59,6 +59,8 @@ export function renameWarmerFlags(args: readonly string[]): string[] {
 }
 
 const warmerFlagsSchema = z.object({
+  ...registryFlagsShape,
+  ...logFlagsShape,
   image: z.array(z.string()),
   cacheDir: z.string().min(1),
   force: z.boolean(),
@@ -66,20 +68,6 @@ const warmerFlagsSchema = z.object({
   dockerfile: z.string().min(1).optional(),
   buildArg: z.array(z.string()),
   customPlatform: z.string().optional(),
-  insecure: z.boolean(),
-  insecurePull: z.boolean(),
-  insecureRegistry: z.array(z.string()),
-  skipTlsVerify: z.boolean(),
-  skipTlsVerifyPull: z.boolean(),
-  skipTlsVerifyRegistry: z.array(z.string()),
-  registryCertificate: z.array(z.string()),
-  registryClientCert: z.array(z.string()),
-  registryMirror: z.array(z.string()),
-  registryMap: z.array(z.string()),
-  skipDefaultRegistryFallback: z.boolean(),
-  verbosity: z.enum(['panic', 'fatal', 'error', 'warn', 'info', 'debug', 'trace']),
-  logFormat: z.enum(['text', 'color', 'json']),
-  logTimestamp: z.boolean(),
 });
 export type WarmerFlags = z.infer<typeof warmerFlagsSchema>;
 
