@@ -49,6 +49,35 @@ async function loadMain(name = 'main') {
 }
 
 /**
+ * Runs the CLI entry `name` as the process: its resolved value is the exit code. What a top-level await
+ * gave an ES module for free: if the event loop empties while it is still pending (a promise nothing
+ * will settle), fail as Node would (13), never exit 0. `what` names it in that message.
+ * @param {'main' | 'warmerMain'} name
+ * @param {string} what
+ */
+function runMain(name, what) {
+  let settled = false;
+  process.on('exit', (code) => {
+    if (!settled && code === 0) {
+      process.exitCode = 13;
+      process.stderr.write(`${what} never finished (the event loop emptied while it was pending)\n`);
+    }
+  });
+  loadMain(name)
+    .then((main) => main(process.argv, process.env))
+    .then(
+      (code) => {
+        settled = true;
+        process.exitCode = code;
+      },
+      (err) => {
+        settled = true;
+        throw err;
+      },
+    );
+}
+
+/**
  * Compiles and runs the bundle as Node's CommonJS loader would (the same wrapper, so stack traces keep
  * its line numbers), with its code cache when one matches; an `import()` left in it works as in a file
  * Node loaded itself.
@@ -94,4 +123,4 @@ function writeCache(file, script) {
   renameSync(`${file}.v8cache.tmp`, `${file}.v8cache`);
 }
 
-module.exports = { BUNDLE, BUNDLE_ID_PREFIX, BUNDLE_ID_LENGTH, loadMain, runBundle, writeCache };
+module.exports = { BUNDLE, BUNDLE_ID_PREFIX, BUNDLE_ID_LENGTH, loadMain, runBundle, runMain, writeCache };

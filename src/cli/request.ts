@@ -35,6 +35,26 @@ export const registryFlagsShape = {
   registryClientCert: z.array(z.string()),
 };
 
+type RegistryFlags = z.infer<z.ZodObject<typeof registryFlagsShape>>;
+
+/** What both commands derive from the registry flags and the environment: routes, trust, GitLab CI credentials. */
+export function registryRoutesFrom(
+  flags: RegistryFlags,
+  env: Environment['env'],
+): Pick<BuildRequest['registry'], 'registryMap' | 'skipDefaultRegistryFallback' | 'registryCertificates' | 'registryClientCertificates' | 'gitLabCi'> {
+  return {
+    // kaniko's order: --registry-map, then KANIKO_REGISTRY_MAP, then the mirrors as index.docker.io maps.
+    registryMap: parseRegistryMap(
+      [...flags.registryMap, ...(env['KANIKO_REGISTRY_MAP'] !== undefined ? [env['KANIKO_REGISTRY_MAP']] : [])],
+      [...flags.registryMirror, ...(env['KANIKO_REGISTRY_MIRROR'] !== undefined ? [env['KANIKO_REGISTRY_MIRROR']] : [])],
+    ),
+    skipDefaultRegistryFallback: flags.skipDefaultRegistryFallback,
+    registryCertificates: new Map(flags.registryCertificate.map((c) => keyValue('--registry-certificate', c))),
+    registryClientCertificates: clientCertificates(flags.registryClientCert),
+    gitLabCi: gitLabCi(env),
+  };
+}
+
 /** Flags the executor and the warmer share: logging. */
 export const logFlagsShape = {
   verbosity: z.enum(['panic', 'fatal', 'error', 'warn', 'info', 'debug', 'trace']),
@@ -129,7 +149,7 @@ function gitAuth(env: Readonly<Record<string, string | undefined>>): GitAuth | u
   return username !== '' || password !== '' ? { username, password } : undefined;
 }
 
-export function keyValue(flag: string, s: string): [string, string] {
+function keyValue(flag: string, s: string): [string, string] {
   const i = s.indexOf('=');
   if (i <= 0) throw new UsageError(`invalid ${flag} ${JSON.stringify(s)}: want KEY=VALUE`);
   return [s.slice(0, i), s.slice(i + 1)];
@@ -166,7 +186,7 @@ export function dockerConfigDir(e: Pick<Environment, 'env' | 'exists' | 'homeDir
 }
 
 /** kaniko's GitLab helper reads these three; all must be set for it to apply. */
-export function gitLabCi(env: Environment['env']): GitLabCiCredentials | undefined {
+function gitLabCi(env: Environment['env']): GitLabCiCredentials | undefined {
   const registry = env['CI_REGISTRY'];
   const username = env['CI_REGISTRY_USER'];
   const password = env['CI_REGISTRY_PASSWORD'];
@@ -174,7 +194,7 @@ export function gitLabCi(env: Environment['env']): GitLabCiCredentials | undefin
   return { registry, username, password };
 }
 
-export function clientCertificates(values: readonly string[]): Map<string, ClientCertificatePaths> {
+function clientCertificates(values: readonly string[]): Map<string, ClientCertificatePaths> {
   return new Map(
     values.map((v) => {
       const [host, paths] = keyValue('--registry-client-cert', v);
@@ -319,15 +339,7 @@ export async function buildRequestFrom(flags: ExecutorFlags, e: Environment): Pr
       imageDownloadRetry: Math.max(Number(flags.imageDownloadRetry), Number(flags.imageFsExtractRetry)),
       skipPushPermissionCheck: flags.skipPushPermissionCheck,
       pushIgnoreImmutableTagErrors: flags.pushIgnoreImmutableTagErrors,
-      // kaniko's order: --registry-map, then KANIKO_REGISTRY_MAP, then the mirrors as index.docker.io maps.
-      registryMap: parseRegistryMap(
-        [...flags.registryMap, ...(e.env['KANIKO_REGISTRY_MAP'] !== undefined ? [e.env['KANIKO_REGISTRY_MAP']] : [])],
-        [...flags.registryMirror, ...(e.env['KANIKO_REGISTRY_MIRROR'] !== undefined ? [e.env['KANIKO_REGISTRY_MIRROR']] : [])],
-      ),
-      skipDefaultRegistryFallback: flags.skipDefaultRegistryFallback,
-      registryCertificates: new Map(flags.registryCertificate.map((c) => keyValue('--registry-certificate', c))),
-      registryClientCertificates: clientCertificates(flags.registryClientCert),
-      gitLabCi: gitLabCi(e.env),
+      ...registryRoutesFrom(flags, e.env),
     },
     outputs: {
       destinations,

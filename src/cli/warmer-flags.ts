@@ -1,6 +1,5 @@
 // The warmer's flags, with kaniko's names (cmd/warmer/cmd/root.go), and argv + env -> a WarmRequest.
 // The warmer only pulls: `--insecure` and `--skip-tls-verify` (kiln) mean their `-pull` forms.
-import { flagsFrom } from './run-command.js';
 import { resolve } from 'node:path';
 import { Command, Option } from 'commander';
 import { z } from 'zod';
@@ -9,8 +8,8 @@ import { parseGoDuration } from '../dockerfile/duration.js';
 import { UsageError } from '../errors.js';
 import { parsePlatform } from '../oci/platform.js';
 import type { Platform } from '../oci/schemas.js';
-import { parseRegistryMap } from '../registry/registry-map.js';
-import { DEFAULT_CACHE_DIR, clientCertificates, dockerConfigDir, gitLabCi, keyValue, logFlagsShape, parseBuildArgs, registryFlagsShape, type Environment } from './request.js';
+import { DEFAULT_CACHE_DIR, dockerConfigDir, logFlagsShape, parseBuildArgs, registryFlagsShape, registryRoutesFrom, type Environment } from './request.js';
+import { flagsFrom } from './run-command.js';
 
 const collect = (value: string, previous: string[]): string[] => [...previous, value];
 
@@ -105,14 +104,7 @@ export function warmRequestFrom(flags: WarmerFlags, e: Pick<Environment, 'env' |
       skipTlsVerifyRegistries: flags.skipTlsVerifyRegistry,
       dockerConfigDir: dockerConfigDir(e),
       imageDownloadRetry: 0,
-      registryMap: parseRegistryMap(
-        [...flags.registryMap, ...(e.env['KANIKO_REGISTRY_MAP'] !== undefined ? [e.env['KANIKO_REGISTRY_MAP']] : [])],
-        [...flags.registryMirror, ...(e.env['KANIKO_REGISTRY_MIRROR'] !== undefined ? [e.env['KANIKO_REGISTRY_MIRROR']] : [])],
-      ),
-      skipDefaultRegistryFallback: flags.skipDefaultRegistryFallback,
-      registryCertificates: new Map(flags.registryCertificate.map((c) => keyValue('--registry-certificate', c))),
-      registryClientCertificates: clientCertificates(flags.registryClientCert),
-      gitLabCi: gitLabCi(e.env),
+      ...registryRoutesFrom(flags, e.env),
     },
   };
 }
