@@ -1,5 +1,8 @@
 /*
- * /kaniko/executor: the executor image's entrypoint, linked statically.
+ * /kaniko/executor: the executor image's entrypoint, linked statically. The same file, hard-linked, is
+ * /kaniko/warmer (kaniko's base-image cache warmer) and /kaniko/bin/zstd (Debian's zstd, which kiln runs
+ * for `--compression zstd` and zstd layers): it looks at the name it was started by. One binary, not
+ * three: a static glibc program is ~0.7 MB, and the image's size is a target.
  *
  * Why a compiled launcher: in container mode kiln empties `/` and unpacks the base image there, so the
  * node binary cannot rely on /lib64/ld-linux-x86-64.so.2 or /lib: its loader and libraries live in
@@ -9,32 +12,32 @@
  * but needs patchelf and changes the binary we ship; LD_LIBRARY_PATH in the image's ENV would leak
  * kiln's glibc into every RUN of the build. A static binary needs nothing from `/` at all.
  *
- * The loader's own --library-path applies to node only: RUN commands, node's children, see none of it.
- * KILN_LOADER (e.g. /kaniko/lib/ld-linux-aarch64.so.1 on arm64) is set at compile time by
+ * The loader's own --library-path applies to its program only: RUN commands, node's children, see none
+ * of it. KILN_LOADER (e.g. /kaniko/lib/ld-linux-aarch64.so.1 on arm64) is set at compile time by
  * scripts/make-executor-root.sh from what ldd reports for node.
  *
- * The same source, built with KILN_TARGET=/kaniko/libexec/zstd and KILN_NO_SCRIPT, is /kaniko/bin/zstd:
- * Debian's zstd, which kiln runs for `--compression zstd` and zstd layers, started the same way; built
- * with KILN_SCRIPT=/kaniko/app/bin/warmer.js, it is /kaniko/warmer (kaniko's base-image cache warmer).
+ * KILN_NODE_FLAG, when set, is one option for node before the script: the image passes a fixed
+ * --hash-seed, the one its V8 code cache was made with (see scripts/make-executor-root.sh).
  */
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 #ifndef KILN_LOADER
 #define KILN_LOADER "/kaniko/lib/ld-linux-x86-64.so.2"
 #endif
 #define KILN_LIBS "/kaniko/lib"
-#ifndef KILN_TARGET
-#define KILN_TARGET "/kaniko/bin/node"
-#endif
-#ifndef KILN_SCRIPT
-#define KILN_SCRIPT "/kaniko/app/bin/executor.js"
-#endif
+#define KILN_NODE "/kaniko/bin/node"
+#define KILN_ZSTD "/kaniko/libexec/zstd"
+#define KILN_EXECUTOR_SCRIPT "/kaniko/app/bin/executor.js"
+#define KILN_WARMER_SCRIPT "/kaniko/app/bin/warmer.js"
 
 int main(int argc, char **argv) {
-  /* loader, --library-path, dir, node, script, the user's arguments, NULL */
-  char **args = calloc((size_t)argc + 5, sizeof *args);
+  const char *name = argc > 0 ? strrchr(argv[0], '/') : NULL;
+  name = name != NULL ? name + 1 : (argc > 0 ? argv[0] : "");
+  /* loader, --library-path, dir, program, node's flag, script, the user's arguments, NULL */
+  char **args = calloc((size_t)argc + 6, sizeof *args);
   if (args == NULL) {
     perror("executor");
     return 127;
@@ -43,10 +46,16 @@ int main(int argc, char **argv) {
   args[n++] = KILN_LOADER;
   args[n++] = "--library-path";
   args[n++] = KILN_LIBS;
-  args[n++] = KILN_TARGET;
-#ifndef KILN_NO_SCRIPT
-  args[n++] = KILN_SCRIPT;
+  if (strcmp(name, "zstd") == 0) {
+    args[n++] = KILN_ZSTD;
+  } else {
+    /* Any other name is the executor: a user's own symlink to it keeps working. */
+    args[n++] = KILN_NODE;
+#ifdef KILN_NODE_FLAG
+    args[n++] = KILN_NODE_FLAG;
 #endif
+    args[n++] = strcmp(name, "warmer") == 0 ? KILN_WARMER_SCRIPT : KILN_EXECUTOR_SCRIPT;
+  }
   for (int i = 1; i < argc; i++) args[n++] = argv[i];
   args[n] = NULL;
   execv(KILN_LOADER, args);

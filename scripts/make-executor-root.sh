@@ -1,40 +1,62 @@
 #!/usr/bin/env bash
-# Assembles the executor image's filesystem into OUTDIR: exactly what the final stage of
-# Dockerfile.executor holds (that Dockerfile runs this script in its build stage), so a test can chroot
-# into OUTDIR and exercise the image without a container engine.
+# Assembles the executor image's filesystem into OUTDIR: exactly what the final stages of
+# Dockerfile.executor hold (that Dockerfile runs this script in its build stage), so a test can also
+# chroot into OUTDIR and exercise the image's tree without a container engine.
 #
-#   scripts/make-executor-root.sh OUTDIR
+#   scripts/make-executor-root.sh [--busybox PATH] OUTDIR
 #
 # OUTDIR/kaniko/executor      static launcher (scripts/executor-launcher.c): loader + node + kiln
-# OUTDIR/kaniko/warmer        the same launcher for bin/warmer.js: kaniko's base-image cache warmer
-# OUTDIR/kaniko/bin/node      this machine's node ($NODE, else `command -v node`)
+# OUTDIR/kaniko/warmer        the same launcher (a hard link) for bin/warmer.js: kaniko's base-image cache warmer
+# OUTDIR/kaniko/bin/node      $NODE (else this machine's node), stripped of its debug symbols (-18 MB)
 # OUTDIR/kaniko/lib/          node's shared libraries and the dynamic loader, as ldd finds them
-# OUTDIR/kaniko/app/          kiln: package.json, bin/, dist/, build/Release/kiln_native.node, node_modules/ (copied as they are:
-#                             prune dev dependencies first if size matters; this script runs no npm).
-#                             bin/executor.js runs dist/bundle/kiln.cjs (all of kiln and its dependencies,
-#                             and a V8 code cache valid for the node that made it: `npm run build` with
-#                             this same node); dist/cli/main.js and node_modules/ are what it falls back to
-# OUTDIR/kaniko/bin/zstd      static launcher for OUTDIR/kaniko/libexec/zstd (this machine's zstd, its libraries in
+# OUTDIR/kaniko/app/          kiln's bundle only: package.json, bin/, dist/bundle/kiln.cjs and its V8 code
+#                             cache (made here with the node above), build/Release/kiln_native.node. No
+#                             node_modules/, no tsc output, no source map: the bundle holds all of kiln
+#                             and its dependencies.
+# OUTDIR/kaniko/bin/zstd      the same launcher (a hard link) for OUTDIR/kaniko/libexec/zstd (this machine's zstd, its libraries in
 #                             kaniko/lib): `--compression zstd` and zstd layers in container mode
 # OUTDIR/kaniko/ssl/certs/    CA bundle, if this machine has one (SSL_CERT_DIR in the image)
 # OUTDIR/kaniko/.docker/      DOCKER_CONFIG in the image; empty
 # OUTDIR/workspace/           the default build context
+# OUTDIR/busybox/             with --busybox: that static busybox and a symlink per applet (the :debug image)
 set -euo pipefail
 
 die() { echo "make-executor-root: $*" >&2; exit 1; }
 
-[[ $# -eq 1 ]] || die "usage: $0 OUTDIR"
+busybox=
+if [[ ${1:-} == --busybox ]]; then
+  [[ $# -ge 2 ]] || die "usage: $0 [--busybox PATH] OUTDIR"
+  busybox=$2
+  shift 2
+fi
+[[ $# -eq 1 ]] || die "usage: $0 [--busybox PATH] OUTDIR"
 out=$1
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 node_bin=$(readlink -f "${NODE:-$(command -v node || true)}")
-cc=${CC:-cc}
+# musl: a static program of its is ~10 KB, against glibc's ~670 KB (the image's size is a target).
+cc=${CC:-musl-gcc}
+bundle=$repo/dist/bundle/kiln.cjs
 
 [[ -x $node_bin ]] || die "node not found (set NODE=/path/to/node)"
-[[ -f $repo/dist/cli/main.js ]] || die "$repo/dist is missing: run npm run build first"
-[[ -d $repo/node_modules ]] || die "$repo/node_modules is missing: run npm ci first"
-command -v "$cc" >/dev/null || die "$cc not found: the launcher is compiled (apt-get install gcc libc6-dev)"
+[[ -f $bundle ]] || die "$bundle is missing: run npm run build first"
+[[ ! -f $repo/dist/cli/main.js || ! $repo/dist/cli/main.js -nt $bundle ]] || die "$bundle is older than dist/ (run npm run build, not tsc alone)"
+command -v "$cc" >/dev/null || die "$cc not found: the launcher is compiled (apt-get install musl-tools, or set CC)"
 command -v ldd >/dev/null || die "ldd not found"
+command -v strip >/dev/null || die "strip not found (apt-get install binutils)"
+if [[ -n $busybox ]]; then
+  [[ -x $busybox ]] || die "$busybox not found (apt-get install busybox-static)"
+  ! ldd "$busybox" >/dev/null 2>&1 || die "$busybox is dynamically linked: /busybox must work after a build has emptied / (apt-get install busybox-static)"
+fi
 [[ -e $out/kaniko ]] && die "$out/kaniko already exists"
+
+# The image's node runs with this hash seed, and the code cache below is made with it. Why fixed: V8's
+# code cache lays out its tables by the seed's string hashes, so a random seed (node's default) gives a
+# different cache, and so a different image digest, on every build. A node with another seed rejects the
+# cache (V8 hashes its flags into it), so the seed goes into the launcher, never into NODE_OPTIONS.
+# What a fixed seed gives up is V8's resistance to hash flooding: whoever controls JSON that kiln parses
+# (a registry's responses, a base image's config) could make parsing it slow. Those can already make a
+# build slow (an endless body, a huge layer), and a base image can run code in it (ONBUILD RUN).
+readonly HASH_SEED=1802071150
 
 k=$out/kaniko
 install -d -m 0755 "$k/bin" "$k/lib" "$k/app" "$k/ssl/certs" "$k/.docker" "$out/workspace"
@@ -57,10 +79,13 @@ copy_libs() {
 copy_libs "$node_bin"
 [[ -n $loader ]] || die "ldd did not report node's dynamic loader"
 
-cp -L "$node_bin" "$k/bin/node"
-"$cc" -static -Os -s -DKILN_LOADER="\"/kaniko/lib/$loader\"" -o "$k/executor" "$repo/scripts/executor-launcher.c"
-"$cc" -static -Os -s -DKILN_LOADER="\"/kaniko/lib/$loader\"" -DKILN_SCRIPT='"/kaniko/app/bin/warmer.js"' \
-  -o "$k/warmer" "$repo/scripts/executor-launcher.c"
+# Stripped: node's releases carry their symbols (~18 MB of a 127 MB binary); stack traces of JavaScript
+# need none of them.
+strip -o "$k/bin/node" "$node_bin"
+# One static launcher, hard-linked under each name it answers to (see scripts/executor-launcher.c).
+"$cc" -static -Os -s -DKILN_LOADER="\"/kaniko/lib/$loader\"" -DKILN_NODE_FLAG="\"--hash-seed=$HASH_SEED\"" \
+  -o "$k/executor" "$repo/scripts/executor-launcher.c"
+ln "$k/executor" "$k/warmer"
 
 # zstd (--compression zstd, zstd layers), started like node: in container mode `/` is the build's.
 zstd_bin=$(readlink -f "$(command -v zstd || true)")
@@ -68,28 +93,45 @@ if [[ -x $zstd_bin ]]; then
   install -d -m 0755 "$k/libexec"
   cp -L "$zstd_bin" "$k/libexec/zstd"
   copy_libs "$zstd_bin"
-  "$cc" -static -Os -s -DKILN_LOADER="\"/kaniko/lib/$loader\"" -DKILN_TARGET='"/kaniko/libexec/zstd"' -DKILN_NO_SCRIPT \
-    -o "$k/bin/zstd" "$repo/scripts/executor-launcher.c"
+  ln "$k/executor" "$k/bin/zstd"
 else
   echo "make-executor-root: warning: no zstd on this machine: the image cannot write or read zstd layers" >&2
 fi
 
-cp -a "$repo/package.json" "$repo/bin" "$repo/dist" "$repo/node_modules" "$k/app/"
-# The N-API addon (xattrs, mkfifo, fast readdir), where dist/rootfs/native-fs.ts looks for it; kiln
-# falls back to plain Node when it is missing.
+# kiln: the bundle and what loads it. bin/load-kiln.js runs dist/bundle/kiln.cjs when there is no
+# dist/cli/main.js beside it, as here.
+install -d -m 0755 "$k/app/bin" "$k/app/dist/bundle"
+install -m 0644 "$repo/package.json" "$k/app/package.json"
+install -m 0644 "$repo/bin/package.json" "$repo/bin/load-kiln.js" "$k/app/bin/"
+install -m 0755 "$repo/bin/executor.js" "$repo/bin/warmer.js" "$k/app/bin/"
+install -m 0644 "$bundle" "$k/app/dist/bundle/kiln.cjs"
+# The N-API addon (xattrs, mkfifo, fast readdir), where src/rootfs/native-fs.ts looks for it from the
+# bundle; kiln falls back to plain Node when it is missing, slower.
 if [[ -f $repo/build/Release/kiln_native.node ]]; then
   install -D -m 0755 "$repo/build/Release/kiln_native.node" "$k/app/build/Release/kiln_native.node"
+else
+  echo "make-executor-root: warning: build/Release/kiln_native.node is missing (npm ci builds it): the image falls back to plain Node" >&2
 fi
 
-# kiln still runs without its bundle, or with a code cache another node made, only slower to start
-# (dist/ and node_modules/ instead: ~0.15 s; compiling the bundle: ~0.04 s): say so.
-if [[ ! -f $k/app/dist/bundle/kiln.cjs || $k/app/dist/cli/main.js -nt $k/app/dist/bundle/kiln.cjs ]]; then
-  echo "make-executor-root: warning: dist/bundle/kiln.cjs is missing or older than dist/ (run npm run build, not tsc alone)" >&2
-elif ! "$node_bin" -e 'const k = require(process.argv[1]); process.exit(k.runBundle(k.BUNDLE).script.cachedDataRejected === false ? 0 : 1)' \
-  "$k/app/bin/load-kiln.js" >/dev/null 2>&1; then
-  echo "make-executor-root: warning: $node_bin rejects dist/bundle/kiln.cjs.v8cache (run npm run build with it)" >&2
-fi
+# The code cache, made by the image's own node with the launcher's flag (a cache made by another node,
+# or with other flags, is rejected and the bundle compiled at every start: ~40 ms). Its loader and
+# libraries are the ones just copied, so it runs as it will in the image.
+run_image_node() { "$k/lib/$loader" --library-path "$k/lib" "$k/bin/node" --hash-seed=$HASH_SEED "$@"; }
+run_image_node -e 'const k = require(process.argv[1]); k.writeCache(k.BUNDLE, k.runBundle(k.BUNDLE).script);' "$k/app/bin/load-kiln.js"
+run_image_node -e 'const k = require(process.argv[1]); process.exit(k.runBundle(k.BUNDLE).script.cachedDataRejected === false ? 0 : 1)' \
+  "$k/app/bin/load-kiln.js" || die "the image's node rejects the code cache it just made"
+chmod 0644 "$k/app/dist/bundle/kiln.cjs.v8cache"
 
-for bundle in /etc/ssl/certs/ca-certificates.crt /etc/pki/tls/certs/ca-bundle.crt; do
-  if [[ -f $bundle ]]; then cp -L "$bundle" "$k/ssl/certs/ca-certificates.crt"; break; fi
+for ca in /etc/ssl/certs/ca-certificates.crt /etc/pki/tls/certs/ca-bundle.crt; do
+  if [[ -f $ca ]]; then cp -L "$ca" "$k/ssl/certs/ca-certificates.crt"; break; fi
 done
+
+# The :debug image's shell: kaniko's layout (/busybox on PATH), one relative symlink per applet so that
+# they keep working wherever the directory is mounted.
+if [[ -n $busybox ]]; then
+  install -d -m 0755 "$out/busybox"
+  install -m 0755 "$busybox" "$out/busybox/busybox"
+  for applet in $("$busybox" --list); do
+    [[ -e $out/busybox/$applet ]] || ln -s busybox "$out/busybox/$applet"
+  done
+fi

@@ -31,11 +31,14 @@ function hostTool(name: string): string {
   return execFileSync('sh', ['-c', `command -v ${name}`], { encoding: 'utf8' }).trim();
 }
 
-/** The ENV of Dockerfile.executor's final stage, so the test runs kiln with exactly the image's. */
+/** The ENV of Dockerfile.executor's `executor` stage, so the test runs kiln with exactly the image's. */
 async function executorImageEnv(): Promise<string[]> {
   const text = await readFile(join(REPO, 'Dockerfile.executor'), 'utf8');
-  const finalStage = text.slice(text.lastIndexOf('\nFROM '));
-  return finalStage
+  const start = text.indexOf('\nFROM scratch AS executor\n');
+  if (start < 0) throw new Error('Dockerfile.executor has no `FROM scratch AS executor` stage');
+  const end = text.indexOf('\nFROM ', start + 1);
+  const stage = text.slice(start, end < 0 ? undefined : end);
+  return stage
     .split('\n')
     .filter((l) => l.startsWith('ENV '))
     .flatMap((l) => l.slice(4).trim().split(/\s+/));
@@ -156,7 +159,7 @@ describe('container mode in the executor image layout', () => {
       expect(existsSync(join(root, 'kaniko/executor'))).toBe(true);
       expect(existsSync(join(root, 'kaniko/warmer'))).toBe(true);
       expect(existsSync(join(root, 'kaniko/bin/node'))).toBe(true);
-      expect(existsSync(join(root, 'kaniko/app/dist/cli/main.js'))).toBe(true);
+      expect(existsSync(join(root, 'kaniko/app/dist/bundle/kiln.cjs'))).toBe(true);
       expect(await readFile(join(root, 'workspace/file.txt'), 'utf8')).toBe('from the context\n');
       expect(await readFile(join(volume, 'keep.txt'), 'utf8')).toBe('volume data\n');
       expect(await readFile(join(root, 'built.txt'), 'utf8')).toBe('built\n');

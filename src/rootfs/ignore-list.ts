@@ -93,7 +93,9 @@ const RUNTIME_MANAGED_FILES = ['/etc/resolv.conf', '/etc/hosts', '/etc/hostname'
 
 export function defaultIgnoreList(opts: DefaultIgnoreOptions): IgnoreList {
   const paths = [...KERNEL_FILESYSTEMS, ...RUNTIME_MANAGED_FILES];
-  if (opts.mode === 'container') paths.push('/kaniko');
+  // /busybox: the debug image's shell and tools, which CI scripts still run after the build (GitLab's
+  // after_script, Jenkins' keep-alive `/busybox/cat`); kaniko's debug image keeps it the same way.
+  if (opts.mode === 'container') paths.push('/kaniko', '/busybox');
   if (opts.ignoreVarRun ?? true) paths.push('/var/run');
   return IgnoreList.of(paths).with(opts.extra ?? []);
 }

@@ -40,12 +40,14 @@ describe('IgnoreList', () => {
     expect(l.hasIgnoredUnder('etc')).toBe(false);
   });
 
-  it('default lists: kernel filesystems and runtime files always, /kaniko in container mode, /var/run unless disabled', () => {
+  it('default lists: kernel filesystems and runtime files always, /kaniko and /busybox in container mode, /var/run unless disabled', () => {
     const sandbox = defaultIgnoreList({ mode: 'sandbox' });
     expect(sandbox.entries).toEqual(['/dev', '/etc/hostname', '/etc/hosts', '/etc/mtab', '/etc/resolv.conf', '/proc', '/sys', '/var/run']);
-    const container = defaultIgnoreList({ mode: 'container', ignoreVarRun: false, extra: ['/workspace', '/busybox'] });
+    expect(sandbox.isIgnored('busybox/sh')).toBe(false);
+    const container = defaultIgnoreList({ mode: 'container', ignoreVarRun: false, extra: ['/workspace'] });
     expect(container.isIgnored('kaniko/0.tar.gz')).toBe(true);
     expect(container.isIgnored('var/run')).toBe(false);
     expect(container.isIgnored('busybox/sh')).toBe(true);
+    expect(container.isIgnored('workspace/Dockerfile')).toBe(true);
   });
 });
