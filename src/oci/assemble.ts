@@ -31,8 +31,20 @@ export async function layerMediaTypeFor(family: ManifestFamily, layer: Layer): P
   return layerMediaType(family, compression);
 }
 
+/**
+ * The family the manifest is written in: the parts' own, but OCI when a layer is zstd. Docker's
+ * schema 2 has no zstd layer type (`...rootfs.diff.tar.zstd` is go-containerregistry's invention, which
+ * podman, skopeo and containerd refuse), so BuildKit switches to OCI media types for zstd too.
+ */
+async function familyFor(parts: ImageParts): Promise<ManifestFamily> {
+  if (parts.family === 'oci') return 'oci';
+  for (const l of parts.layers) if (layerCompression(await l.mediaType()) === 'zstd') return 'oci';
+  return parts.family;
+}
+
 export function assembleImage(parts: ImageParts): Image {
   const layers = parts.layers;
+  const family = once(() => familyFor(parts));
   const rawConfig = once(async (): Promise<Uint8Array> => {
     const diffIds: Digest[] = [];
     for (const l of layers) diffIds.push(await l.diffId());
@@ -49,15 +61,15 @@ export function assembleImage(parts: ImageParts): Image {
     const layerDescs: Descriptor[] = [];
     for (const l of layers) {
       layerDescs.push({
-        mediaType: await layerMediaTypeFor(parts.family, l),
+        mediaType: await layerMediaTypeFor(await family(), l),
         digest: await l.digest(),
         size: await l.size(),
       });
     }
     const m: Manifest = {
       schemaVersion: 2,
-      mediaType: manifestMediaType(parts.family),
-      config: { mediaType: configMediaType(parts.family), digest: digestOfBytes(cfg), size: cfg.byteLength },
+      mediaType: manifestMediaType(await family()),
+      config: { mediaType: configMediaType(await family()), digest: digestOfBytes(cfg), size: cfg.byteLength },
       layers: layerDescs,
     };
     if (parts.annotations !== undefined && Object.keys(parts.annotations).length > 0) {
@@ -67,7 +79,7 @@ export function assembleImage(parts: ImageParts): Image {
   });
   const rawManifest = once(async () => jsonBytes(await manifest()));
   return {
-    mediaType: async () => manifestMediaType(parts.family),
+    mediaType: async () => manifestMediaType(await family()),
     rawManifest,
     manifest,
     digest: once(async () => digestOfBytes(await rawManifest())),

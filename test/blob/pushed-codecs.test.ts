@@ -71,7 +71,7 @@ describe('layers read back by Go tools after a push', () => {
     expect(r.code, r.stderr).toBe(0);
     const check = await decompressedDiffIdsMatch(dest);
     expect(check.ok).toBe(true);
-    expect(check.mediaTypes.at(-1)).toMatch(/tar\+zstd$|tar\.zstd$/);
+    expect(check.mediaTypes.at(-1)).toBe('application/vnd.oci.image.layer.v1.tar+zstd');
     // And kiln pulls it back: an image FROM the zstd one unpacks its layers through the zstd decompressor.
     const next = await writeContext({ Dockerfile: [`FROM ${dest}`, 'RUN sha256sum -c /sums > /checked', ''].join('\n') });
     try {
@@ -79,6 +79,25 @@ describe('layers read back by Go tools after a push', () => {
       expect(r2.code, r2.stderr).toBe(0);
     } finally {
       await rm(next, { recursive: true, force: true });
+    }
+  });
+
+  it('zstd on a Docker schema 2 base: the manifest becomes OCI (schema 2 has no zstd layer type), and skopeo copies it', async () => {
+    const images = inject('images');
+    const dockerCtx = await writeContext({ Dockerfile: [`FROM ${images.busyboxDocker}`, 'RUN echo z > /z', ''].join('\n') });
+    try {
+      const dest = `${registry}/codecs/zstd-on-docker:1`;
+      const r = await executor(['--context', `dir://${dockerCtx}`, '--destination', dest, '--insecure', '--insecure-pull', '--compression', 'zstd']);
+      expect(r.code, r.stderr).toBe(0);
+      const raw = JSON.parse((await run('skopeo', ['inspect', '--raw', '--tls-verify=false', `docker://${dest}`])).stdout) as Manifest & { mediaType: string; config: { mediaType: string } };
+      expect(raw.mediaType).toBe('application/vnd.oci.image.manifest.v1+json');
+      expect(raw.config.mediaType).toBe('application/vnd.oci.image.config.v1+json');
+      // The base's gzip layer keeps its bytes under the OCI name; the new one is OCI zstd.
+      expect(raw.layers.map((l) => l.mediaType)).toEqual(['application/vnd.oci.image.layer.v1.tar+gzip', 'application/vnd.oci.image.layer.v1.tar+zstd']);
+      const check = await decompressedDiffIdsMatch(dest);
+      expect(check.ok).toBe(true);
+    } finally {
+      await rm(dockerCtx, { recursive: true, force: true });
     }
   });
 
