@@ -27,7 +27,7 @@ export interface Podman {
   exec(args: readonly string[], opts?: { input?: string; timeoutMs?: number }): Promise<PodmanResult>;
   /** `podman ARGS`, throwing with podman's stderr when it fails; its stdout. */
   ok(args: readonly string[]): Promise<string>;
-  /** `podman load -i TAR`: the loaded image's ID. */
+  /** `podman load -i TAR`: the loaded image's ID (the first, for a tarball of several). */
   load(tarPath: string): Promise<string>;
   /** Every container, pod and the storage removed. */
   cleanup(): Promise<void>;
@@ -88,9 +88,12 @@ export async function startPodman(): Promise<Podman> {
     ok,
     async load(tarPath) {
       const out = await ok(['load', '-q', '-i', tarPath]);
-      const id = /sha256:([0-9a-f]{64})/.exec(out)?.[1];
-      if (id === undefined) throw new Error(`podman load printed no image ID: ${out}`);
-      return id;
+      // `Loaded image: sha256:ID` for an untagged image, `Loaded image: NAME` for a tagged one.
+      const loaded = /Loaded image\(?s?\)?: *(\S+)/.exec(out)?.[1];
+      if (loaded === undefined) throw new Error(`podman load printed no image: ${out}`);
+      const id = /^sha256:([0-9a-f]{64})$/.exec(loaded)?.[1];
+      if (id !== undefined) return id;
+      return (await ok(['image', 'inspect', '--format', '{{.Id}}', loaded])).trim();
     },
     async cleanup() {
       await exec(['pod', 'rm', '--all', '--force']);
