@@ -12,6 +12,7 @@ import type { ContextFiles, Handler, InstructionEnv, InstructionSite, Step } fro
 import { DEFAULT_PATH, type StageState } from '../instructions/stage-state.js';
 import { assembleImage } from '../oci/assemble.js';
 import type { Image, Layer } from '../oci/image.js';
+import type { LayerCodec } from '../blob/compression.js';
 import { manifestFamily } from '../oci/media-types.js';
 import type { ContainerConfig, History, Platform } from '../oci/schemas.js';
 import { ChrootSandbox } from '../sandbox/chroot-sandbox.js';
@@ -54,6 +55,8 @@ export interface StageInputs {
   readonly extraLabels: ReadonlyMap<string, string>;
   /** The platform the stage is built for. */
   readonly platform: Platform;
+  /** How this stage's layers are compressed (the build's codec, unless no output holds them: executor.ts). */
+  readonly layerCodec: LayerCodec;
   fromRootfs(from: string, site: InstructionSite): Promise<string>;
   /** With the layer cache: what a `--from` source's key stands for, when a string says it all (layer-cache.ts). */
   fromIdentity(from: string, site: InstructionSite): Promise<string | undefined>;
@@ -201,7 +204,7 @@ class StageRootfs {
       ignore: this.bctx.ignore,
       workDir: layers,
       ctx: this.bctx,
-      codec: request.compression,
+      codec: this.inputs.layerCodec,
       mode: request.snapshotMode,
       reproducible: request.reproducible,
       delta,
@@ -399,7 +402,7 @@ export async function buildStage(bctx: BuildContext, inputs: StageInputs): Promi
     rootfs.record(step.fs, instr.kind === 'run');
     if (step.fs.kind !== 'none' && !single) layer = await rootfs.snapshot(step.fs).catch(warnIfFull);
     if (layer === null && bctx.request.forceBuildMetadata && !single) {
-      layer = await emptyLayer(bctx.request.workDir, `stage${stage.index}-metadata-${history.length}.tar`, bctx.request.compression);
+      layer = await emptyLayer(bctx.request.workDir, `stage${stage.index}-metadata-${history.length}.tar`, inputs.layerCodec);
     }
     if (layer !== null) {
       layers.push(layer);

@@ -361,3 +361,14 @@ function checkReference(ref: string, at: Located, fileError: (detail: string, at
     fileError(err.message, at);
   }
 }
+
+/** The target stage and the stages it is built FROM, whose layers are the image's. */
+export function stagesInOutput(plan: BuildPlan): ReadonlySet<number> {
+  const out = new Set<number>();
+  for (let index: number | undefined = plan.target; index !== undefined && !out.has(index); ) {
+    out.add(index);
+    const base: StageBase | undefined = plan.stages[index]?.base;
+    index = base?.kind === 'stage' ? base.index : undefined;
+  }
+  return out;
+}

@@ -1,6 +1,6 @@
 import { describe, expect, test } from 'vitest';
 import { parseDockerfile } from '../../src/dockerfile/parse.js';
-import { planBuild, stageArgValue, type PlanOptions } from '../../src/dockerfile/plan.js';
+import { planBuild, stageArgValue, stagesInOutput, type PlanOptions } from '../../src/dockerfile/plan.js';
 
 const amd64 = { os: 'linux', architecture: 'amd64' } as const;
 function plan(text: string, opts: Partial<PlanOptions> = {}) {
@@ -100,5 +100,17 @@ describe('ARGs', () => {
     expect(stageArgValue(p, 'V', undefined)).toBe('global');
     expect(stageArgValue(p, 'TARGETARCH', undefined)).toBe('amd64');
     expect(stageArgValue(p, 'NONE', undefined)).toBeUndefined();
+  });
+});
+
+describe('stagesInOutput: the stages whose layers the built image holds', () => {
+  test('the target and its FROM chain, not stages it only copies from', () => {
+    const p = plan('FROM alpine AS tools\nFROM tools AS build\nRUN make\nFROM busybox AS other\nFROM build AS final\nCOPY --from=other /x /x\nFROM busybox\n', { target: 'final' });
+    expect([...stagesInOutput(p)].sort()).toEqual([0, 1, 3]);
+  });
+
+  test('a last stage FROM scratch holds only itself', () => {
+    const p = plan('FROM alpine AS build\nRUN make\nFROM scratch\nCOPY --from=build /out /\n');
+    expect([...stagesInOutput(p)]).toEqual([1]);
   });
 });
