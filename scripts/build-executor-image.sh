@@ -67,12 +67,16 @@ if [[ $docker_hub == false ]]; then
   map=(--registry-map "index.docker.io=$registry")
 fi
 
+# `executor version` names this commit (Dockerfile.executor's context has no .git).
+commit=$(git -C "$repo" rev-parse --short=12 HEAD 2>/dev/null || true)
+
 # The build stage's RUNs download Debian packages and npm packages: they need the network, as with
 # any builder. The work dir is kiln's own (stage trees, layers), removed when it ends.
 node bin/executor.js \
   --dockerfile Dockerfile.executor \
   --context "dir://$repo" \
   --target "$target" \
+  --build-arg "KILN_COMMIT=$commit" \
   "${map[@]}" \
   --reproducible \
   --compression zstd --compression-level 19 \

@@ -34,6 +34,16 @@ if (!existsSync(entry)) {
   process.exit(1);
 }
 
+/** What `executor version` names: $KILN_COMMIT (the executor image's build passes it in), else this tree's HEAD. */
+function commit() {
+  if (process.env['KILN_COMMIT']) return process.env['KILN_COMMIT'];
+  try {
+    return execFileSync('git', ['rev-parse', '--short=12', 'HEAD'], { cwd: repo, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
+  } catch {
+    return '';
+  }
+}
+
 const placeholder = '0'.repeat(BUNDLE_ID_LENGTH);
 const result = await build({
   absWorkingDir: repo,
@@ -46,7 +56,7 @@ const result = await build({
   // Not minified: stack traces keep readable names and lines without the map.
   sourcemap: 'linked',
   // import.meta does not exist in CommonJS: give its one user (native-fs.ts) the bundle's own URL.
-  define: { 'import.meta.url': '__kilnBundleUrl' },
+  define: { 'import.meta.url': '__kilnBundleUrl', __KILN_COMMIT__: JSON.stringify(commit()) },
   // 'use strict' before any statement, or it is no directive (dist/ is ES modules, always strict).
   banner: { js: `${BUNDLE_ID_PREFIX}${placeholder}\n'use strict';\nconst __kilnBundleUrl = require('node:url').pathToFileURL(__filename).href;` },
   write: false,

@@ -5,6 +5,7 @@ import { CommanderError, type Command } from 'commander';
 import { describeError, KilnError, UsageError } from '../errors.js';
 import { createLogger, SecretMask, type LogFormat, type Logger, type Verbosity } from '../log/logger.js';
 import { normalizeGoStyleArgv } from './go-style-argv.js';
+import { asksForVersion, versionText } from './version.js';
 
 export interface CommandRun {
   readonly log: Logger;
@@ -27,6 +28,11 @@ export interface CommandSpec<F extends { verbosity: string; logFormat: LogFormat
 
 export async function runCommand<F extends { verbosity: string; logFormat: LogFormat; logTimestamp: boolean }>(spec: CommandSpec<F>): Promise<number> {
   const stderr = process.stderr;
+  // kaniko's `executor version` subcommand (and --version): before commander, which has no subcommands here.
+  if (asksForVersion(spec.args)) {
+    process.stdout.write(versionText(process.version));
+    return 0;
+  }
   const cmd = spec.command.exitOverride().configureOutput({ writeErr: (s) => stderr.write(s), writeOut: (s) => process.stdout.write(s) });
   try {
     cmd.parse(normalizeGoStyleArgv(spec.args, spec.booleanFlags), { from: 'user' });

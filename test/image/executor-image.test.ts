@@ -141,6 +141,10 @@ describe.skipIf(!available)(`the executor image, built by kiln${available ? '' :
     // The node it runs is an LTS that still gets security fixes (24.x), not the build stage's 20.
     const version = await podman.ok(['run', '--rm', '--entrypoint', '/kaniko/lib/ld-linux-x86-64.so.2', reference, '--library-path', '/kaniko/lib', '/kaniko/bin/node', '--version']);
     expect(version.trim()).toMatch(/^v24\./);
+    // And kaniko's `executor version`, which says so too.
+    const lines = (await podman.ok(['run', '--rm', reference, 'version'])).split('\n');
+    expect(lines[0]).toMatch(/^Kaniko version : v\d+\.\d+\.\d+$/);
+    expect(lines[1]).toMatch(/^kiln v\S+ \(commit [0-9a-f]{12}\) on Node\.js v24\.\d+\.\d+$/);
   });
 
   it('the debug image is the executor image plus busybox in /busybox, on PATH', async () => {
