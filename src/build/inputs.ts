@@ -7,7 +7,7 @@ import { parseContextSpec } from '../context/context-spec.js';
 import { fetchContext, fetchDockerfile } from '../context/fetch-context.js';
 import { expandSources } from '../context/copy-sources.js';
 import { ContextError, DockerfileError, KilnError, UsageError } from '../errors.js';
-import type { ContextFiles, InstructionSite } from '../instructions/handler.js';
+import type { ContextFiles, InstructionSite, NamedSource } from '../instructions/handler.js';
 import type { BuildDeps } from './build-context.js';
 import type { BuildRequest } from './request.js';
 
@@ -84,23 +84,27 @@ export async function resolveInputs(request: BuildRequest, deps: BuildDeps): Pro
 }
 
 function contextFiles(dir: ContextDir): ContextFiles {
+  const resolveNamedSources = async (pattern: string, where: InstructionSite): Promise<NamedSource[]> => {
+    try {
+      const found = await expandSources(dir, [pattern]);
+      // A symlink whose target stays inside the context is copied as its target, under its own
+      // name; one leaving it stays a link here, and the copy refuses it as a missing source.
+      return found.map((s) => {
+        const p = s.followTo?.path ?? s.path;
+        return { path: p === '.' ? '' : p, named: s.path === '.' ? '' : s.path };
+      });
+    } catch (err) {
+      if (err instanceof ContextError) throw new DockerfileError(err.message, where, { cause: err });
+      if (err instanceof KilnError) throw err;
+      throw new DockerfileError((err as Error).message, where, { cause: err });
+    }
+  };
   return {
     dir: dir.root,
     async resolveSource(pattern: string, where: InstructionSite): Promise<string[]> {
-      try {
-        const found = await expandSources(dir, [pattern]);
-        // A symlink whose target stays inside the context is copied as its target; one leaving it
-        // stays a link here, and the copy refuses it as a missing source.
-        return found.map((s) => {
-          const p = s.followTo?.path ?? s.path;
-          return p === '.' ? '' : p;
-        });
-      } catch (err) {
-        if (err instanceof ContextError) throw new DockerfileError(err.message, where, { cause: err });
-        if (err instanceof KilnError) throw err;
-        throw new DockerfileError((err as Error).message, where, { cause: err });
-      }
+      return (await resolveNamedSources(pattern, where)).map((s) => s.path);
     },
+    resolveNamedSources,
     isExcluded(relPath: string, isDir: boolean): boolean {
       if (!dir.ignore.matches(relPath)) return false;
       return !(isDir && dir.ignore.hasExceptions);

@@ -75,6 +75,7 @@ async function sourcesDigest(instr: Instruction & { kind: 'copy' | 'add' }, patt
     excluded: from === undefined ? (rel, isDir) => env.context.isExcluded(rel, isDir) : () => false,
     ...(selected.exclude === undefined ? {} : { exclude: selected.exclude }),
     ...(selected.parents === undefined ? {} : { bases: selected.parents }),
+    ...(selected.named === undefined ? {} : { named: selected.named }),
     withOwners: from !== undefined,
   });
 }

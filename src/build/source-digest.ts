@@ -22,6 +22,11 @@ export interface SourceTree {
   readonly exclude?: IgnoreMatcher;
   /** `COPY --parents`: per source, its path below its pivot (where it goes, and what --exclude sees). */
   readonly bases?: readonly string[];
+  /**
+   * Per source, the path it was named by when that is not `sources`' (a followed symlink): the copy
+   * takes its name from there, so the key does too.
+   */
+  readonly named?: readonly string[];
   /** Whether owners are part of what is copied (`--from` sources keep theirs). */
   readonly withOwners: boolean;
 }
@@ -32,6 +37,8 @@ export async function digestSources(tree: SourceTree): Promise<string> {
   for (const [i, src] of tree.sources.entries()) {
     const base = tree.bases?.[i];
     h.update(base === undefined ? `source\0${src}\0` : `source\0${src}\0${base}\0`);
+    const named = tree.named?.[i];
+    if (named !== undefined && named !== src) h.update(`named\0${named}\0`);
     const ex = tree.exclude;
     const excludePath = (rel: string): string => {
       const below = src === '' ? rel : rel.slice(src.length + 1);

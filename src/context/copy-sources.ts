@@ -4,6 +4,12 @@
 // come back in lexical order, and .dockerignore'd entries are dropped (a literal source that is
 // ignored is "not found", as docker says).
 //
+// What a source may name is what docker sends of the context: BuildKit transfers the context with
+// the .dockerignore patterns applied (fsutil's walker) and COPY matches its sources against what
+// arrived. A directory the patterns exclude still arrives when a `!` exception re-includes something
+// below it (`*` then `!dir/file` sends `dir` holding only `dir/file`), so such a directory is a source,
+// named literally or matched by a wildcard (`present`).
+//
 // Symlinks (docker behaviour, and where we are stricter):
 //   - symlinked *parent* directories of a source are followed within the context, like docker's
 //     FollowSymlinkInScope / BuildKit's RootPath: an absolute target restarts at the context root
@@ -76,7 +82,7 @@ async function literalSource(ctx: BuildContext, source: string, rel: string): Pr
     new ContextError(`file not found in build context or excluded by .dockerignore: ${source}`);
   const scoped = await resolveInContext(ctx.root, rel, { followLast: false });
   if (!scoped.exists) throw notFound();
-  if (rel !== '.' && (ctx.ignore.matches(rel) || ctx.ignore.matches(scoped.path))) throw notFound();
+  if (rel !== '.' && (!(await present(ctx, rel, scoped.path)) || !(await present(ctx, scoped.path)))) throw notFound();
   return withFollow(ctx, source, await entryAt(ctx, scoped.path));
 }
 
@@ -104,16 +110,38 @@ async function wildcardSources(ctx: BuildContext, source: string, rel: string): 
   await walk(base.path, 0);
   const out: ContextSource[] = [];
   for (const path of found) {
-    if (ctx.ignore.matches(path)) continue;
+    if (!(await present(ctx, path))) continue;
     out.push(await withFollow(ctx, source, await entryAt(ctx, path)));
   }
   return out;
 }
 
+/**
+ * Whether context-relative `path` is part of the context docker sends (see the head comment): not
+ * .dockerignore'd, or a directory holding something an exception re-includes. `hostRel` is where
+ * the path lies on disk when symlinked parents make it differ (the directory walked for exceptions).
+ */
+async function present(ctx: BuildContext, path: string, hostRel = path): Promise<boolean> {
+  if (!ctx.ignore.matches(path)) return true;
+  if (!ctx.ignore.hasExceptions) return false;
+  const st = await lstat(hostRel === '.' ? ctx.root : join(ctx.root, hostRel)).catch(() => undefined);
+  return st?.isDirectory() === true && (await reincludes(ctx, hostRel, path));
+}
+
+/** Whether an exception re-includes anything below the directory at `hostRel`, matched as `path/...`. */
+async function reincludes(ctx: BuildContext, hostRel: string, path: string): Promise<boolean> {
+  for (const d of await readDirSorted(join(ctx.root, hostRel))) {
+    const child = `${path}/${d.name}`;
+    if (!ctx.ignore.matches(child)) return true;
+    if (d.isDirectory() && (await reincludes(ctx, `${hostRel}/${d.name}`, child))) return true;
+  }
+  return false;
+}
+
 async function withFollow(ctx: BuildContext, source: string, entry: ContextEntry): Promise<ContextSource> {
   if (entry.type !== 'symlink') return { ...entry, source };
   const target = await resolveInContext(ctx.root, entry.path, { followLast: true });
-  if (target.escaped || !target.exists || ctx.ignore.matches(target.path)) return { ...entry, source };
+  if (target.escaped || !target.exists || !(await present(ctx, target.path))) return { ...entry, source };
   return { ...entry, source, followTo: await entryAt(ctx, target.path) };
 }
 

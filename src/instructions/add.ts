@@ -14,7 +14,7 @@ import { copyIntoRootfs, parseChmod } from './copy-files.js';
 import { dropExcludedMatches, excludeMatcher } from './copy-select.js';
 import { planCopy } from './copy-sources.js';
 import { expand } from './expand-in-stage.js';
-import { FS_CHANGED, fsPaths, type Handler } from './handler.js';
+import { FS_CHANGED, fsPaths, type Handler, type NamedSource } from './handler.js';
 import { resolveChown } from './identity.js';
 
 const HTTP = /^https?:\/\//i;
@@ -57,21 +57,24 @@ export const add: Handler<AddInstruction> = async (instr, state, e) => {
 
   // Which local sources are archives: by content, whatever their names.
   const archives: Array<{ rel: string; compression: Awaited<ReturnType<typeof detectArchive>> }> = [];
-  const plainLocals: string[] = [];
+  const plainLocals: NamedSource[] = [];
   let localCount = 0;
   for (const p of locals) {
-    for (const rel of dropExcludedMatches(p, await e.context.resolveSource(p, e.site), exclude)) {
+    for (const found of dropExcludedMatches(p, await e.context.resolveNamedSources(p, e.site), exclude)) {
       localCount++;
+      const rel = found.path;
       const host = rel === '' ? e.context.dir : join(e.context.dir, rel);
       const st = await lstat(host);
       const compression = await detectArchive(host, st, e.site);
       if (compression !== undefined) archives.push({ rel, compression });
-      else plainLocals.push(rel);
+      else plainLocals.push(found);
     }
   }
+  // Counted as found (wildcards expanded, .dockerignore and --exclude applied), as docker counts them:
+  // one match of a wildcard copies to a file destination.
   const total = localCount + urls.length + gits.length + heredocCount;
   const destIsDir = trailing || (await lstat(hostPathInRoot(root, dest)).catch(() => undefined))?.isDirectory() === true;
-  if ((total > 1 || locals.some((p) => /[*?[]/.test(p))) && !destIsDir && archives.length !== total) {
+  if (total > 1 && !destIsDir && archives.length !== total) {
     throw new DockerfileError('When using ADD with more than one source file, the destination must be a directory and end with a /', e.site);
   }
   const destForCopy = trailing || total > 1 ? `${dest.replace(/\/+$/, '')}/` : dest;
@@ -79,13 +82,14 @@ export const add: Handler<AddInstruction> = async (instr, state, e) => {
 
   // Plain files and heredocs copy as COPY does.
   if (plainLocals.length > 0 || heredocCount > 0) {
-    const plan = await planCopy({ ...instr, dest: destForCopy === dest ? instr.dest : destForCopy }, state, e, plainLocals.map((rel) => (rel === '' ? '.' : rel)));
+    // Already matched: handed over as sources, never matched again as patterns.
+    const plan = await planCopy({ ...instr, dest: destForCopy === dest ? instr.dest : destForCopy }, state, e, plainLocals);
     try {
       for (const req of plan.requests) await copyIntoRootfs(req);
     } finally {
       await plan.cleanup();
     }
-    shown.push(...plainLocals, ...instr.sources.flatMap((s) => (s.kind === 'heredoc' ? [`<<${s.heredoc.name}`] : [])));
+    shown.push(...plainLocals.map((s) => s.path), ...instr.sources.flatMap((s) => (s.kind === 'heredoc' ? [`<<${s.heredoc.name}`] : [])));
   }
 
   // Archives: extracted into the destination, always taken as a directory.

@@ -73,6 +73,11 @@ export interface CopyRequest {
    * own parent directories, and a source that is a symlink is copied as one.
    */
   readonly parents?: readonly string[];
+  /**
+   * Per source, the root-relative path it was named by (see SelectedSources.named): a file copied
+   * into a directory takes that path's last component, a followed symlink its own name, not its target's.
+   */
+  readonly named?: readonly string[];
   readonly site: InstructionSite;
 }
 
@@ -92,11 +97,12 @@ export async function copyIntoRootfs(req: CopyRequest): Promise<void> {
     throw new DockerfileError('When using COPY with more than one source file, the destination must be a directory and end with a /', req.site);
   }
   const copier = new TreeCopier(req);
-  for (const rel of req.sources) {
+  for (const [i, rel] of req.sources.entries()) {
     copier.source(rel, '');
     const srcHost = join(req.sourceRoot, rel);
     // A source naming a symlink arrives already resolved to its target when that stays inside the
-    // source root (BuildKit's FollowSymlinks); one that would leave it arrives as the link itself.
+    // source root (BuildKit's FollowSymlinks), and is copied under its own name (`named`); one that
+    // would leave it arrives as the link itself.
     let st: Stats;
     try {
       st = lstatSync(srcHost);
@@ -111,14 +117,15 @@ export async function copyIntoRootfs(req: CopyRequest): Promise<void> {
       throw new DockerfileError(`failed to compute cache key: "/${rel}": not found: it is a symlink to ${JSON.stringify(target)}, which leads outside the source or to nothing`, req.site);
     }
     if (st.isDirectory()) {
-      // A directory source copies its contents; the destination takes the source directory's
-      // metadata only when this copy creates it.
+      // A directory source copies its contents. A destination this copy creates is made as BuildKit's
+      // copier makes it (fsutil copy.prepareTargetDir: MkdirAll(dest, 0755, chown)): 0755, owned by
+      // --chown or root, never taking the source directory's mode or owner; one that exists keeps its own.
       const dest = copier.destDir(req.dest);
       await copier.tree(srcHost, rel, dest.resolved, posix.normalize(req.dest));
-      if (dest.created) copier.applyMeta(copier.host(dest.resolved), st, false);
       continue;
     }
-    const target = destIsDir ? posix.join(req.dest, posix.basename(rel === '' ? '/' : rel)) : req.dest;
+    const named = req.named?.[i] ?? rel;
+    const target = destIsDir ? posix.join(req.dest, posix.basename(named === '' ? '/' : named)) : req.dest;
     const normal = posix.normalize(target);
     const parent = copier.destDir(posix.dirname(normal)).resolved;
     await copier.entry(srcHost, st, join2(parent, posix.basename(normal)), target, rel);

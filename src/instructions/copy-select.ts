@@ -13,15 +13,16 @@
 // number) is copied to `<dest>/<its path below the pivot>`, a matched directory with all it holds. A
 // literal pattern must exist; a wildcard that matches nothing copies nothing, as BuildKit's
 // AllowEmptyWildcard. `--exclude` paths are then relative to the pivot.
+import { readdirSync } from 'node:fs';
 import { lstat, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { IgnoreMatcher } from '../context/dockerignore.js';
 import { cleanPath, goMatch, hasMeta } from '../context/go-path.js';
 import type { AddInstruction, CopyInstruction } from '../dockerfile/instructions.js';
 import { DockerfileError, KilnError } from '../errors.js';
-import { cleanEntryName, resolveInRoot } from '../rootfs/root-path.js';
+import { cleanEntryName, resolveInRoot, resolveParentInRoot } from '../rootfs/root-path.js';
 import { expand } from './expand-in-stage.js';
-import type { InstructionEnv, InstructionSite } from './handler.js';
+import type { InstructionEnv, InstructionSite, NamedSource } from './handler.js';
 import type { StageState } from './stage-state.js';
 
 export interface SelectedSources {
@@ -29,6 +30,11 @@ export interface SelectedSources {
   readonly sourceRoot: string;
   /** Root-relative sources (`''` is the root itself), in Dockerfile then lexical order. */
   readonly sources: readonly string[];
+  /**
+   * Per source, the root-relative path it was named by (a symlink source's own path, where `sources`
+   * holds its target): a file source is copied under that path's last component. Absent: `sources`.
+   */
+  readonly named?: readonly string[];
   /** With `--parents`: each source's path below its pivot, which is where it goes below the destination. */
   readonly parents?: readonly string[];
   /** The `--exclude` patterns, or undefined without any. */
@@ -47,17 +53,18 @@ export function excludeMatcher(instr: CopyInstruction | AddInstruction, state: S
 }
 
 /**
- * Drops the matches of a wildcard source that `exclude` leaves out, each matched by its path below
- * the pattern's literal prefix (`src/*.txt` matching `src/a.txt` is matched as `a.txt`). A literal
- * source comes back as it is.
+ * Drops the matches of a wildcard source that `exclude` leaves out, each matched by the path it was
+ * found at below the pattern's literal prefix (`src/*.txt` matching `src/a.txt` is matched as `a.txt`;
+ * a matched symlink by its own name, not its target's). A literal source comes back as it is.
  */
-export function dropExcludedMatches(pattern: string, matches: readonly string[], exclude: IgnoreMatcher | undefined): string[] {
+export function dropExcludedMatches(pattern: string, matches: readonly NamedSource[], exclude: IgnoreMatcher | undefined): NamedSource[] {
   const cleaned = cleanPath(pattern).replace(/^\/+/, '');
   if (exclude === undefined || !hasMeta(cleaned)) return [...matches];
   const segments = cleaned.split('/');
   const prefix = segments.slice(0, segments.findIndex(hasMeta)).join('/');
   return matches.filter((m) => {
-    const rel = prefix === '' ? m : m.startsWith(`${prefix}/`) ? m.slice(prefix.length + 1) : m;
+    const at = m.named;
+    const rel = prefix === '' ? at : at.startsWith(`${prefix}/`) ? at.slice(prefix.length + 1) : at;
     return !exclude.matches(rel);
   });
 }
@@ -102,7 +109,7 @@ export async function parentsMatches(pattern: string, at: ParentsRoot): Promise<
     const rel = join2(at.pivot, pattern);
     const st = await lstat(join(at.root, rel)).catch(() => undefined);
     const above = leftOutAbove(at, pattern);
-    if (st === undefined || at.ignored(rel, st.isDirectory()) || above === 'ignored') {
+    if (st === undefined || notSent(at, rel, st.isDirectory()) || above === 'ignored') {
       throw new DockerfileError(`failed to compute cache key: "/${rel}": not found`, at.site);
     }
     return above === 'excluded' || excluded(pattern, st.isDirectory()) ? [] : [{ rel, keep: pattern }];
@@ -127,12 +134,33 @@ export async function parentsMatches(pattern: string, at: ParentsRoot): Promise<
       const keep = join2(keepDir, name);
       const rel = join2(at.pivot, keep);
       if (at.ignored(rel, isDir) || excluded(keep, isDir)) continue;
-      if (matcher.matches(keep)) out.push({ rel, keep });
+      if (matcher.matches(keep)) {
+        if (!notSent(at, rel, isDir)) out.push({ rel, keep });
+      }
       else if (isDir && depth + 1 < maxDepth) await walk(keep, depth + 1);
     }
   };
   await walk(prefix, prefix === '' ? 0 : prefix.split('/').length);
   return out;
+}
+
+/**
+ * Whether a root-relative entry is not in the context docker sends: .dockerignore'd, and for a directory
+ * that `!` exceptions let through, nothing below it re-included (BuildKit's walker sends an excluded
+ * directory only with something re-included in it).
+ */
+function notSent(at: ParentsRoot, rel: string, isDir: boolean): boolean {
+  if (at.ignored(rel, isDir)) return true;
+  if (!isDir || !at.ignored(rel, false)) return false;
+  const below = (dir: string): boolean => {
+    for (const d of readdirSync(join(at.root, dir), { withFileTypes: true })) {
+      const child = `${dir}/${d.name}`;
+      if (!at.ignored(child, false)) return true;
+      if (d.isDirectory() && below(child)) return true;
+    }
+    return false;
+  };
+  return !below(rel);
 }
 
 /** Whether a directory between the pivot and `keep` (`keep` itself not included) is .dockerignore'd or --exclude'd. */
@@ -163,12 +191,12 @@ export async function selectSources(
   const sourceRoot = from === undefined ? e.context.dir : await e.fromRootfs(from);
   const withExclude = exclude === undefined ? {} : { exclude };
   if (!parents) {
-    const sources: string[] = [];
+    const found: NamedSource[] = [];
     for (const p of patterns) {
-      const found = from === undefined ? await e.context.resolveSource(p, e.site) : await fromSources(sourceRoot, p, from, e);
-      sources.push(...dropExcludedMatches(p, found, exclude));
+      const matches = from === undefined ? await e.context.resolveNamedSources(p, e.site) : await fromSources(sourceRoot, p, from, e);
+      found.push(...dropExcludedMatches(p, matches, exclude));
     }
-    return { sourceRoot, sources, ...withExclude };
+    return { sourceRoot, sources: found.map((f) => f.path), named: found.map((f) => f.named), ...withExclude };
   }
   const sources: string[] = [];
   const keeps: string[] = [];
@@ -217,12 +245,13 @@ async function resolvePivot(pivot: string, root: string, from: string | undefine
 /**
  * A `--from` source inside another stage's or image's rootfs: symlinks resolved inside that root, a
  * path climbing out of it refused, wildcards matched per path segment with Go's filepath.Match as
- * BuildKit does (matches in lexical order; none is an error).
+ * BuildKit does (matches in lexical order; none is an error). Each comes back with the path it was
+ * named by (its last component not followed), the name a file source is copied as.
  */
-export async function fromSources(root: string, pattern: string, from: string, e: InstructionEnv): Promise<string[]> {
+export async function fromSources(root: string, pattern: string, from: string, e: InstructionEnv): Promise<NamedSource[]> {
   const cleaned = cleanEntryName(pattern);
   if (cleaned === null) throw new DockerfileError(`COPY --from=${from} source ${JSON.stringify(pattern)} is outside the stage's root`, e.site);
-  if (!/[*?[]/.test(cleaned)) return [resolveInRoot(root, cleaned)];
+  if (!/[*?[]/.test(cleaned)) return [{ path: resolveInRoot(root, cleaned), named: resolveParentInRoot(root, cleaned) }];
   const segments = cleaned.split('/');
   let found = [''];
   for (const seg of segments) {
@@ -247,10 +276,10 @@ export async function fromSources(root: string, pattern: string, from: string, e
     }
     found = next;
   }
-  const resolved: string[] = [];
+  const resolved: NamedSource[] = [];
   for (const p of found) {
     const r = resolveInRoot(root, p);
-    if ((await lstat(join(root, r)).catch(() => undefined)) !== undefined) resolved.push(r);
+    if ((await lstat(join(root, r)).catch(() => undefined)) !== undefined) resolved.push({ path: r, named: resolveParentInRoot(root, p) });
   }
   if (resolved.length === 0) throw new DockerfileError(`no source files were specified: ${pattern} matches nothing in --from=${from}`, e.site);
   return resolved;

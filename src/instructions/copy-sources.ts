@@ -6,14 +6,12 @@ import { join, posix } from 'node:path';
 import type { AddInstruction, CopyInstruction } from '../dockerfile/instructions.js';
 import { DockerfileError } from '../errors.js';
 import { parseChmod, type CopyRequest } from './copy-files.js';
-import { excludeMatcher, selectSources } from './copy-select.js';
+import { excludeMatcher, selectSources, type SelectedSources } from './copy-select.js';
 import { expand } from './expand-in-stage.js';
-import type { InstructionEnv } from './handler.js';
+import type { InstructionEnv, NamedSource } from './handler.js';
 import { expandHeredocBody } from './heredoc-expand.js';
 import { resolveChown } from './identity.js';
 import { expansionLookup, type StageState } from './stage-state.js';
-
-const GLOB = /[*?[]/;
 
 export interface CopyPlan {
   /** Path sources (one request), then heredoc files (another), in that order. */
@@ -44,7 +42,11 @@ async function writeHeredocFiles(instr: CopyInstruction | AddInstruction, state:
   return { dir, names };
 }
 
-export async function planCopy(instr: CopyInstruction | AddInstruction, state: StageState, e: InstructionEnv, pathsOverride?: readonly string[]): Promise<CopyPlan> {
+/**
+ * `preselected`: context sources ADD has already resolved (its plain files, archives set aside), copied
+ * as they are: never matched again as patterns (a file named `arr[0].txt` is no wildcard).
+ */
+export async function planCopy(instr: CopyInstruction | AddInstruction, state: StageState, e: InstructionEnv, preselected?: readonly NamedSource[]): Promise<CopyPlan> {
   const rawDest = expand(instr.dest, state, e);
   const kind = instr.kind.toUpperCase();
   if (rawDest === '') throw new DockerfileError(`${kind} requires a destination`, e.site);
@@ -55,24 +57,29 @@ export async function planCopy(instr: CopyInstruction | AddInstruction, state: S
   const parents = instr.kind === 'copy' && instr.parents;
   // With --parents the destination is always a directory (BuildKit copies the pivot's contents into it).
   if (parents && !dest.endsWith('/')) dest += '/';
-  const patterns = pathsOverride ?? instr.sources.flatMap((s) => (s.kind === 'path' ? [expand(s.path, state, e)] : []));
+  const patterns = preselected?.map((s) => s.named) ?? instr.sources.flatMap((s) => (s.kind === 'path' ? [expand(s.path, state, e)] : []));
   const heredocCount = instr.sources.filter((s) => s.kind === 'heredoc').length;
   const exclude = excludeMatcher(instr, state, e);
 
-  const selected = await selectSources(instr, patterns, exclude, e);
+  const selected: SelectedSources = preselected !== undefined
+    ? { sourceRoot: e.context.dir, sources: preselected.map((s) => s.path), named: preselected.map((s) => s.named), ...(exclude === undefined ? {} : { exclude }) }
+    : await selectSources(instr, patterns, exclude, e);
   const { sourceRoot, sources } = selected;
   const destRoot = (await deferrable(instr, trailing || parents, sourceRoot, sources, heredocCount)) ? ((await e.deltaRootfs()) ?? (await e.rootfs())) : await e.rootfs();
   const owner = instr.chown !== undefined ? await resolveChown(destRoot, expand(instr.chown, state, e)).catch((err: unknown) => {
     throw new DockerfileError((err as Error).message, e.site, { cause: err });
   }) : from === undefined ? { uid: 0, gid: 0 } : 'preserve' as const;
   const chmodValue = instr.chmod === undefined ? undefined : parseChmod(expand(instr.chmod, state, e), e.site);
-  const multiple = patterns.length + heredocCount > 1 || sources.length + heredocCount > 1 || patterns.some((p) => GLOB.test(p));
+  // Sources are counted as found (wildcards expanded, .dockerignore and --exclude applied), as docker
+  // counts them: a wildcard with one match copies it to a file destination (`COPY fo? /foo2`).
+  const multiple = sources.length + heredocCount > 1;
 
   const requests: CopyRequest[] = [];
   if (patterns.length > 0) {
     requests.push({
       sourceRoot,
       sources,
+      ...(selected.named === undefined ? {} : { named: selected.named }),
       multiple,
       destRoot,
       dest,

@@ -16,8 +16,20 @@ export interface ContextFiles {
    * nothing matches or the source escapes the context.
    */
   resolveSource(pattern: string, where: InstructionSite): Promise<string[]>;
+  /** `resolveSource`, each source with the name a copy gives it (a symlink's own name, not its target's). */
+  resolveNamedSources(pattern: string, where: InstructionSite): Promise<NamedSource[]>;
   /** Whether a context-relative path is left out by .dockerignore (a directory: with nothing re-included under it). */
   isExcluded(relPath: string, isDir: boolean): boolean;
+}
+
+/**
+ * A resolved COPY/ADD source: the root-relative path read (`''` is the root; a symlink source followed to
+ * its target) and the root-relative path the source names (the link itself), whose last component is
+ * the name a file source is copied as (BuildKit names the copy `filepath.Base(src)`, not the target).
+ */
+export interface NamedSource {
+  readonly path: string;
+  readonly named: string;
 }
 
 export interface InstructionSite {

@@ -106,6 +106,16 @@ describe('expandSources', () => {
     expect(await paths('vendor/keep.txt')).toEqual(['vendor/keep.txt']);
   });
 
+  it('finds an excluded directory that an exception re-includes something in, as docker sends it', async () => {
+    // `vendor` is excluded, `!vendor/keep.txt` re-includes a file in it: BuildKit's context holds
+    // `vendor` with only that file, so it is a source literally and by a wildcard.
+    expect(await paths('vendor')).toEqual(['vendor']);
+    expect(await paths('vendo?')).toEqual(['vendor']);
+    // Nothing re-included below `src/README`-style excluded files: still not found.
+    await expect(paths('debug.log')).rejects.toThrow(/not found/);
+    expect(await paths('*')).toContain('vendor');
+  });
+
   it('fails when a wildcard matches nothing, or a literal does not exist', async () => {
     await expect(paths('*.rs')).rejects.toThrow(/no source files were specified/);
     await expect(paths('missing.txt')).rejects.toMatchObject({ code: 'CONTEXT' });

@@ -63,13 +63,19 @@ describe('splitPivot', () => {
 
 describe('dropExcludedMatches', () => {
   const ex = new IgnoreMatcher(['*.txt'], '--exclude');
+  const at = (...paths: string[]) => paths.map((p) => ({ path: p, named: p }));
   it('drops wildcard matches by their path below the literal prefix', () => {
-    expect(dropExcludedMatches('hom*', ['homa.txt', 'homb.md'], ex)).toEqual(['homb.md']);
-    expect(dropExcludedMatches('src/*', ['src/a.txt', 'src/b.go'], ex)).toEqual(['src/b.go']);
+    expect(dropExcludedMatches('hom*', at('homa.txt', 'homb.md'), ex)).toEqual(at('homb.md'));
+    expect(dropExcludedMatches('src/*', at('src/a.txt', 'src/b.go'), ex)).toEqual(at('src/b.go'));
   });
   it('never drops a literal source, nor anything without --exclude', () => {
-    expect(dropExcludedMatches('a.txt', ['a.txt'], ex)).toEqual(['a.txt']);
-    expect(dropExcludedMatches('*.txt', ['a.txt'], undefined)).toEqual(['a.txt']);
+    expect(dropExcludedMatches('a.txt', at('a.txt'), ex)).toEqual(at('a.txt'));
+    expect(dropExcludedMatches('*.txt', at('a.txt'), undefined)).toEqual(at('a.txt'));
+  });
+  it('matches a symlink match by its own name, not by its target', () => {
+    // `link.md -> notes.txt`: --exclude=*.txt does not leave out the match `link.md`.
+    expect(dropExcludedMatches('*.md', [{ path: 'notes.txt', named: 'link.md' }], ex)).toEqual([{ path: 'notes.txt', named: 'link.md' }]);
+    expect(dropExcludedMatches('*.txt', [{ path: 'real.md', named: 'link.txt' }], ex)).toEqual([]);
   });
 });
 
@@ -101,6 +107,16 @@ describe('parentsMatches', () => {
     const found = await parentsMatches('*/*.txt', at({ ignored: (rel) => rel === 'c', exclude: new IgnoreMatcher(['a/drop.txt', 'b'], '--exclude') }));
     expect(found.map((m) => m.keep)).toEqual(['a/keep.txt']);
     await expect(parentsMatches('c/y.txt', at({ ignored: (rel) => rel === 'c' }))).rejects.toBeInstanceOf(DockerfileError);
+  });
+
+  it('matches an excluded directory only when an exception re-includes something in it, as docker sends the context', async () => {
+    await files(src, { 'keep/file': '', 'keep/other': '', 'drop/x': '' });
+    // .dockerignore `*` and `!keep/file`, as ContextFiles.isExcluded answers it: excluded directories are entered.
+    const dockerignore = new IgnoreMatcher(['*', '!keep/file']);
+    const ignored = (rel: string, isDir: boolean): boolean => dockerignore.matches(rel) && !(isDir && dockerignore.hasExceptions);
+    expect((await parentsMatches('*', at({ ignored }))).map((m) => m.keep)).toEqual(['keep']);
+    expect((await parentsMatches('keep', at({ ignored }))).map((m) => m.keep)).toEqual(['keep']);
+    await expect(parentsMatches('drop', at({ ignored }))).rejects.toBeInstanceOf(DockerfileError);
   });
 });
 
@@ -160,5 +176,39 @@ describe('the layer cache digest', () => {
     const one = await digestSources({ root: src, sources: ['x/y/a'], bases: ['y/a'], excluded: () => false, withOwners: false });
     const two = await digestSources({ root: src, sources: ['x/y/a'], bases: ['x/y/a'], excluded: () => false, withOwners: false });
     expect(one).not.toBe(two);
+  });
+
+  it('differs by the name a followed symlink source is copied as, and not when there is none', async () => {
+    await files(src, { t: 'target' });
+    const plain = await digestSources({ root: src, sources: ['t'], excluded: () => false, withOwners: false });
+    const same = await digestSources({ root: src, sources: ['t'], named: ['t'], excluded: () => false, withOwners: false });
+    const l = await digestSources({ root: src, sources: ['t'], named: ['l'], excluded: () => false, withOwners: false });
+    const m = await digestSources({ root: src, sources: ['t'], named: ['m'], excluded: () => false, withOwners: false });
+    expect(same).toBe(plain);
+    expect(l).not.toBe(plain);
+    expect(l).not.toBe(m);
+  });
+});
+
+describe('copyIntoRootfs: names and created destinations', () => {
+  it('copies a followed symlink source under the name it was named by (BuildKit: filepath.Base(src))', async () => {
+    await files(src, { t: 'target' });
+    await copyIntoRootfs(request({ sources: ['t'], named: ['l'], dest: '/d/' }));
+    expect(await tree(dst)).toEqual(['d/', 'd/l']);
+    expect(await readFile(join(dst, 'd/l'), 'utf8')).toBe('target');
+  });
+
+  it('makes a missing destination of a directory source 0755 with the copy owner, not the source directory\'s mode', async () => {
+    await files(src, { 'dir/sub/f': 'f' });
+    await chmod(join(src, 'dir'), 0o700);
+    await chmod(join(src, 'dir/sub'), 0o750);
+    await copyIntoRootfs(request({ sources: ['dir'], dest: '/made' }));
+    expect((await stat(join(dst, 'made'))).mode & 0o7777).toBe(0o755);
+    expect((await stat(join(dst, 'made/sub'))).mode & 0o7777).toBe(0o750);
+    // An existing destination keeps its own mode.
+    await mkdir(join(dst, 'kept'), { mode: 0o711 });
+    await chmod(join(dst, 'kept'), 0o711);
+    await copyIntoRootfs(request({ sources: ['dir'], dest: '/kept' }));
+    expect((await stat(join(dst, 'kept'))).mode & 0o7777).toBe(0o711);
   });
 });
