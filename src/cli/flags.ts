@@ -1,5 +1,6 @@
 // The executor's flags, with kaniko's names and meanings. Flags kiln adds are marked "(kiln)".
-import { Command, Option } from 'commander';
+import { InvalidArgumentError, Option } from 'commander';
+import { GoStyleCommand } from './go-style-argv.js';
 
 const collect = (value: string, previous: string[]): string[] => [...previous, value];
 
@@ -99,8 +100,22 @@ export interface ParsedFlags {
   registryClientCert: string[];
 }
 
-export function executorCommand(): Command {
-  return new Command('executor')
+const LEVELS = ['panic', 'fatal', 'error', 'warn', 'info', 'debug', 'trace'] as const;
+
+/**
+ * `-v`/`--verbosity` as kaniko reads it (logrus.ParseLevel): any case, and `warning` for `warn`.
+ */
+export function verbosityOption(): Option {
+  return new Option('-v, --verbosity <level>', `log level (${LEVELS.join(', ')})`).default('info').argParser((value: string) => {
+    const v = value.toLowerCase();
+    const level = v === 'warning' ? 'warn' : v;
+    if (!(LEVELS as readonly string[]).includes(level)) throw new InvalidArgumentError(`Allowed choices are ${LEVELS.join(', ')}.`);
+    return level;
+  });
+}
+
+export function executorCommand(): GoStyleCommand {
+  return new GoStyleCommand('executor')
     .description('Build a container image from a Dockerfile and push it, without a daemon (kaniko-compatible)')
     .option('-f, --dockerfile <path>', 'path to the Dockerfile (relative to the context, absolute, - for stdin, or an http(s):// URL)', 'Dockerfile')
     .option('--context-sub-path <path>', 'sub directory of the context to use as the build context (after a tar, git or https context is fetched)')
@@ -124,7 +139,7 @@ export function executorCommand(): Command {
     .option('--label <label>', 'KEY=VALUE label to add to the image (repeatable)', collect, [])
     .option('--custom-platform <platform>', 'os/arch[/variant] to build for (default: this machine)')
     .option('--platform <platform>', '(kiln) docker build\'s name for --custom-platform')
-    .addOption(new Option('-v, --verbosity <level>', 'log level').choices(['panic', 'fatal', 'error', 'warn', 'info', 'debug', 'trace']).default('info'))
+    .addOption(verbosityOption())
     .addOption(new Option('--log-format <format>', 'log format').choices(['text', 'color', 'json']).default('text'))
     .option('--log-timestamp', 'print timestamps in log lines', false)
     .option('--cleanup', 'clean the filesystem at the end of the build (container mode)', false)

@@ -4,7 +4,7 @@ import { DockerfileError } from '../errors.js';
 import { mkdirAllInRoot } from '../rootfs/in-root.js';
 import { expandWord } from '../dockerfile/expand.js';
 import { fsPaths, NO_FS, type Handler, type InstructionEnv } from './handler.js';
-import { resolveUserInRoot } from './identity.js';
+import { resolveChown } from './identity.js';
 import { expansionLookup, type StageState } from './stage-state.js';
 
 // Relative to the previous WORKDIR; created if missing, owned by the current USER (BuildKit's
@@ -21,7 +21,7 @@ export const workdir: Handler<WorkdirInstruction> = async (instr, state, e) => {
     return { state: next, createdBy: `WORKDIR ${dir}`, fs: NO_FS };
   }
   const root = await e.rootfs();
-  const owner = await resolveUserInRoot(root, state.config.User);
+  const owner = await resolveChown(root, state.config.User ?? '');
   const created = await mkdirAllInRoot(root, dir, owner).catch((err: unknown) => {
     throw new DockerfileError(`cannot create WORKDIR ${dir}: ${(err as Error).message}`, e.site, { cause: err });
   });

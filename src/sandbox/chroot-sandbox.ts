@@ -4,14 +4,14 @@
 // Nothing of the host is mounted writable. Root keeps docker's capabilities minus the ones that reach
 // the host kernel; a non-root USER runs bwrap as that uid in a user namespace, so it has no privilege.
 import { spawn } from 'node:child_process';
-import { statSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
 import { lstat, mkdir, open, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { SandboxError } from '../errors.js';
 import type { RunContext } from '../log/run-context.js';
 import { waitForExit } from './child-exit.js';
 import { createMountStubs } from './mount-stubs.js';
-import { overlayArgv, overlayDirsFor, type OverlayDirs, type RunOverlay } from './overlay-run.js';
+import { overlayArgv, overlayDirsFor, setprivArgv, type OverlayDirs, type RunOverlay } from './overlay-run.js';
 import type { RunSpec, RunUser, Sandbox, SandboxMount } from './sandbox.js';
 
 /** Capabilities root loses inside the sandbox: those that act on the host kernel rather than the rootfs. */
@@ -101,16 +101,28 @@ export class ChrootSandbox implements Sandbox {
   }
 
   async #spawn(spec: RunSpec, hostFiles: readonly string[], ctx: RunContext, overlay: OverlayDirs | undefined): Promise<number> {
+    const user = spec.user;
+    const groups = user.groups ?? [user.gid];
+    const extraGroups = groups.length > 1 || groups[0] !== user.gid;
+    // A non-root USER's bwrap (unprivileged) maps only its uid and primary gid into its user
+    // namespace: the supplementary groups set below grant access, but show as 65534 inside.
     const args = bwrapArgs({ root: overlay?.merged ?? this.root, spec, hostname: this.#hostname, hostFiles });
     ctx.log.debug({ argv: spec.argv, uid: spec.user.uid, gid: spec.user.gid, mounts: spec.mounts?.map((m) => m.target), overlay: overlay !== undefined }, 'sandbox: starting command');
-    const argv = overlay === undefined || this.#overlay === undefined ? [this.#bwrap, ...args] : overlayArgv(this.#overlay.tools, overlay, spec.user, [this.#bwrap, ...args]);
+    // The RUN's group list (BuildKit: the user's groups from /etc/group, primary gid first): spawn's
+    // uid/gid set the primary one and clear the rest, setpriv sets them all.
+    const setpriv = overlay === undefined && extraGroups ? findSetpriv() : undefined;
+    let argv: string[];
+    if (overlay !== undefined && this.#overlay !== undefined) argv = overlayArgv(this.#overlay.tools, overlay, user, [this.#bwrap, ...args]);
+    else if (setpriv !== undefined) argv = [...setprivArgv(setpriv, user), this.#bwrap, ...args];
+    else argv = [this.#bwrap, ...args];
     const child = spawn(argv[0] as string, argv.slice(1), {
       env: envObject(spec.env),
       stdio: ['ignore', 'pipe', 'pipe'],
       signal: ctx.signal,
       // A non-root USER never holds privilege on the host: bwrap itself runs as that identity (on an
-      // overlay, setpriv drops to it once the mount is made).
-      ...(spec.user.uid !== 0 && overlay === undefined ? { uid: spec.user.uid, gid: spec.user.gid } : {}),
+      // overlay, or with groups to set, setpriv drops to it once the mount is made). Root too gets
+      // only its own gid, never kiln's supplementary groups.
+      ...(overlay === undefined && setpriv === undefined ? { uid: user.uid, gid: user.gid } : {}),
     });
     child.stdout?.pipe(spec.stdout, { end: false });
     child.stderr?.pipe(spec.stderr, { end: false });
@@ -199,6 +211,14 @@ export function bwrapArgs(o: { root: string; spec: RunSpec; hostname: string; ho
   }
   args.push('--', ...spec.argv);
   return args;
+}
+
+let setprivPath: string | null | undefined;
+
+/** util-linux's setpriv on the host, for a RUN whose user has supplementary groups. */
+function findSetpriv(): string | undefined {
+  if (setprivPath === undefined) setprivPath = ['/usr/bin/setpriv', '/bin/setpriv', '/usr/sbin/setpriv'].find((p) => existsSync(p)) ?? null;
+  return setprivPath ?? undefined;
 }
 
 function depth(p: string): number {

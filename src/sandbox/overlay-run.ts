@@ -7,10 +7,14 @@
 // happens to kiln, so no mount ever leaks onto the host. Making it needs root (CAP_SYS_ADMIN on the
 // host): a non-root USER's bwrap is started afterwards with `setpriv`, holding no privilege, as before.
 //
-// Options: redirect_dir=off and metacopy=off keep every upper entry self-contained (no pointer back
-// into the lower dir for a renamed directory or for file data); index=off and xino=off keep the mount
-// simple, as docker's overlay2 does. Any failure to mount is found by `probeOverlay` before the first
-// RUN, and the build falls back to the walk strategy.
+// Options: metacopy=off keeps file data in the upper dir (no pointer back into the lower one).
+// redirect_dir=on lets rename(2) move a lower directory (off, the kernel answers EXDEV, which only
+// programs that fall back to copying survive); overlay-merge.ts follows the redirect. index=on gives the RUN POSIX
+// hardlinks: without it, writing one name of a multiply-linked lower file copies up that name alone
+// and the others keep the old data (Documentation/filesystems/overlayfs.rst, "Index"); with it the
+// names stay one inode, and overlay-merge.ts writes that inode back into the lower one. xino=off keeps
+// the mount simple. Any failure to mount is found by `probeOverlay` before the first RUN, and the
+// build falls back to the walk strategy.
 import { spawn } from 'node:child_process';
 import { chmod, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -50,7 +54,7 @@ export function overlayOptions(d: OverlayDirs): string {
   for (const p of [d.lower, d.upper, d.work]) {
     if (UNSAFE_IN_OPTIONS.test(p)) throw new RangeError(`path cannot be used in overlay mount options: ${p}`);
   }
-  return `lowerdir=${d.lower},upperdir=${d.upper},workdir=${d.work},redirect_dir=off,metacopy=off,index=off,xino=off`;
+  return `lowerdir=${d.lower},upperdir=${d.upper},workdir=${d.work},redirect_dir=on,metacopy=off,index=on,xino=off`;
 }
 
 /** `mount` the overlay, then exec the rest of argv. Paths travel as arguments, never inside the script. */
@@ -61,8 +65,15 @@ const SCRIPT = 'set -e; "$1" -t overlay overlay -o "$2" "$3"; shift 3; exec "$@"
  * mount namespace holding the overlay at `dirs.merged`; as `user` when that is not root.
  */
 export function overlayArgv(tools: OverlayTools, dirs: OverlayDirs, user: RunUser, inner: readonly string[]): string[] {
-  const drop = user.uid === 0 && user.gid === 0 ? [] : [tools.setpriv, `--reuid=${user.uid}`, `--regid=${user.gid}`, '--clear-groups', '--'];
+  // Always through setpriv, root too: the RUN's groups are the user's (never kiln's own).
+  const drop = setprivArgv(tools.setpriv, user);
   return [tools.unshare, '--mount', '--propagation', 'private', '--', tools.sh, '-c', SCRIPT, 'sh', tools.mount, overlayOptions(dirs), dirs.merged, ...drop, ...inner];
+}
+
+/** `setpriv` to the RUN's uid, gid and group list (kiln's own supplementary groups never pass). */
+export function setprivArgv(setpriv: string, user: RunUser): string[] {
+  const groups = user.groups ?? [user.gid];
+  return [setpriv, `--reuid=${user.uid}`, `--regid=${user.gid}`, groups.length === 0 ? '--clear-groups' : `--groups=${groups.join(',')}`, '--'];
 }
 
 /** Fresh upper and work dirs (and the mount point) for one RUN, under `scratch`. */

@@ -5,6 +5,12 @@ import type { RunContext } from '../log/run-context.js';
 export interface RunUser {
   readonly uid: number;
   readonly gid: number;
+  /**
+   * The process's group list (setgroups), primary gid first: BuildKit's GetUser gives a user named
+   * (or found by uid) in /etc/passwd the groups of /etc/group that list it as a member, and
+   * ensureAdditionalGids puts the primary gid in front. Absent: the primary gid only.
+   */
+  readonly groups?: readonly number[];
 }
 
 /** One process to run for a RUN instruction. */

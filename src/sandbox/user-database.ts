@@ -42,29 +42,65 @@ export function parseGroup(text: string): GroupEntry[] {
 
 const NUMERIC = /^\d+$/;
 
-/** `passwd`/`group` are the file contents, or undefined when the image has none. */
+/** llb's parseUID: `root` is 0 without a lookup, else a decimal id. */
+function fastId(s: string): number | undefined {
+  if (s === 'root') return 0;
+  return NUMERIC.test(s) ? Number(s) : undefined;
+}
+
+/**
+ * A RUN's identity from USER, as BuildKit's executor resolves it (executor/oci GetUser, then
+ * moby/sys/user GetExecUser): `uid:gid` (either may be `root`) is taken as it is; otherwise the user is
+ * looked up (by uid when numeric; a uid missing from passwd runs with gid 0), a `:group` part sets the
+ * gid, and without one a user found in passwd gets the groups of /etc/group that list it. No USER is
+ * uid 0 looked up the same way (0:0 when the image has no passwd). `root` is uid 0 even without a
+ * passwd entry, as BuildKit's WORKDIR and COPY --chown read it. `passwd`/`group` are the file
+ * contents, or undefined when the image has none.
+ */
 export function resolveUser(spec: string, passwd: string | undefined, group: string | undefined): RunUser {
-  const [userPart = '', groupPart] = spec.split(':', 2);
-  if (userPart === '') return { uid: 0, gid: 0 };
+  const isDefault = spec === '';
+  const [userPart = '', groupPart] = (isDefault ? '0' : spec).split(':', 2);
+  if (groupPart !== undefined) {
+    const uid = fastId(userPart);
+    const gid = fastId(groupPart);
+    if (uid !== undefined && gid !== undefined) return { uid, gid, groups: [gid] };
+  }
+  if (userPart === '' && (groupPart === undefined || groupPart === '')) return { uid: 0, gid: 0, groups: [0] };
   const users = parsePasswd(passwd ?? '');
   let uid: number;
   let gid: number;
-  if (NUMERIC.test(userPart)) {
-    uid = Number(userPart);
-    gid = users.find((u) => u.uid === uid)?.gid ?? 0;
+  let matched: string | undefined;
+  const byName = NUMERIC.test(userPart) ? undefined : users.find((e) => e.name === userPart);
+  const numeric = NUMERIC.test(userPart) ? Number(userPart) : userPart === 'root' && byName === undefined ? 0 : undefined;
+  if (numeric !== undefined) {
+    const u = users.find((e) => e.uid === numeric);
+    uid = numeric;
+    gid = u?.gid ?? 0;
+    matched = u?.name;
+  } else if (byName !== undefined) {
+    uid = byName.uid;
+    gid = byName.gid;
+    matched = byName.name;
+  } else if (userPart === '') {
+    uid = 0;
+    gid = 0;
   } else {
-    const u = users.find((e) => e.name === userPart);
-    if (u === undefined) throw new UsageError(`unable to find user ${userPart}: no matching entries in passwd file`);
-    uid = u.uid;
-    gid = u.gid;
+    throw new UsageError(`unable to find user ${userPart}: no matching entries in passwd file`);
   }
+  const groups = parseGroup(group ?? '');
   if (groupPart !== undefined && groupPart !== '') {
     if (NUMERIC.test(groupPart)) gid = Number(groupPart);
     else {
-      const g = parseGroup(group ?? '').find((e) => e.name === groupPart);
-      if (g === undefined) throw new UsageError(`unable to find group ${groupPart}: no matching entries in group file`);
-      gid = g.gid;
+      const g = groups.find((e) => e.name === groupPart);
+      if (g !== undefined) gid = g.gid;
+      else if (groupPart === 'root') gid = 0;
+      else throw new UsageError(`unable to find group ${groupPart}: no matching entries in group file`);
     }
+    return { uid, gid, groups: [gid] };
   }
-  return { uid, gid };
+  const list = [gid];
+  if (matched !== undefined) {
+    for (const g of groups) if (g.members.includes(matched) && !list.includes(g.gid)) list.push(g.gid);
+  }
+  return { uid, gid, groups: list };
 }

@@ -1,0 +1,70 @@
+// A non-root RUN's supplementary groups inside bubblewrap, on the plain rootfs and on an overlay: they
+// grant access (setpriv sets them before bwrap). bwrap, unprivileged, maps only the primary gid into
+// its user namespace, so inside they read as 65534 (see the pending case run-user-groups-shown-by-id).
+// Needs root, bwrap and util-linux, as sandbox mode does; the RUN is the host's busybox.
+import { chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { PassThrough } from 'node:stream';
+import { afterAll, describe, expect, it } from 'vitest';
+import { ChrootSandbox } from '../../src/sandbox/chroot-sandbox.js';
+import type { RunUser } from '../../src/sandbox/sandbox.js';
+
+const BUSYBOX = '/usr/bin/busybox';
+const usable = process.getuid?.() === 0 && existsSync('/usr/bin/bwrap') && existsSync(BUSYBOX) && existsSync('/usr/bin/setpriv');
+const log = { debug: () => undefined, info: () => undefined, warn: (m: unknown) => console.log('WARN', m) } as never;
+
+describe.skipIf(!usable)('RUN with supplementary groups (sandbox mode)', () => {
+  const work = mkdtempSync(join(tmpdir(), 'kiln-run-groups-'));
+  chmodSync(work, 0o755);
+  const root = join(work, 'root');
+  mkdirSync(join(root, 'bin'), { recursive: true });
+  mkdirSync(join(root, 'etc'));
+  mkdirSync(join(root, 'shared'), { mode: 0o770 });
+  chmodSync(join(root, 'shared'), 0o770);
+  copyFileSync(BUSYBOX, join(root, 'bin/busybox'));
+  chmodSync(join(root, 'bin/busybox'), 0o755);
+  writeFileSync(join(root, 'etc/passwd'), 'root:x:0:0::/root:/bin/sh\napp:x:1000:1000::/:/bin/sh\n');
+  writeFileSync(join(root, 'etc/group'), 'root:x:0:\napp:x:1000:\nextra:x:2000:app\n');
+  afterAll(() => rmSync(work, { recursive: true, force: true }));
+
+  async function run(sb: ChrootSandbox, user: RunUser, argv: string[]): Promise<{ code: number; out: string }> {
+    const out = new PassThrough();
+    let text = '';
+    out.on('data', (b: Buffer) => (text += b.toString()));
+    const code = await sb.run({ argv, env: [], workdir: '/', user, stdout: out, stderr: out, network: 'default' }, { log, signal: new AbortController().signal } as never);
+    return { code, out: text };
+  }
+
+  const app: RunUser = { uid: 1000, gid: 1000, groups: [1000, 2000] };
+  const cases: Array<[string, () => ChrootSandbox]> = [
+    ['plain rootfs', () => new ChrootSandbox({ root, bwrap: '/usr/bin/bwrap' })],
+    [
+      'overlay',
+      () =>
+        new ChrootSandbox({
+          root,
+          bwrap: '/usr/bin/bwrap',
+          overlay: { tools: { unshare: '/usr/bin/unshare', mount: '/usr/bin/mount', setpriv: '/usr/bin/setpriv', sh: '/bin/sh' }, scratch: join(work, 'scratch'), collect: async () => undefined },
+        }),
+    ],
+  ];
+  for (const [name, make] of cases) {
+    it(name, { timeout: 15000 }, async () => {
+      const { chownSync } = await import('node:fs');
+      chownSync(join(root, 'shared'), 0, 2000);
+      const sb = make();
+      // Several in a row: each RUN's maps are its own.
+      for (let i = 0; i < 3; i++) {
+        const r = await run(sb, app, ['/bin/busybox', 'sh', '-c', 'id -u; id -g; grep -c "^Groups:.*1000" /proc/self/status; ls /shared']);
+        expect(r, r.out).toEqual({ code: 0, out: '1000\n1000\n1\n' });
+      }
+      const only = await run(sb, { uid: 1000, gid: 1000, groups: [1000] }, ['/bin/busybox', 'id', '-G']);
+      expect(only).toEqual({ code: 0, out: '1000\n' });
+      // Without the group, /shared (root:2000 0770) is closed.
+      expect((await run(sb, { uid: 1000, gid: 1000, groups: [1000] }, ['/bin/busybox', 'ls', '/shared'])).code).not.toBe(0);
+      // Root gets its own groups, not kiln's.
+      expect(await run(sb, { uid: 0, gid: 0, groups: [0] }, ['/bin/busybox', 'id', '-G'])).toEqual({ code: 0, out: '0\n' });
+    });
+  }
+});
