@@ -102,4 +102,12 @@ export const CASES = [
     data: (dir) => writeSmallFiles(join(dir, 'files'), 20_000),
     dockerfile: (b) => df(`FROM ${b.busybox}`, 'COPY files/ /files/', 'RUN touch /files/d007/*'),
   },
+  {
+    // The issue's Debian case, as container-bench.mjs runs it (build-bench.mjs's debian-apt installs jq).
+    name: 'kaniko-debian-curl',
+    what: 'debian + apt-get install curl',
+    base: 'debian',
+    optIn: true,
+    dockerfile: (b) => df(`FROM ${b.debian}`, 'RUN apt-get update && apt-get install -y curl'),
+  },
 ];

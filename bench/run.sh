@@ -16,6 +16,11 @@
 #   KILN_BENCH_WORK=DIR        where data, registry and storage go (default: a temp dir, removed)
 #   KILN_BENCH_COMPRESSION=0   skip the layer-compression throughput table (bench/compression.mjs)
 #   KILN_BENCH_CACHE=0         skip the registry layer-cache rebuild (bench/cache-bench.mjs)
+#   KILN_BENCH_CONTAINER=0     skip kiln's executor image in podman (bench/container-bench.mjs: the kaniko
+#                              cases in a container, beside kiln on the host and kaniko's reference figures)
+#   KILN_BENCH_EXECUTOR_TAR=F  the executor image for it as a docker-archive tarball (default: built by
+#                              scripts/build-executor-image.sh into the work dir, a few minutes)
+#   KILN_BENCH_HOST=0          leave out its host-mode figures
 # Run as root (buildah and kiln's sandbox mode both need it, as in the test suite).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -57,3 +62,4 @@ if [[ ${KILN_BENCH_COMPRESSION:-1} != 0 ]]; then
 fi
 node bench/build-bench.mjs --registry "127.0.0.1:$port" --work "$work"
 [[ ${KILN_BENCH_CACHE:-1} == 0 ]] || node bench/cache-bench.mjs --registry "127.0.0.1:$port" --work "$work"
+[[ ${KILN_BENCH_CONTAINER:-1} == 0 ]] || node bench/container-bench.mjs --registry "127.0.0.1:$port" --work "$work"
