@@ -4,6 +4,7 @@
 // but for its ignore list, unpacks the base onto `/`, runs RUN as plain children and snapshots `/`.
 // What was pushed is read with skopeo, umoci and tar only, never with kiln's own code.
 import { execFile, execFileSync, spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -300,6 +301,48 @@ describe('container mode in the executor image layout', () => {
       }
     } finally {
       await cleanup();
+    }
+  });
+  it.skipIf(!available)(`gives COPY --from the previous stage's own files, moved aside from /, not its layers unpacked again: the same image${available ? '' : ` (${unshareReason})`}`, async () => {
+    const dockerfile = [
+      `FROM ${images.busybox} AS build`,
+      // /mnt holds the volume's mount point: its other entries are moved, the mount stays.
+      'RUN mkdir -p /out/sub && echo artifact > /out/sub/a.txt && chmod 0750 /out && echo beside > /mnt/beside.txt',
+      `FROM ${images.busybox}`,
+      'COPY --from=build /out /out',
+      'COPY --from=build /mnt/beside.txt /beside.txt',
+      'RUN cat /out/sub/a.txt /beside.txt > /both.txt',
+      '',
+    ].join('\n');
+    const build = async (tag: string, extra: readonly string[]): Promise<{ output: string; digest: string }> => {
+      const { root, volume, cleanup } = await executorRoot();
+      try {
+        await writeFile(join(volume, 'keep.txt'), 'volume data\n');
+        await writeFile(join(root, 'workspace/Dockerfile'), dockerfile);
+        const destination = `${registry}/ctr/from-stage:${tag}`;
+        const exit = await runExecutorInRoot(root, volume, ['--context', 'dir:///workspace', '--destination', destination, '--insecure', '--reproducible', '-v', 'debug', ...extra]);
+        expect(exit.code, exit.output).toBe(0);
+        expect(await readFile(join(volume, 'keep.txt'), 'utf8')).toBe('volume data\n');
+        const raw = (await run('skopeo', ['inspect', '--raw', '--tls-verify=false', `docker://${destination}`])).stdout;
+        return { output: exit.output, digest: createHash('sha256').update(raw).digest('hex') };
+      } finally {
+        await cleanup();
+      }
+    };
+    const moved = await build('moved', []);
+    expect(moved.output).toContain("moved the stage's filesystem from / to /kaniko/from/stage-0");
+    // --snapshot-mode=time turns the move off (its layers may miss a change the files have): unpacked.
+    const unpacked = await build('unpacked', ['--snapshot-mode', 'time']);
+    expect(unpacked.output).not.toContain("moved the stage's filesystem");
+    expect(moved.digest).toBe(unpacked.digest);
+    const image = await unpackWithUmoci(`docker://${registry}/ctr/from-stage:moved`);
+    try {
+      expect(await readFile(join(image.rootfs, 'both.txt'), 'utf8')).toBe('artifact\nbeside\n');
+      for (const layer of await manifestLayers(image.layout)) {
+        for (const name of await layerNames(image.layout, layer)) expect(name).not.toMatch(EXECUTOR_PATH);
+      }
+    } finally {
+      await image.cleanup();
     }
   });
   it.skipIf(!available)(`/kaniko/warmer fills a cache volume that /kaniko/executor --cache-dir builds from, the volume left alone${available ? '' : ` (${unshareReason})`}`, async () => {

@@ -51,6 +51,11 @@ export class VerifyingStream extends Transform {
     this.#expectedSize = expectedSize;
   }
 
+  /** The digest the bytes must hash to: a consumer that wants the same check need not hash them again. */
+  get expected(): Digest {
+    return this.#expected;
+  }
+
   override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
     this.#hash.update(chunk);
     this.#bytes += chunk.length;

@@ -5,6 +5,7 @@ import type { IgnoreList } from '../rootfs/ignore-list.js';
 import type { SecretMask } from '../log/logger.js';
 import type { RunContext } from '../log/run-context.js';
 import type { RegistryClient } from '../registry/client.js';
+import type { EarlyUploads } from './early-uploads.js';
 import type { LayerCache } from './layer-cache.js';
 import type { BuildRequest } from './request.js';
 import type { RootfsArea } from './rootfs-area.js';
@@ -30,4 +31,6 @@ export interface BuildContext extends BuildDeps {
   readonly sshAgents: ReadonlyMap<string, string>;
   /** `--cache`: the registry layer cache, else undefined. */
   readonly layerCache: LayerCache | undefined;
+  /** Large layers of output stages uploaded to the first destination while they are written, when the build pushes (early-uploads.ts). */
+  readonly earlyUploads?: EarlyUploads | undefined;
 }

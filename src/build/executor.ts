@@ -23,6 +23,7 @@ import { spoolingImage } from '../sources/registry-spool.js';
 import { checkPushPermissions } from '../sinks/registry-sink.js';
 import { scratchImage } from '../sources/scratch.js';
 import { BaseImageCache } from './base-image-cache.js';
+import { EarlyUploads } from './early-uploads.js';
 import type { BuildContext, BuildDeps } from './build-context.js';
 import { findExecutable } from './find-executable.js';
 import { LayerCache } from './layer-cache.js';
@@ -32,7 +33,7 @@ import { writeOutputs } from './outputs.js';
 import type { BuildRequest } from './request.js';
 import { RootfsArea } from './rootfs-area.js';
 import { startSshAgents } from './ssh-agents.js';
-import { compressedSize, PristineRootfsStore, unpackImage } from './rootfs-materializer.js';
+import { compressedSize, moveContainerRoot, PristineRootfsStore, unpackImage } from './rootfs-materializer.js';
 import { buildStage, type StageResult } from './stage-builder.js';
 
 /** Build args that reach RUN without an ARG and stay out of the image (docker's predefined proxy ARGs). */
@@ -109,6 +110,8 @@ export async function runBuild(request: BuildRequest, deps: BuildDeps): Promise<
     // Cache images are read and written with the push settings and the destinations' keychain; the
     // cache repo gets no push-permission check (a cache that refuses is a warning, never a failure).
     layerCache: request.layerCache === undefined ? undefined : new LayerCache(request.layerCache, pushClient, deps),
+    // With --cache the layers go to the cache repo as they are made, and the push mounts them from there.
+    earlyUploads: earlyUploadsFor(request, pushClient, deps),
   };
   try {
     // Awaited before any stage starts: bad credentials fail in a second, not after the build. Base
@@ -122,6 +125,7 @@ export async function runBuild(request: BuildRequest, deps: BuildDeps): Promise<
     return { digest };
   } finally {
     // Cache pushes run in the background during the build; they end (or fail, with a warning) here.
+    // Early uploads were awaited by the push; after a failure, closing the client below cuts them off.
     await bctx.layerCache?.settle();
     pullClient.close();
     pushClient.close();
@@ -129,6 +133,12 @@ export async function runBuild(request: BuildRequest, deps: BuildDeps): Promise<
     await sshAgents.close();
     await removeWorkFiles(request);
   }
+}
+
+function earlyUploadsFor(request: BuildRequest, client: RegistryClient, deps: BuildDeps): EarlyUploads | undefined {
+  const first = request.outputs.destinations[0];
+  if (request.outputs.noPush || first === undefined || request.layerCache !== undefined) return undefined;
+  return new EarlyUploads(client, first, deps);
 }
 
 /** What this build wrote under the work dir: all of it when kiln made the dir, else its own parts. */
@@ -226,19 +236,54 @@ async function buildStages(
     return p;
   };
 
+  // Container mode: the stage whose final filesystem `/` still holds (the last one unpacked there). A
+  // later `--from` of it takes those files (moved aside, see moveContainerRoot) instead of unpacking its
+  // layers again; with --snapshot-mode=time its layers may lack a change the files have, so not then.
+  let onRoot: number | undefined;
+  const fromStages = new Set(plan.stages.flatMap((s) => s.references.flatMap((r) => (r.source.kind === 'stage' ? [r.source.index] : []))));
+  const canMoveRoot = request.runMode === 'container' && request.snapshotMode !== 'time';
+
+  /** The filesystem of stage `index`'s image, unpacked from its layers into `dir`. */
+  const unpackStage = async (index: number, dir: string): Promise<string> => {
+    const r = results.get(index);
+    if (r === undefined) throw new KilnError('INTERNAL', `stage ${index} is used before it was built`);
+    await unpackImage(dir, r.image, bctx.ignore, bctx);
+    return dir;
+  };
+  const stageDir = async (index: number): Promise<string> => {
+    const r = results.get(index);
+    if (r === undefined) throw new KilnError('INTERNAL', `stage ${index} is used before it was built`);
+    return join(await bctx.area.dir(await compressedSize(r.image)), 'from', `stage-${index}`);
+  };
+  /** Moves `/` (stage `onRoot`'s files) to that stage's --from dir, or unpacks it there if the move fails. */
+  const takeRoot = (index: number): Promise<string> => {
+    onRoot = undefined;
+    const p = (async () => {
+      const dir = await stageDir(index);
+      return (await moveContainerRoot(dir, bctx.ignore, bctx)) ? dir : unpackStage(index, dir);
+    })();
+    materialized.set(`stage-${index}`, p);
+    return p;
+  };
+  /** Before a stage clears `/`: keep what it holds if a --from still to come reads that stage. */
+  const releaseContainerRoot = async (): Promise<void> => {
+    const index = onRoot;
+    onRoot = undefined;
+    if (index !== undefined && canMoveRoot && fromStages.has(index) && !materialized.has(`stage-${index}`)) await takeRoot(index);
+  };
+
   /** The filesystem of a `--from` source, on disk and never modified. */
   const sourceRootfs = (source: FromSource): Promise<string> => {
     const key = source.kind === 'stage' ? `stage-${source.index}` : `image-${createHash('sha256').update(source.ref).digest('hex').slice(0, 16)}`;
     let p = materialized.get(key);
     if (p === undefined) {
+      if (source.kind === 'stage' && canMoveRoot && onRoot === source.index) return takeRoot(source.index);
       p = (async () => {
         if (source.kind === 'stage') {
           const r = results.get(source.index);
           if (r === undefined) throw new KilnError('INTERNAL', `stage ${source.index} is used before it was built`);
           if (r.rootfs !== undefined) return r.rootfs;
-          const dir = join(await bctx.area.dir(await compressedSize(r.image)), 'from', key);
-          await unpackImage(dir, r.image, bctx.ignore, bctx);
-          return dir;
+          return unpackStage(source.index, await stageDir(source.index));
         }
         return pristine.get(await pull(source.ref, request.platform));
       })();
@@ -309,6 +354,8 @@ async function buildStages(
       layerCodec: outputStages.has(index) || request.layerCache !== undefined ? request.compression : BUILDER_STAGE_CODEC,
       platform,
       fromRootfs: async (from: string, site: InstructionSite) => sourceRootfs(fromSource(from, site)),
+      releaseContainerRoot,
+      earlyUploads: outputStages.has(index) ? bctx.earlyUploads : undefined,
       fromIdentity: async (from: string, site: InstructionSite) => {
         const source = fromSource(from, site);
         if (source.kind === 'stage') {
@@ -319,6 +366,7 @@ async function buildStages(
       },
     });
     results.set(index, result);
+    if (result.onContainerRoot) onRoot = index;
   }
   return results;
 }

@@ -13,6 +13,8 @@ export async function writeOutputs(bctx: BuildContext, image: Image): Promise<Di
   let digest = await image.digest();
   const written = o.destinations.map((d) => d.original);
   if (!o.noPush) {
+    // Layers uploaded while they were written: the push's HEAD of each then finds it in place.
+    await bctx.earlyUploads?.settle();
     const cache = bctx.layerCache;
     digest = await pushImage(bctx.pushClient, image, o.destinations, bctx, {
       ignoreImmutableTagErrors: bctx.request.registry.pushIgnoreImmutableTagErrors,

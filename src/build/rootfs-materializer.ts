@@ -1,7 +1,7 @@
 // Puts an image's filesystem on disk: a fresh directory per stage in sandbox mode, or `/` itself in
 // container mode (after clearing what is not on the ignore list, as kaniko does).
 import { spawn } from 'node:child_process';
-import { mkdir, readdir, rm } from 'node:fs/promises';
+import { lchown, lstat, lutimes, mkdir, readdir, rename, rm, chmod } from 'node:fs/promises';
 import { join } from 'node:path';
 import { KilnError } from '../errors.js';
 import type { RunContext } from '../log/run-context.js';
@@ -9,6 +9,7 @@ import { digestHex } from '../oci/digest.js';
 import type { Image } from '../oci/image.js';
 import type { IgnoreList } from '../rootfs/ignore-list.js';
 import { unpackLayer } from '../rootfs/unpack.js';
+import { OFF_THREAD_MIN } from '../rootfs/unpack-worker.js';
 
 /** Applies every layer of `image`, in order, onto `root`, each verified against its diffID. */
 export async function unpackImage(root: string, image: Image, ignore: IgnoreList, ctx: RunContext): Promise<void> {
@@ -17,7 +18,8 @@ export async function unpackImage(root: string, image: Image, ignore: IgnoreList
     ctx.signal.throwIfAborted();
     const diffId = await layer.diffId();
     const what = `layer ${await layer.digest()}`;
-    const stats = await unpackLayer(root, await layer.uncompressed(), { ignore, ctx, expectedDiffId: diffId, what });
+    const offThread = (await layer.size()) >= OFF_THREAD_MIN;
+    const stats = await unpackLayer(root, await layer.uncompressed(), { ignore, ctx, expectedDiffId: diffId, what, offThread });
     ctx.log.debug(`unpacked ${what}: ${stats.entries} entries, ${stats.bytes} bytes`);
   }
 }
@@ -94,4 +96,52 @@ async function clearDir(root: string, rel: string, ignore: IgnoreList): Promise<
     }
     await rm(join(root, child), { recursive: true, force: true });
   }
+}
+
+/**
+ * Container mode: moves the filesystem `/` holds (a stage's, just built) into `dir` instead of deleting
+ * it, so that a later `COPY --from` or `RUN --mount=from=` of that stage reads it there, as kaniko reads
+ * the stage's own files, instead of kiln unpacking the stage's layers into `dir` again. `dir` must lie
+ * under the ignore list (kiln's work dir). A rename per top-level entry: no file is created or
+ * deleted. Directories holding ignored paths (mount points: /etc/hosts, /dev) stay where they are,
+ * their other entries moved into a copy of them with the same owner, mode and times.
+ *
+ * Returns false, with `dir` removed again, if some entry cannot be renamed (overlayfs refuses to
+ * rename a directory of its lower layers with EXDEV): the caller then unpacks the layers as before.
+ */
+export async function moveContainerRoot(dir: string, ignore: IgnoreList, ctx: RunContext): Promise<boolean> {
+  await mkdir(dir, { recursive: true, mode: 0o755 });
+  try {
+    await moveDir('/', '', dir, ignore);
+  } catch (err) {
+    ctx.log.debug(`moving the stage's filesystem to ${dir} failed (${(err as Error).message}): its layers will be unpacked there instead`);
+    await rm(dir, { recursive: true, force: true });
+    return false;
+  }
+  ctx.log.debug(`moved the stage's filesystem from / to ${dir}`);
+  return true;
+}
+
+async function moveDir(root: string, rel: string, to: string, ignore: IgnoreList): Promise<void> {
+  for (const ent of await readdir(join(root, rel), { withFileTypes: true })) {
+    const child = rel === '' ? ent.name : `${rel}/${ent.name}`;
+    if (ignore.isIgnored(child)) continue;
+    if (ent.isDirectory() && ignore.hasIgnoredUnder(child)) {
+      const src = join(root, child);
+      const dst = join(to, child);
+      // Read before its entries move out, which changes its mtime; applied after they moved in.
+      const st = await lstat(src, { bigint: true });
+      await mkdir(dst, { mode: 0o700 });
+      await moveDir(root, child, to, ignore);
+      await lchown(dst, Number(st.uid), Number(st.gid));
+      await chmod(dst, Number(st.mode) & 0o7777);
+      await lutimes(dst, nsToSeconds(st.atimeNs), nsToSeconds(st.mtimeNs));
+      continue;
+    }
+    await rename(join(root, child), join(to, child));
+  }
+}
+
+function nsToSeconds(ns: bigint): number {
+  return Number(ns / 1_000_000n) / 1000;
 }

@@ -20,6 +20,7 @@ import { ContainerSandbox } from '../sandbox/container-sandbox.js';
 import type { Sandbox } from '../sandbox/sandbox.js';
 import { mkdirAllInRoot } from '../rootfs/in-root.js';
 import { unpackLayer } from '../rootfs/unpack.js';
+import { OFF_THREAD_MIN } from '../rootfs/unpack-worker.js';
 import { Snapshotter } from '../snapshot/snapshotter.js';
 import type { BuildContext } from './build-context.js';
 import { CacheKeyChain } from './cache-key.js';
@@ -28,6 +29,7 @@ import { clearContainerRoot, cloneRootfs, compressedSize, unpackImage } from './
 import { emptyLayer } from './empty-layer.js';
 import { chooseOverlay } from './snapshot-strategy.js';
 import type { FsEffect } from '../instructions/handler.js';
+import type { EarlyUploads } from './early-uploads.js';
 
 export interface StageResult {
   readonly index: number;
@@ -36,6 +38,8 @@ export interface StageResult {
   readonly rootfs: string | undefined;
   /** With the layer cache: the stage's final key, and whether it stands for the stage's content. */
   readonly cacheKey: { readonly key: string; readonly keyed: boolean } | undefined;
+  /** Container mode: `/` holds the stage's final filesystem (it was unpacked there), until the next stage replaces it. */
+  readonly onContainerRoot: boolean;
 }
 
 export interface StageInputs {
@@ -58,6 +62,10 @@ export interface StageInputs {
   /** How this stage's layers are compressed (the build's codec, unless no output holds them: executor.ts). */
   readonly layerCodec: LayerCodec;
   fromRootfs(from: string, site: InstructionSite): Promise<string>;
+  /** Where this stage's layers are uploaded while they are written (an output stage's, when the build pushes). */
+  readonly earlyUploads?: EarlyUploads | undefined;
+  /** Container mode: called before `/` is cleared for this stage, while it may still hold an earlier stage's filesystem. */
+  readonly releaseContainerRoot?: (() => Promise<void>) | undefined;
   /** With the layer cache: what a `--from` source's key stands for, when a string says it all (layer-cache.ts). */
   fromIdentity(from: string, site: InstructionSite): Promise<string | undefined>;
 }
@@ -83,6 +91,8 @@ class StageRootfs {
    * rootfs (a stage whose every instruction hits never unpacks its base at all).
    */
   #pending: Layer[] = [];
+  /** Whether the layer being written now goes to the early uploads (see `snapshot`). */
+  #uploadWhileWriting = false;
 
   constructor(
     private readonly bctx: BuildContext,
@@ -131,6 +141,7 @@ class StageRootfs {
       ctx: this.bctx,
       expectedDiffId: await layer.diffId(),
       what,
+      offThread: (await layer.size()) >= OFF_THREAD_MIN,
       ...(onPath !== undefined ? { onPath } : {}),
     });
   }
@@ -161,6 +172,7 @@ class StageRootfs {
     let root: string;
     if (bctx.request.runMode === 'container') {
       root = '/';
+      await inputs.releaseContainerRoot?.();
       await clearContainerRoot(bctx.ignore, bctx);
       await unpackImage(root, inputs.base, bctx.ignore, bctx);
     } else {
@@ -208,6 +220,7 @@ class StageRootfs {
       mode: request.snapshotMode,
       reproducible: request.reproducible,
       delta,
+      onLayerWriting: this.inputs.earlyUploads === undefined ? undefined : (w) => (this.#uploadWhileWriting ? this.inputs.earlyUploads?.watch(w) : undefined),
     });
     await snapshotter.init();
     return snapshotter;
@@ -249,9 +262,17 @@ class StageRootfs {
     if (snap === undefined) return null;
     this.bctx.log.info(fs?.kind === 'paths' ? 'Taking snapshot of files...' : 'Taking snapshot of full filesystem...');
     const n = this.#layerCount++;
-    const layer = await snap.snapshot(`stage${this.inputs.stage.index}-${n}.tar.gz`);
-    if (layer !== null && delta !== undefined) this.#pending.push(layer);
-    return layer;
+    // Uploaded while written (early-uploads.ts): what a RUN made, whose digest is new unless the build
+    // is reproducible. A COPY of unchanged context files (times kept) gives the same layer build after
+    // build: the push's HEAD finds it in the registry, and sending it early would only cost bandwidth.
+    this.#uploadWhileWriting = fs?.kind !== 'paths' && !this.bctx.request.reproducible;
+    try {
+      const layer = await snap.snapshot(`stage${this.inputs.stage.index}-${n}.tar.gz`);
+      if (layer !== null && delta !== undefined) this.#pending.push(layer);
+      return layer;
+    } finally {
+      this.#uploadWhileWriting = false;
+    }
   }
 }
 
@@ -442,6 +463,7 @@ export async function buildStage(bctx: BuildContext, inputs: StageInputs): Promi
     // In container mode `/` is reused by the next stage, so nothing on disk stays valid.
     rootfs: bctx.request.runMode === 'container' ? undefined : rootfs.materialized,
     cacheKey: chain === undefined ? undefined : { key: chain.key, keyed },
+    onContainerRoot: bctx.request.runMode === 'container' && rootfs.materialized !== undefined,
   };
 }
 

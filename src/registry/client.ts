@@ -261,6 +261,59 @@ export class RegistryClient {
   }
 
   /**
+   * Uploads a blob whose bytes are still being produced (a layer being compressed), as kaniko's
+   * go-containerregistry streams every blob: a POST for a session, the bytes in one PATCH streamed as
+   * they come (`body` opens them from the start; called again if the registry wants a new token), then
+   * the PUT of `digest` once it is known. No retries: a failure is for the caller to fall back on a
+   * normal upload. The session is cancelled when anything fails.
+   */
+  async streamBlob(registry: string, repository: string, body: () => Readable, digest: Promise<Digest>): Promise<void> {
+    const scopes = [pushScope(repository)];
+    const started = await this.#t.request({
+      registry,
+      method: 'POST',
+      path: `/v2/${repository}/blobs/uploads/`,
+      scopes,
+      headers: { 'Content-Length': '0' },
+      ok: [202],
+      retries: 0,
+    });
+    started.body?.resume();
+    const location = started.headers.get('location');
+    if (location === null) throw new RegistryError(`POST ${registry}/v2/${repository}/blobs/uploads/: no Location header`, {});
+    let at = location;
+    try {
+      const patched = await this.#t.request({
+        registry,
+        method: 'PATCH',
+        path: uploadTarget(at),
+        scopes,
+        headers: { 'Content-Type': 'application/octet-stream' },
+        body: async () => body(),
+        ok: [202],
+        retries: 0,
+      });
+      patched.body?.resume();
+      at = patched.headers.get('location') ?? at;
+      const done = await this.#t.request({
+        registry,
+        method: 'PUT',
+        path: uploadTarget(at, await digest),
+        scopes,
+        headers: { 'Content-Length': '0' },
+        ok: [201, 204],
+        retries: 0,
+      });
+      done.body?.resume();
+    } catch (err) {
+      await this.#t
+        .request({ registry, method: 'DELETE', path: uploadTarget(at), scopes, ok: [200, 202, 204, 401, 403, 404, 405], retries: 0 })
+        .then((r) => r.body?.resume(), () => undefined);
+      throw err;
+    }
+  }
+
+  /**
    * The distribution spec's chunked upload: PATCH each chunk with its Content-Range, then PUT the digest.
    * A PATCH that fails in a retryable way does not start the blob over: the upload's status (`GET` of
    * its location: `Range: 0-<last byte received>`) says where the registry is, and the upload goes on

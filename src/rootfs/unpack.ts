@@ -62,6 +62,7 @@ import { nativeFs, type NativeFs } from './native-fs.js';
 import { CAPABILITY_XATTR, XATTR_PAX_PREFIX } from './pax-records.js';
 import { cleanEntryName, resolveInRoot, resolveParentInRoot } from './root-path.js';
 import { TarReader, type TarEntrySink, type TarHeader } from './tar-reader.js';
+import { unpackOffThread } from './unpack-worker.js';
 import { OPAQUE_WHITEOUT, WHITEOUT_PREFIX } from './whiteout.js';
 
 export interface UnpackOptions {
@@ -86,6 +87,8 @@ export interface UnpackOptions {
   readonly within?: string;
   /** Told each root-relative path the layer writes or deletes (an opaque whiteout: its directory). */
   readonly onPath?: (rel: string) => void;
+  /** Apply the entries on a worker thread where one can (a large layer: unpack-worker.ts). */
+  readonly offThread?: boolean;
 }
 
 /** An entry the unpacker will not apply because it would land outside the root (or `within`). */
@@ -124,7 +127,18 @@ const CREATE_FILE = fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_E
 const CAPABILITY_PAX = XATTR_PAX_PREFIX + CAPABILITY_XATTR;
 
 export async function unpackLayer(root: string, tar: Readable, opts: UnpackOptions): Promise<UnpackStats> {
-  const applier = new LayerApplier(await realpath(root), opts);
+  const real = await realpath(root);
+  // A pulled layer's stream already ends in a check against its diffID (registry-source.ts): hashing
+  // its ~hundreds of MB a second time would only cost the main thread (~0.6 ms a MB).
+  const verify =
+    opts.expectedDiffId === undefined || (tar instanceof VerifyingStream && tar.expected === opts.expectedDiffId)
+      ? undefined
+      : new VerifyingStream(opts.what ?? 'layer', opts.expectedDiffId);
+  if (opts.offThread === true) {
+    const stats = await unpackOffThread(real, tar, opts, verify);
+    if (stats !== undefined) return stats;
+  }
+  const applier = new LayerApplier(real, opts);
   const reader = new TarReader(applier);
   const signal = opts.ctx?.signal;
   const consume = async (source: AsyncIterable<Buffer>): Promise<void> => {
@@ -135,8 +149,8 @@ export async function unpackLayer(root: string, tar: Readable, opts: UnpackOptio
     reader.finish();
   };
   try {
-    if (opts.expectedDiffId === undefined) await pipeline(tar, consume);
-    else await pipeline(tar, new VerifyingStream(opts.what ?? 'layer', opts.expectedDiffId), consume);
+    if (verify === undefined) await pipeline(tar, consume);
+    else await pipeline(tar, verify, consume);
   } catch (err) {
     applier.abort();
     if (err instanceof KilnError) throw err;
@@ -157,7 +171,8 @@ type Current = { readonly kind: 'file'; readonly fd: number; readonly host: stri
 
 const SKIP: Current = { kind: 'skip' };
 
-class LayerApplier implements TarEntrySink {
+/** Applies one layer's entries as the tar reader hands them over (exported for unpack-worker.ts). */
+export class LayerApplier implements TarEntrySink {
   readonly #root: string;
   /** The root with one trailing slash (the root may be `/` itself, in container mode). */
   readonly #rootSlash: string;

@@ -21,6 +21,12 @@ export interface PushOptions {
   readonly mountSource?: (digest: Digest) => Promise<BlobOrigin | undefined>;
 }
 
+/** Blobs uploaded at once per repository (the large ones, with the default options). */
+const DEFAULT_CONCURRENCY = 3;
+/** Up to this size a blob is small: its upload is a few round trips whatever the link. */
+const SMALL_BLOB = 1024 * 1024;
+const MAX_SMALL_AT_ONCE = 8;
+
 /** The refusals kaniko recognises as "this tag is immutable" (Artifact Registry, ECR). */
 const TAG_IMMUTABLE = ['The repository has enabled tag immutability', 'cannot be overwritten because the repository is immutable'];
 
@@ -83,7 +89,17 @@ export async function pushImage(
     const first = dests[0];
     if (first === undefined) continue;
     for (const dest of dests) ctx.log.info(`Pushing image to ${formatReference(dest)}`);
-    await pushBlobs(client, first.registry, first.repository, blobs, ctx, opts.concurrency ?? 3, opts.mountSource);
+    // Small blobs (the config, the layers of COPY and small RUNs) cost round trips, not bandwidth: by
+    // default they all go at once beside the large ones, instead of queueing behind them three at a time
+    // (a small build's push was ~7 sequential round trips, now ~3).
+    const lanes =
+      opts.concurrency !== undefined
+        ? [{ blobs, concurrency: opts.concurrency }]
+        : [
+            { blobs: blobs.filter((b) => b.size > SMALL_BLOB), concurrency: DEFAULT_CONCURRENCY },
+            { blobs: blobs.filter((b) => b.size <= SMALL_BLOB), concurrency: MAX_SMALL_AT_ONCE },
+          ];
+    await pushBlobs(client, first.registry, first.repository, lanes, ctx, opts.mountSource);
     for (const dest of dests) {
       try {
         await client.putManifest(dest.registry, dest.repository, dest.tag ?? digest, rawManifest, mediaType);
@@ -121,13 +137,12 @@ async function pushBlobs(
   client: RegistryClient,
   registry: string,
   repository: string,
-  blobs: readonly Blob[],
+  lanes: readonly { readonly blobs: readonly Blob[]; readonly concurrency: number }[],
   ctx: RunContext,
-  concurrency: number,
   mountSource: PushOptions['mountSource'],
 ): Promise<void> {
-  const queue = [...blobs];
-  const worker = async (): Promise<void> => {
+  const queues = lanes.map((l) => [...l.blobs]);
+  const worker = async (queue: Blob[]): Promise<void> => {
     for (let blob = queue.shift(); blob !== undefined; blob = queue.shift()) {
       try {
         if (ctx.signal.aborted) throw ctx.signal.reason;
@@ -140,12 +155,15 @@ async function pushBlobs(
         const how = await client.uploadBlob(registry, repository, blob.digest, blob.size, blob.open, { mountFrom });
         if (how === 'uploaded') ctx.log.debug(`uploaded blob ${blob.digest} (${blob.size} bytes) to ${registry}/${repository}`);
       } catch (err) {
-        queue.length = 0; // one failure fails the push: start no more uploads
+        for (const q of queues) q.length = 0; // one failure fails the push: start no more uploads
         throw err;
       }
     }
   };
-  const workers = Array.from({ length: Math.max(1, Math.min(concurrency, queue.length)) }, () => worker());
+  const workers = lanes.flatMap((lane, i) => {
+    const queue = queues[i] as Blob[];
+    return queue.length === 0 ? [] : Array.from({ length: Math.max(1, Math.min(lane.concurrency, queue.length)) }, () => worker(queue));
+  });
   // Wait for every worker even when one fails, so no upload is still running when we return.
   const results = await Promise.allSettled(workers);
   const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');

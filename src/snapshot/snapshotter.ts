@@ -7,7 +7,7 @@ import { isAbsolute, relative, resolve, sep } from 'node:path';
 import { realpathSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { LayerCodec } from '../blob/compression.js';
-import { writeLayerFile, type FileLayer } from '../blob/layer-file.js';
+import { writeLayerFile, type FileLayer, type LayerWriting } from '../blob/layer-file.js';
 import { KilnError, SnapshotError } from '../errors.js';
 import type { RunContext } from '../log/run-context.js';
 import type { IgnoreList } from '../rootfs/ignore-list.js';
@@ -48,6 +48,8 @@ export interface SnapshotterOptions {
    * its own tree and creates missing ones, as it does for any entry whose parent it lacks.
    */
   readonly delta?: boolean;
+  /** Told about each layer file as its write starts (early-uploads.ts follows it to the registry). */
+  readonly onLayerWriting?: ((writing: LayerWriting) => void) | undefined;
 }
 
 /**
@@ -71,6 +73,7 @@ export class Snapshotter {
   /** CLOCK_TICK_MS, or 0 where the rootfs's filesystem has fine-grained ctimes (probed by init). */
   #tickMs = CLOCK_TICK_MS;
   readonly #delta: boolean;
+  readonly #onLayerWriting: ((writing: LayerWriting) => void) | undefined;
   /** Delta mode: the marked paths (rootfs-relative) whose insides the next layer may hold. */
   #insideOf = new Set<string>();
 
@@ -86,6 +89,7 @@ export class Snapshotter {
     this.#mode = opts.mode ?? 'redo';
     this.#tar = { reproducible: opts.reproducible ?? false };
     this.#delta = opts.delta ?? false;
+    this.#onLayerWriting = opts.onLayerWriting;
   }
 
   /** Indexes the rootfs as it is now: the next snapshot records changes from here. */
@@ -221,7 +225,10 @@ export class Snapshotter {
     const path = resolve(this.#workDir, layerPath);
     let layer: FileLayer;
     try {
-      layer = await writeLayerFile(writeChangesTar(this.#root, changes, after, within === undefined ? this.#tar : { ...this.#tar, within }), path, this.#codec === undefined ? {} : { codec: this.#codec });
+      layer = await writeLayerFile(writeChangesTar(this.#root, changes, after, within === undefined ? this.#tar : { ...this.#tar, within }), path, {
+        ...(this.#codec !== undefined ? { codec: this.#codec } : {}),
+        ...(this.#onLayerWriting !== undefined ? { onWriting: this.#onLayerWriting } : {}),
+      });
     } catch (err) {
       if (err instanceof KilnError) throw err;
       throw new SnapshotError(`writing layer ${path}: ${(err as Error).message}`, { cause: err });
