@@ -37,8 +37,11 @@ done
 [[ $# -gt 0 ]] || die "say where the image goes: --destination REF, --tar-path FILE, --oci-layout-path DIR (with --no-push)"
 
 cd "$repo"
+# The kiln that builds the image is this checkout's, built once. Not rebuilt when it is there: the
+# image's own kiln is built from the sources inside Dockerfile.executor, and rebuilding dist/ here
+# would rewrite files other kiln processes (the tests running beside this) are reading.
 [[ -d node_modules ]] || npm ci --no-audit --no-fund
-npm run --silent build >/dev/null
+[[ -f dist/bundle/kiln.cjs ]] || npm run --silent build >/dev/null
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/kiln-executor-image.XXXXXX")
 registry_pid=
