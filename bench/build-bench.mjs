@@ -2,12 +2,13 @@
 // bench/run.sh, which installs the tools, builds kiln and starts the registry:
 //   node bench/build-bench.mjs --registry HOST:PORT --work DIR
 import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { availableParallelism, loadavg } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { CASES, writeSmallFiles } from './cases.mjs';
+import { makeBases } from './bases.mjs';
+import { CASES } from './cases.mjs';
 
 const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const { values: args } = parseArgs({ options: { registry: { type: 'string' }, work: { type: 'string' } } });
@@ -28,62 +29,6 @@ function sh(cmd, argv, opts = {}) {
   return execFileSync(cmd, argv, { stdio: ['ignore', 'pipe', 'inherit'], maxBuffer: 1 << 26, ...opts })?.toString() ?? '';
 }
 
-// --- base images: made without kiln or buildah, pushed to the registry both pull from ------------------
-function makeBases() {
-  const layout = join(work, 'layout');
-  const bases = {};
-  if (!existsSync(layout)) sh('bash', [join(REPO, 'scripts/make-base-images.sh'), layout]);
-  const push = (tag, name) => {
-    const ref = `${registry}/bench/${name}:base`;
-    sh('skopeo', ['copy', '-q', '--dest-tls-verify=false', `oci:${layout}:${tag}`, `docker://${ref}`]);
-    bases[name] = ref;
-  };
-  push('busybox', 'busybox');
-  const needed = new Set(cases.map((c) => c.base));
-  // Made once per work dir (KILN_BENCH_WORK keeps them between runs).
-  const marker = (name) => join(work, `${name}.base-made`);
-  if (needed.has('files100k') && !existsSync(marker('files100k'))) {
-    console.log('bench: making the 100,000-file base image (busybox + /data) with umoci');
-    const bundle = join(work, 'files100k-bundle');
-    rmSync(bundle, { recursive: true, force: true });
-    sh('umoci', ['tag', '--image', `${layout}:busybox`, 'files100k']);
-    sh('umoci', ['unpack', '--image', `${layout}:files100k`, bundle]);
-    writeSmallFiles(join(bundle, 'rootfs', 'data'), 100_000);
-    sh('umoci', ['repack', '--image', `${layout}:files100k`, '--history.created_by', 'bench: 100,000 files in /data', bundle]);
-    rmSync(bundle, { recursive: true, force: true });
-    writeFileSync(marker('files100k'), '');
-  }
-  if (needed.has('files100k')) push('files100k', 'files100k');
-  if (needed.has('debian') && !existsSync(marker('debian'))) {
-    console.log('bench: debootstrapping a minimal Debian (bookworm) base image; this takes a few minutes');
-    const bundle = join(work, 'debian-bundle');
-    rmSync(bundle, { recursive: true, force: true });
-    sh('umoci', ['new', '--image', `${layout}:debian`]);
-    sh('umoci', ['config', '--image', `${layout}:debian`, '--no-history', '--os', 'linux', '--architecture', 'amd64']);
-    sh('umoci', ['unpack', '--image', `${layout}:debian`, bundle]);
-    sh('debootstrap', ['--variant=minbase', 'bookworm', join(bundle, 'rootfs'), debianMirror()], { stdio: ['ignore', 'ignore', 'inherit'] });
-    sh('umoci', ['repack', '--image', `${layout}:debian`, '--history.created_by', 'bench: debootstrap --variant=minbase bookworm', bundle]);
-    sh('umoci', ['config', '--image', `${layout}:debian`, '--no-history', '--config.env', 'PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin', '--config.cmd', 'bash']);
-    rmSync(bundle, { recursive: true, force: true });
-    writeFileSync(marker('debian'), '');
-  }
-  if (needed.has('debian')) push('debian', 'debian');
-  return bases;
-}
-
-/** The Debian mirror this machine's apt uses (deb822 sources or sources.list): the only one reachable. */
-function debianMirror() {
-  const texts = [];
-  for (const dir of ['/etc/apt/sources.list.d']) {
-    if (existsSync(dir)) for (const f of readdirSync(dir)) texts.push(readFileSync(join(dir, f), 'utf8'));
-  }
-  if (existsSync('/etc/apt/sources.list')) texts.push(readFileSync('/etc/apt/sources.list', 'utf8'));
-  for (const t of texts) {
-    const m = /^URIs:\s*(\S+\/debian)\s*$/m.exec(t) ?? /^deb\s+(?:\[[^\]]*\]\s+)?(\S+\/debian)\s+bookworm\b/m.exec(t);
-    if (m) return m[1];
-  }
-  fail('no Debian mirror found in /etc/apt sources');
-}
 
 // --- one build, timed by GNU time: wall seconds and the peak RSS of the process tree's largest member --
 function timed(label, argv, log) {
@@ -124,7 +69,7 @@ const median = (xs) => {
 };
 
 // --- main ----------------------------------------------------------------------------------------------
-const bases = makeBases();
+const bases = makeBases({ work, registry, needed: new Set(cases.map((c) => c.base)), log: (msg) => console.log(`bench: ${msg}`) });
 const ctxRoot = join(work, 'contexts');
 for (const c of cases) {
   const dir = join(ctxRoot, c.name);

@@ -30,6 +30,7 @@ import { availableParallelism, loadavg } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { makeBases } from './bases.mjs';
 import { CASES } from './cases.mjs';
 
 const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '..');
@@ -66,48 +67,6 @@ function sh(cmd, argv, opts = {}) {
   return execFileSync(cmd, argv, { stdio: ['ignore', 'pipe', 'inherit'], maxBuffer: 1 << 26, ...opts })?.toString() ?? '';
 }
 
-// --- base images: as build-bench.mjs makes them (the same markers, so a shared work dir makes them once)
-function makeBases() {
-  const layout = join(work, 'layout');
-  const bases = {};
-  if (!existsSync(layout)) sh('bash', [join(REPO, 'scripts/make-base-images.sh'), layout]);
-  const push = (tag, name) => {
-    const ref = `${registry}/bench/${name}:base`;
-    sh('skopeo', ['copy', '-q', '--dest-tls-verify=false', `oci:${layout}:${tag}`, `docker://${ref}`]);
-    bases[name] = ref;
-  };
-  push('busybox', 'busybox');
-  const marker = join(work, 'debian.base-made');
-  if (cases.some((c) => c.base === 'debian')) {
-    if (!existsSync(marker)) {
-      console.log('container-bench: debootstrapping a minimal Debian (bookworm) base image; this takes a few minutes');
-      const bundle = join(work, 'debian-bundle');
-      rmSync(bundle, { recursive: true, force: true });
-      sh('umoci', ['new', '--image', `${layout}:debian`]);
-      sh('umoci', ['config', '--image', `${layout}:debian`, '--no-history', '--os', 'linux', '--architecture', 'amd64']);
-      sh('umoci', ['unpack', '--image', `${layout}:debian`, bundle]);
-      sh('debootstrap', ['--variant=minbase', 'bookworm', join(bundle, 'rootfs'), debianMirror()], { stdio: ['ignore', 'ignore', 'inherit'] });
-      sh('umoci', ['repack', '--image', `${layout}:debian`, '--history.created_by', 'bench: debootstrap --variant=minbase bookworm', bundle]);
-      sh('umoci', ['config', '--image', `${layout}:debian`, '--no-history', '--config.env', 'PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin', '--config.cmd', 'bash']);
-      rmSync(bundle, { recursive: true, force: true });
-      writeFileSync(marker, '');
-    }
-    push('debian', 'debian');
-  }
-  return bases;
-}
-
-/** The Debian mirror this machine's apt uses (deb822 sources or sources.list): the only one reachable. */
-function debianMirror() {
-  const texts = [];
-  if (existsSync('/etc/apt/sources.list.d')) for (const f of readdirSync('/etc/apt/sources.list.d')) texts.push(readFileSync(join('/etc/apt/sources.list.d', f), 'utf8'));
-  if (existsSync('/etc/apt/sources.list')) texts.push(readFileSync('/etc/apt/sources.list', 'utf8'));
-  for (const t of texts) {
-    const m = /^URIs:\s*(\S+\/debian)\s*$/m.exec(t) ?? /^deb\s+(?:\[[^\]]*\]\s+)?(\S+\/debian)\s+bookworm\b/m.exec(t);
-    if (m) return m[1];
-  }
-  fail('no Debian mirror found in /etc/apt sources');
-}
 
 // --- the image: a tarball given, or built here by kiln in sandbox mode -------------------------------
 function executorTar() {
@@ -264,7 +223,7 @@ const kilnFlags = (ctx, dest) => ['--context', `dir://${ctx}`, '--dockerfile', '
 
 async function main() {
   mkdirSync(work, { recursive: true });
-  const bases = makeBases();
+  const bases = makeBases({ work, registry, needed: new Set(cases.map((c) => c.base)), log: (msg) => console.log(`container-bench: ${msg}`) });
   const ctxRoot = join(work, 'contexts');
   for (const c of cases) {
     const dir = join(ctxRoot, c.name);
