@@ -157,33 +157,48 @@ export class RegistryClient {
    * Docker Hub) and cancel it. Throws the registry's error (a 401 or 403 names the registry).
    */
   async checkPushPermission(registry: string, repository: string): Promise<void> {
-    const started = await this.#t.request({
-      registry,
-      method: 'POST',
-      path: `/v2/${repository}/blobs/uploads/`,
-      scopes: [pushScope(repository)],
-      headers: { 'Content-Length': '0' },
-      ok: [201, 202],
-    });
-    started.body?.resume();
-    const location = started.headers.get('location');
+    const scopes = [pushScope(repository)];
+    const { location } = await this.#startUpload(registry, repository, scopes);
     if (location === null) return;
     try {
-      const cancelled = await this.#t.request({
-        registry,
-        method: 'DELETE',
-        path: uploadTarget(location),
-        scopes: [pushScope(repository)],
-        // distribution wants a `delete` scope to cancel; a push-only token is refused, and that is
-        // fine: the cancel is a courtesy, not worth another token.
-        ok: [200, 202, 204, 401, 403, 404, 405],
-        retries: 0,
-      });
-      cancelled.body?.resume();
+      await this.#cancelUpload(registry, location, scopes);
     } catch (err) {
       // Cancelling only frees the session early; the registry expires it anyway.
       this.#t.ctx.log.debug(`cancelling the permission-check upload on ${registry}/${repository}: ${(err as Error).message}`);
     }
+  }
+
+  /**
+   * POST of a new upload session (`query`: a cross-repository mount's `?mount=&from=`): its status (201:
+   * the registry mounted the blob instead) and Location. `retries` as the transport's request option.
+   */
+  async #startUpload(registry: string, repository: string, scopes: string[], query = '', retries?: number): Promise<{ status: number; location: string | null }> {
+    const started = await this.#t.request({
+      registry,
+      method: 'POST',
+      path: `/v2/${repository}/blobs/uploads/${query}`,
+      scopes,
+      headers: { 'Content-Length': '0' },
+      ok: [201, 202],
+      ...(retries !== undefined ? { retries } : {}),
+    });
+    started.body?.resume();
+    return { status: started.status, location: started.headers.get('location') };
+  }
+
+  /** DELETE of an upload session; a refusal to cancel is an answer, not an error. */
+  async #cancelUpload(registry: string, location: string, scopes: string[]): Promise<void> {
+    const cancelled = await this.#t.request({
+      registry,
+      method: 'DELETE',
+      path: uploadTarget(location),
+      scopes,
+      // distribution wants a `delete` scope to cancel; a push-only token is refused, and that is
+      // fine: the cancel is a courtesy, not worth another token.
+      ok: [200, 202, 204, 401, 403, 404, 405],
+      retries: 0,
+    });
+    cancelled.body?.resume();
   }
 
   /**
@@ -210,22 +225,12 @@ export class RegistryClient {
     const query = mountFrom !== undefined ? `?mount=${encodeURIComponent(digest)}&from=${encodeURIComponent(mountFrom)}` : '';
     /** A new upload session's Location, or undefined when the registry mounted the blob instead. */
     const startSession = async (): Promise<string | undefined> => {
-      const started = await this.#t.request({
-        registry,
-        method: 'POST',
-        path: `/v2/${repository}/blobs/uploads/${query}`,
-        scopes,
-        headers: { 'Content-Length': '0' },
-        ok: [201, 202],
-        retries: 0,
-      });
-      started.body?.resume();
-      if (started.status === 201) {
+      const { status, location } = await this.#startUpload(registry, repository, scopes, query, 0);
+      if (status === 201) {
         this.#t.ctx.log.debug(`mounted ${digest} from ${mountFrom ?? '?'} into ${repository}`);
         mounted = true;
         return undefined;
       }
-      const location = started.headers.get('location');
       if (location === null) throw new RegistryError(`POST ${registry}/v2/${repository}/blobs/uploads/: no Location header`, {});
       return location;
     };
@@ -269,17 +274,7 @@ export class RegistryClient {
    */
   async streamBlob(registry: string, repository: string, body: () => Readable, digest: Promise<Digest>): Promise<void> {
     const scopes = [pushScope(repository)];
-    const started = await this.#t.request({
-      registry,
-      method: 'POST',
-      path: `/v2/${repository}/blobs/uploads/`,
-      scopes,
-      headers: { 'Content-Length': '0' },
-      ok: [202],
-      retries: 0,
-    });
-    started.body?.resume();
-    const location = started.headers.get('location');
+    const { location } = await this.#startUpload(registry, repository, scopes, '', 0);
     if (location === null) throw new RegistryError(`POST ${registry}/v2/${repository}/blobs/uploads/: no Location header`, {});
     let at = location;
     try {
@@ -306,9 +301,7 @@ export class RegistryClient {
       });
       done.body?.resume();
     } catch (err) {
-      await this.#t
-        .request({ registry, method: 'DELETE', path: uploadTarget(at), scopes, ok: [200, 202, 204, 401, 403, 404, 405], retries: 0 })
-        .then((r) => r.body?.resume(), () => undefined);
+      await this.#cancelUpload(registry, at, scopes).catch(() => undefined);
       throw err;
     }
   }
