@@ -162,13 +162,25 @@ class Spool {
       let openedPath: string | undefined;
       try {
         for (;;) {
+          // Taken before the state is read: a change while this pass awaits I/O then wakes it at once.
+          const changed = progress.changed;
           if (progress.failed !== undefined) throw progress.failed;
           const path = progress.final ?? progress.tmp;
           const available = progress.final !== undefined ? Number.POSITIVE_INFINITY : progress.written;
           if (path !== undefined && available > offset) {
             if (openedPath !== path) {
               await fh?.close();
-              fh = await open(path, 'r');
+              fh = undefined;
+              openedPath = undefined;
+              try {
+                fh = await open(path, 'r');
+              } catch (err) {
+                // The temp file was renamed to its final name (or removed after a failed attempt)
+                // between reading `progress` and the open: wait until progress says where it went.
+                if (path === progress.final || (err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+                await changed;
+                continue;
+              }
               openedPath = path;
             }
             const want = Math.min(CHUNK, available - offset);
@@ -181,7 +193,7 @@ class Spool {
             }
             if (progress.final !== undefined) return; // the whole verified file has been read
           }
-          await progress.changed;
+          await changed;
         }
       } finally {
         await fh?.close();
