@@ -168,7 +168,7 @@ export function executorCommand(): GoStyleCommand {
     .option('--push-retry <n>', 'retries for a failed push', '0')
     .option('--image-download-retry <n>', 'retries for a failed base image download', '0')
     .option('--image-fs-extract-retry <n>', 'retries for a failed base image extraction (kiln extracts while it downloads: the same as --image-download-retry)', '0')
-    .addOption(new Option('-b, --bucket <name>', 'GCS bucket holding the context as a tarball (kaniko; refused: gs:// contexts need Google\'s SDK)').hideHelp())
+    .addOption(new Option('-b, --bucket <name>', 'bucket holding the context as context.tar.gz: gs://BUCKET by default, or s3://BUCKET (kaniko)').hideHelp())
     .addOption(new Option('--compression <codec>', 'compression of new layers').choices(['gzip', 'zstd']).default('gzip'))
     .option('--compression-level <n>', 'compression level of new layers (gzip 0-9, zstd 1-19; -1: the default)')
     .option('--skip-push-permission-check', 'do not check push permission on the destinations before building', false)
