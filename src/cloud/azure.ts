@@ -82,8 +82,10 @@ function blobCause(err: unknown, how: string): string {
       return 'no such container (ContainerNotFound)';
     case 'AuthenticationFailed':
       return `${how} was refused (AuthenticationFailed): wrong key or signature`;
-    case 'AuthorizationPermissionMismatch':
     case 'AuthorizationFailure':
+      // Azurite's answer to a wrong SharedKey signature; Azure's to a request its network rules refuse.
+      return `${how} was refused (AuthorizationFailure): a wrong key, or the account does not allow this request`;
+    case 'AuthorizationPermissionMismatch':
       return `access denied (${code}): the credentials may not read this blob`;
     case 'ResourceNotFound':
       return 'no such account, container or blob (ResourceNotFound)';

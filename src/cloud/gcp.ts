@@ -50,17 +50,18 @@ export async function openGcsObject(loc: GcsLocation, call: CloudCall): Promise<
   };
   call.signal.addEventListener('abort', onAbort, { once: true });
   body.once('close', () => call.signal.removeEventListener('abort', onAbort));
-  // The first failure (no credentials, 404, 403) comes before the first byte: report it as its own line.
+  // The first failure (no credentials, 404, 403) comes before the first byte: report it as its own
+  // line. The request starts when the stream is first read: 'readable' does that, and holds the bytes.
   await new Promise<void>((resolve, reject) => {
     const done = (): void => {
       body.off('error', failed);
       resolve();
     };
     const failed = (err: unknown): void => {
-      body.off('response', done);
+      body.off('readable', done);
       reject(call.fail(`${loc.shown}: ${gcsCause(err)}`, err));
     };
-    body.once('response', done);
+    body.once('readable', done);
     body.once('error', failed);
   });
   return { body };
