@@ -120,7 +120,7 @@ export function executorCommand(): GoStyleCommand {
     .option('-f, --dockerfile <path>', 'path to the Dockerfile (relative to the context, absolute, - for stdin, or an http(s):// URL)', 'Dockerfile')
     .option('--context-sub-path <path>', 'sub directory of the context to use as the build context (after a tar, git or https context is fetched)')
     .option('--git <options>', 'git context options: branch=NAME,single-branch=BOOL,recurse-submodules=BOOL,insecure-skip-tls=BOOL (repeatable)', collect, [])
-    .option('-c, --context <spec>', 'build context: a directory (PATH or dir://PATH), tar://PATH or tar://stdin (a tar archive, gzip or plain), git://HOST/REPO[#REF[#COMMIT]], or an https:// URL of a tar archive', '/workspace/')
+    .option('-c, --context <spec>', 'build context: a directory (PATH or dir://PATH), tar://PATH or tar://stdin (a tar archive, gzip or plain), git://HOST/REPO[#REF[#COMMIT]], an https:// URL of a tar archive, s3://BUCKET/KEY, gs://BUCKET/PATH, or https://ACCOUNT.blob.core.windows.net/CONTAINER/PATH', '/workspace/')
     .option('-d, --destination <ref>', 'registry/repo:tag to push to (repeatable)', collect, [])
     .option('--no-push', 'do not push the image to the registry')
     .option('--tar-path <path>', 'write the image as a docker-save tarball to this path')
