@@ -12,12 +12,9 @@ import { fromNodeProviderChain } from '@aws-sdk/credential-providers';
 import { Readable } from 'node:stream';
 import { parseEcrHost } from '../registry/cloud-hosts.js';
 import type { CloudCall, CloudObject, CloudRegistryLogin } from './cloud-api.js';
+import { nonEmpty, oneLine } from './text.js';
 
 type AwsCredentialIdentity = Awaited<ReturnType<ReturnType<typeof fromNodeProviderChain>>>;
-
-function nonEmpty(v: string | undefined): string | undefined {
-  return v === undefined || v === '' ? undefined : v;
-}
 
 /** The region kiln asks for: undefined lets the SDK take the profile's. */
 function regionFrom(env: CloudCall['env']): string | undefined {
@@ -71,10 +68,6 @@ function s3Cause(err: unknown, region: string | undefined): string {
       if (name === 'Error' && /region is missing/i.test((err as Error).message)) return 'no AWS region: set AWS_REGION (or a region in the profile)';
       return `${name}${meta?.httpStatusCode !== undefined ? ` (HTTP ${meta.httpStatusCode})` : ''}: ${oneLine((err as Error).message)}`;
   }
-}
-
-function oneLine(s: string): string {
-  return s.replace(/\s+/g, ' ').trim().slice(0, 300);
 }
 
 export interface S3Location {

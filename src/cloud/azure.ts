@@ -14,14 +14,7 @@ import { AnonymousCredential, BlobServiceClient, StorageSharedKeyCredential, typ
 import { Readable } from 'node:stream';
 import { z } from 'zod';
 import type { CloudCall, CloudObject, CloudRegistryLogin } from './cloud-api.js';
-
-function nonEmpty(v: string | undefined): string | undefined {
-  return v === undefined || v === '' ? undefined : v;
-}
-
-function oneLine(s: string): string {
-  return s.replace(/\s+/g, ' ').trim().slice(0, 300);
-}
+import { nonEmpty, oneLine } from './text.js';
 
 export interface BlobLocation {
   /** The blob's URL as given: `https://ACCOUNT.blob.core.windows.net/CONTAINER/PATH`. */

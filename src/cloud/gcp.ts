@@ -8,12 +8,9 @@ import { Storage } from '@google-cloud/storage';
 import { GoogleAuth } from 'google-auth-library';
 import type { Readable } from 'node:stream';
 import type { CloudCall, CloudObject, CloudRegistryLogin } from './cloud-api.js';
+import { oneLine } from './text.js';
 
 const SCOPES = ['https://www.googleapis.com/auth/cloud-platform'];
-
-function oneLine(s: string): string {
-  return s.replace(/\s+/g, ' ').trim().slice(0, 300);
-}
 
 /** The API's or the auth library's failure, in words a user can act on. */
 function gcsCause(err: unknown): string {
