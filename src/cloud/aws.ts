@@ -10,7 +10,7 @@ import { ECRClient, GetAuthorizationTokenCommand } from '@aws-sdk/client-ecr';
 import { GetObjectCommand, S3Client, S3ServiceException } from '@aws-sdk/client-s3';
 import { fromNodeProviderChain } from '@aws-sdk/credential-providers';
 import { Readable } from 'node:stream';
-import { parseEcrHost } from '../registry/cloud-hosts.js';
+import { parseEcrHost } from './hosts.js';
 import type { CloudCall, CloudObject, CloudRegistryLogin } from './cloud-api.js';
 import { nonEmpty, oneLine } from './text.js';
 

@@ -11,7 +11,7 @@ import { loadAws, loadAzure, loadGcp } from '../cloud/load.js';
 import { KilnError } from '../errors.js';
 import type { SecretMask } from '../log/logger.js';
 import type { RunContext } from '../log/run-context.js';
-import { builtInHelper, helperForHost, type CloudHelper } from './cloud-hosts.js';
+import { builtInHelper, helperForHost, type CloudHelper } from '../cloud/hosts.js';
 import { ANONYMOUS, normalizeRegistryKey, type BuiltInHelpers, type Credential, type Keychain } from './keychain.js';
 
 export interface CloudLoginOptions {

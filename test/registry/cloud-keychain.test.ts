@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { KilnError } from '../../src/errors.js';
-import { builtInHelper, helperForHost, parseEcrHost } from '../../src/registry/cloud-hosts.js';
+import { builtInHelper, helperForHost, parseEcrHost } from '../../src/cloud/hosts.js';
 import { builtInLogin, cloudHelpers, withCloudRegistries } from '../../src/registry/cloud-keychain.js';
 import { dockerConfigKeychain, type Keychain } from '../../src/registry/keychain.js';
 import { startS3, type S3Server } from '../support/cloud-servers.js';

@@ -1,5 +1,5 @@
-// Which registry hosts belong to a cloud whose credential helper kiln has built in (cloud-keychain.ts).
-// Pure, in the main bundle: telling a host needs none of the SDKs (src/cloud/), which load only for a
+// Which registry hosts belong to a cloud whose credential helper kiln has built in (registry/cloud-keychain.ts).
+// Pure, in the main bundle: telling a host needs none of the SDKs (aws.ts, gcp.ts, azure.ts), which load only for a
 // host that matches.
 
 /** `ACCOUNT.dkr.ecr[-fips].REGION.amazonaws.com[.cn]` (and the ISO partitions), as amazon-ecr-credential-helper reads it. */
