@@ -5,6 +5,12 @@
 //   dist/bundle/kiln.cjs.map      its source map, through dist/'s maps back to src/*.ts: read only by
 //                                 `node --enable-source-maps bin/executor.js` (stack traces name src/*.ts)
 //   dist/bundle/kiln.cjs.v8cache  V8's code cache for it, made by running the bundle with this node
+//   dist/bundle/kiln-aws.cjs      dist/cloud/aws.js and the AWS SDK; kiln-gcp.cjs and kiln-azure.cjs the
+//                                 same for Google's and Microsoft's: required by src/cloud/load.ts only
+//                                 when a build uses that cloud, so that the SDKs (several MB) cost the
+//                                 builds that use none of them nothing at start-up. No code cache: they
+//                                 are compiled when used (tens of ms against the download they serve).
+//                                 Minified: they are most of kiln's share of the image otherwise.
 //
 // bin/load-kiln.js loads it. Why CommonJS: Node 20 gives a code cache to vm.Script only, never to an
 // ES module. Why one file: resolving and loading ~150 modules costs more than compiling them.
@@ -44,6 +50,15 @@ function commit() {
   }
 }
 
+// The cloud modules stay out of the main bundle: src/cloud/load.ts requires their own bundles instead.
+const CLOUD = ['aws', 'gcp', 'azure'];
+const cloudExternal = {
+  name: 'cloud-external',
+  setup(b) {
+    b.onResolve({ filter: /^\.\/(aws|gcp|azure)\.js$/ }, (args) => (args.importer.endsWith(`${join('cloud', 'load.js')}`) ? { path: args.path, external: true } : undefined));
+  },
+};
+
 const placeholder = '0'.repeat(BUNDLE_ID_LENGTH);
 const result = await build({
   absWorkingDir: repo,
@@ -56,7 +71,8 @@ const result = await build({
   // Not minified: stack traces keep readable names and lines without the map.
   sourcemap: 'linked',
   // import.meta does not exist in CommonJS: give its one user (native-fs.ts) the bundle's own URL.
-  define: { 'import.meta.url': '__kilnBundleUrl', __KILN_COMMIT__: JSON.stringify(commit()) },
+  define: { 'import.meta.url': '__kilnBundleUrl', __KILN_COMMIT__: JSON.stringify(commit()), __KILN_BUNDLED__: 'true' },
+  plugins: [cloudExternal],
   // 'use strict' before any statement, or it is no directive (dist/ is ES modules, always strict).
   banner: { js: `${BUNDLE_ID_PREFIX}${placeholder}\n'use strict';\nconst __kilnBundleUrl = require('node:url').pathToFileURL(__filename).href;` },
   write: false,
@@ -69,6 +85,7 @@ if (result.warnings.length > 0 || result.errors.length > 0) {
 }
 
 const js = result.outputFiles.find((f) => f.path === BUNDLE);
+if (/\b(S3Client|BlobServiceClient|GoogleAuth)\b/.test(js?.text ?? '')) throw new Error('a cloud SDK is in the main bundle: it must load only from its own (src/cloud/load.ts)');
 const map = result.outputFiles.find((f) => f.path === `${BUNDLE}.map`);
 if (js === undefined || map === undefined) throw new Error('esbuild wrote no bundle or no map');
 let text = js.text;
@@ -94,6 +111,38 @@ mkdirSync(dirname(BUNDLE), { recursive: true });
 rmSync(`${BUNDLE}.v8cache`, { force: true });
 replaceFile(`${BUNDLE}.map`, map.contents);
 replaceFile(BUNDLE, text);
+
+for (const name of CLOUD) {
+  const out = join(dirname(BUNDLE), `kiln-${name}.cjs`);
+  const r = await build({
+    absWorkingDir: repo,
+    entryPoints: [join(repo, `dist/cloud/${name}.js`)],
+    outfile: out,
+    bundle: true,
+    platform: 'node',
+    format: 'cjs',
+    target: 'node20',
+    // Minified (identifiers too), unlike the main bundle: ~45% smaller in the image, and their stack
+    // traces are the SDKs' internals, which the source map beside each still maps back.
+    minify: true,
+    sourcemap: 'linked',
+    define: { 'import.meta.url': '__kilnBundleUrl' },
+    banner: { js: `'use strict';\nconst __kilnBundleUrl = require('node:url').pathToFileURL(__filename).href;` },
+    write: false,
+    logLevel: 'silent',
+  });
+  if (r.warnings.length > 0 || r.errors.length > 0) {
+    console.error(formatMessagesSync([...r.errors, ...r.warnings], { kind: 'warning' }).join('\n'));
+    console.error(`bundle: esbuild warned on kiln-${name}.cjs; fix the cause`);
+    process.exit(1);
+  }
+  const code = r.outputFiles.find((f) => f.path === out);
+  const codeMap = r.outputFiles.find((f) => f.path === `${out}.map`);
+  if (code === undefined || codeMap === undefined) throw new Error(`esbuild wrote no kiln-${name}.cjs`);
+  replaceFile(`${out}.map`, codeMap.contents);
+  replaceFile(out, code.contents);
+  console.error(`bundle: ${relative(repo, out)} (${Math.round(code.contents.length / 1024)} KiB)`);
+}
 
 // The code cache: run the bundle's top level (its modules' initialisation: no build, no I/O) in a
 // fresh node, so that the cache holds what every run compiles. A node of another version, or started

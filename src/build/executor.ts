@@ -14,6 +14,7 @@ import type { Digest } from '../oci/digest.js';
 import { formatReference, parseReference, type Reference } from '../oci/reference.js';
 import type { Platform } from '../oci/schemas.js';
 import { RegistryClient } from '../registry/client.js';
+import { cloudHelpers, withCloudRegistries } from '../registry/cloud-keychain.js';
 import { loadDockerConfigKeychain, withGitLabCi } from '../registry/keychain.js';
 import { anonymousKeychain } from '../registry/keychain.js';
 import { loadRegistryTls } from '../registry/tls-files.js';
@@ -60,9 +61,10 @@ export async function runBuild(request: BuildRequest, deps: BuildDeps): Promise<
   if (plan.unusedBuildArgs.length > 0) {
     log.warn(`[Warning] One or more build-args [${plan.unusedBuildArgs.join(' ')}] were not consumed`);
   }
-  const configKeychain = request.registry.dockerConfigDir === undefined ? anonymousKeychain : await loadDockerConfigKeychain(request.registry.dockerConfigDir, deps.mask);
   const reg = request.registry;
-  const keychain = withGitLabCi(configKeychain, reg.gitLabCi, deps.mask);
+  const cloud = { env: reg.cloudEnv, ctx: deps, mask: deps.mask };
+  const configKeychain = reg.dockerConfigDir === undefined ? anonymousKeychain : await loadDockerConfigKeychain(reg.dockerConfigDir, deps.mask, { builtIn: cloudHelpers(cloud) });
+  const keychain = withCloudRegistries(withGitLabCi(configKeychain, reg.gitLabCi, deps.mask), cloud);
   const tls = await loadRegistryTls(reg.registryCertificates, reg.registryClientCertificates);
   const pullClient = new RegistryClient({
     ctx: deps,

@@ -41,6 +41,8 @@ export interface RegistryAccess {
   readonly registryClientCertificates: ReadonlyMap<string, ClientCertificatePaths>;
   /** kaniko's GitLab helper: CI_REGISTRY, CI_REGISTRY_USER, CI_REGISTRY_PASSWORD from the environment. */
   readonly gitLabCi: GitLabCiCredentials | undefined;
+  /** The environment the clouds' built-in registry logins read (AWS_*, GOOGLE_*, AZURE_*): src/registry/cloud-keychain.ts. */
+  readonly cloudEnv: Readonly<Record<string, string | undefined>>;
 }
 
 export interface Outputs {

@@ -14,6 +14,7 @@ import { formatPlatform, parsePlatform } from '../oci/platform.js';
 import { formatReference, parseReference } from '../oci/reference.js';
 import type { Platform } from '../oci/schemas.js';
 import { RegistryClient } from '../registry/client.js';
+import { cloudHelpers, withCloudRegistries } from '../registry/cloud-keychain.js';
 import { anonymousKeychain, loadDockerConfigKeychain, withGitLabCi } from '../registry/keychain.js';
 import { loadRegistryTls } from '../registry/tls-files.js';
 import { writeCacheDirImage } from '../sinks/cache-dir-sink.js';
@@ -36,6 +37,7 @@ export type PullAccess = Pick<
   | 'registryCertificates'
   | 'registryClientCertificates'
   | 'gitLabCi'
+  | 'cloudEnv'
 >;
 
 export interface WarmRequest {
@@ -155,11 +157,12 @@ function dedupe(targets: readonly WarmTarget[]): WarmTarget[] {
 }
 
 async function pullClient(reg: PullAccess, deps: WarmDeps): Promise<RegistryClient> {
-  const configKeychain = reg.dockerConfigDir === undefined ? anonymousKeychain : await loadDockerConfigKeychain(reg.dockerConfigDir, deps.mask);
+  const cloud = { env: reg.cloudEnv, ctx: deps, mask: deps.mask };
+  const configKeychain = reg.dockerConfigDir === undefined ? anonymousKeychain : await loadDockerConfigKeychain(reg.dockerConfigDir, deps.mask, { builtIn: cloudHelpers(cloud) });
   const tls = await loadRegistryTls(reg.registryCertificates, reg.registryClientCertificates);
   return new RegistryClient({
     ctx: deps,
-    keychain: withGitLabCi(configKeychain, reg.gitLabCi, deps.mask),
+    keychain: withCloudRegistries(withGitLabCi(configKeychain, reg.gitLabCi, deps.mask), cloud),
     mask: deps.mask,
     insecure: (host) => reg.insecurePull || reg.insecureRegistries.includes(host),
     skipTlsVerify: (host) => reg.skipTlsVerifyPull || reg.skipTlsVerifyRegistries.includes(host),

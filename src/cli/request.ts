@@ -41,7 +41,7 @@ type RegistryFlags = z.infer<z.ZodObject<typeof registryFlagsShape>>;
 export function registryRoutesFrom(
   flags: RegistryFlags,
   env: Environment['env'],
-): Pick<BuildRequest['registry'], 'registryMap' | 'skipDefaultRegistryFallback' | 'registryCertificates' | 'registryClientCertificates' | 'gitLabCi'> {
+): Pick<BuildRequest['registry'], 'registryMap' | 'skipDefaultRegistryFallback' | 'registryCertificates' | 'registryClientCertificates' | 'gitLabCi' | 'cloudEnv'> {
   return {
     // kaniko's order: --registry-map, then KANIKO_REGISTRY_MAP, then the mirrors as index.docker.io maps.
     registryMap: parseRegistryMap(
@@ -52,6 +52,7 @@ export function registryRoutesFrom(
     registryCertificates: new Map(flags.registryCertificate.map((c) => keyValue('--registry-certificate', c))),
     registryClientCertificates: clientCertificates(flags.registryClientCert),
     gitLabCi: gitLabCi(env),
+    cloudEnv: env,
   };
 }
 
@@ -280,10 +281,10 @@ export async function buildRequestFrom(flags: ExecutorFlags, e: Environment): Pr
   }
   const platformFlag = flags.customPlatform ?? flags.platform;
   const platform = platformFlag !== undefined ? parsePlatform(platformFlag) : e.hostPlatform;
-  if (flags.bucket !== undefined) {
-    // kaniko's hidden --bucket is a gs:// context: refused with the same words.
-    parseContextSpec(flags.bucket.includes('://') ? flags.bucket : `gs://${flags.bucket}`);
-  }
+  // kaniko's hidden --bucket (resolveSourceContext): the context is that bucket's context.tar.gz, on
+  // Cloud Storage unless it names a scheme (`s3://bucket`), and it wins over --context.
+  const contextSpec = flags.bucket !== undefined && flags.bucket !== '' ? (flags.bucket.includes('://') ? flags.bucket : `gs://${flags.bucket}`) : flags.context;
+  parseContextSpec(contextSpec);
   if (flags.dockerfile === '-' && /^tar:\/\/stdin$/i.test(flags.context)) {
     throw new UsageError('--dockerfile - and --context tar://stdin both read standard input: give one of them a file');
   }
@@ -300,7 +301,7 @@ export async function buildRequestFrom(flags: ExecutorFlags, e: Environment): Pr
     ownsWorkDir = true;
   }
   return {
-    contextSpec: flags.context,
+    contextSpec,
     contextFetch: {
       subPath: flags.contextSubPath,
       git: parseGitOptions(flags.git),

@@ -1,6 +1,9 @@
 // What `--context` names, as kaniko reads it (pkg/buildcontext): a local directory (`dir://` or a plain
 // path), a local tar archive or standard input (`tar://path`, `tar://stdin`), a git repository
-// (`git://host/repo.git#ref#commit`) or a tar archive over HTTPS. Pure: fetching is fetch-context.ts.
+// (`git://host/repo.git#ref#commit`), a tar archive over HTTPS, or an archive in a cloud's object store:
+// `s3://BUCKET/KEY`, `gs://BUCKET/PATH`, `https://ACCOUNT.blob.core.windows.net/CONTAINER/PATH` (kaniko
+// reads an https URL on an Azure Blob host as a blob, never as a plain download). With no KEY/PATH the
+// object is `context.tar.gz`, as kaniko's GetBucketAndItem has it. Pure: fetching is fetch-context.ts.
 import { ContextError } from '../errors.js';
 
 export type ContextSpec =
@@ -8,12 +11,42 @@ export type ContextSpec =
   | { readonly kind: 'tar'; readonly path: string }
   | { readonly kind: 'stdin' }
   | { readonly kind: 'git'; readonly repo: string; readonly ref: string | undefined; readonly commit: string | undefined }
-  | { readonly kind: 'https'; readonly url: string };
+  | { readonly kind: 'https'; readonly url: string }
+  | { readonly kind: 's3'; readonly bucket: string; readonly key: string }
+  | { readonly kind: 'gcs'; readonly bucket: string; readonly object: string }
+  | { readonly kind: 'azure'; readonly url: string; readonly account: string; readonly container: string; readonly blob: string };
+
+/** kaniko's constants.ContextTar: the object a bucket-only context names. */
+export const CONTEXT_TAR = 'context.tar.gz';
+
+/** Azure Blob Storage hosts, as kaniko's util.ValidAzureBlobStorageHost lists them (public and sovereign clouds). */
+const AZURE_BLOB_HOST = /^([a-z0-9]{3,24})\.blob\.core\.(windows\.net|chinacloudapi\.cn|cloudapi\.de|usgovcloudapi\.net)$/i;
+
+/** `bucket/item` split as kaniko's util.GetBucketAndItem does: no item is context.tar.gz. */
+function bucketAndItem(rest: string): [string, string] {
+  const slash = rest.indexOf('/');
+  if (slash < 0 || slash === rest.length - 1) return [slash < 0 ? rest : rest.slice(0, slash), CONTEXT_TAR];
+  return [rest.slice(0, slash), rest.slice(slash + 1)];
+}
+
+function azureBlob(spec: string): ContextSpec | undefined {
+  let u: URL;
+  try {
+    u = new URL(spec);
+  } catch {
+    return undefined;
+  }
+  const m = AZURE_BLOB_HOST.exec(u.hostname);
+  if (m === null) return undefined;
+  const [container = '', ...path] = u.pathname.replace(/^\/+/, '').split('/');
+  const blob = path.map((p) => decodeURIComponent(p)).join('/');
+  if (container === '' || blob === '') {
+    throw new ContextError(`build context ${JSON.stringify(spec)}: expected https://ACCOUNT.blob.core.windows.net/CONTAINER/PATH`);
+  }
+  return { kind: 'azure', url: `${u.origin}${u.pathname}`, account: (m[1] as string).toLowerCase(), container, blob };
+}
 
 const SCHEME = /^([a-zA-Z][a-zA-Z0-9+.-]*):\/\//;
-
-/** Cloud storage contexts need their vendors' SDKs and credentials chains, which kiln does not carry. */
-const CLOUD = new Set(['gs', 's3']);
 
 export function parseContextSpec(spec: string): ContextSpec {
   const scheme = SCHEME.exec(spec)?.[1]?.toLowerCase();
@@ -37,14 +70,15 @@ export function parseContextSpec(spec: string): ContextSpec {
       return { kind: 'git', repo, ref, commit };
     }
     case 'https':
-      return { kind: 'https', url: spec };
+      return azureBlob(spec) ?? { kind: 'https', url: spec };
+    case 's3':
+    case 'gs': {
+      const [bucket, item] = bucketAndItem(rest);
+      if (bucket === '') throw new ContextError(`build context ${shown}: expected ${scheme}://BUCKET/PATH`);
+      return scheme === 's3' ? { kind: 's3', bucket, key: item } : { kind: 'gcs', bucket, object: item };
+    }
     default:
-      if (CLOUD.has(scheme)) {
-        throw new ContextError(
-          `build context ${shown}: ${scheme}:// contexts are not supported by kiln; download the archive and pass tar://PATH (or tar://stdin)`,
-        );
-      }
-      throw new ContextError(`build context ${shown}: unknown scheme ${scheme}:// (dir://, tar://, git:// and https:// are supported)`);
+      throw new ContextError(`build context ${shown}: unknown scheme ${scheme}:// (dir://, tar://, git://, https://, s3:// and gs:// are supported)`);
   }
 }
 

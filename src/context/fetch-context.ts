@@ -4,6 +4,8 @@
 //   bytes; kaniko reads gzip only) unpacked with the rootfs unpacker, so no entry lands outside the
 //   directory; `.wh.` names are ordinary files here.
 // - `https://...`: the same, streamed from the response (kaniko's HTTPSTar), never written whole first.
+// - `s3://BUCKET/KEY`, `gs://BUCKET/PATH`, `https://ACCOUNT.blob.core.windows.net/CONTAINER/PATH`: the
+//   same, streamed from the vendor's SDK (src/cloud/, loaded only here), with its credentials chain.
 // - `git://HOST/REPO[#REF[#COMMIT]]`: cloned with git over `GIT_PULL_METHOD` (https, or http), with
 //   kaniko's GIT_USERNAME / GIT_PASSWORD / GIT_TOKEN and `--git` options. Credentials travel in an
 //   environment-configured header: never in argv, the clone's .git/config, or a message.
@@ -15,6 +17,8 @@ import { createGunzip } from 'node:zlib';
 import fetch from 'node-fetch';
 import { detectCompression, type Compression } from '../blob/archive-sniff.js';
 import { ChildProcessStream } from '../blob/child-process-stream.js';
+import type { CloudCall } from '../cloud/cloud-api.js';
+import { loadAws, loadAzure, loadGcp } from '../cloud/load.js';
 import { ContextError, KilnError } from '../errors.js';
 import { basicAuthorization, gitEnv, runGit, type GitConfigEntry } from '../git/run-git.js';
 import type { SecretMask } from '../log/logger.js';
@@ -82,12 +86,56 @@ export async function fetchContext(spec: ContextSpec, o: FetchContextOptions): P
       dir = o.into;
       break;
     }
+    case 's3':
+    case 'gcs':
+    case 'azure': {
+      const shown = cloudUrl(spec);
+      o.ctx.log.info(`Retrieving the build context from ${shown}`);
+      const { body } = await openCloudObject(spec, shown, cloudCall(o));
+      await unpackArchive(body, shown, o);
+      dir = o.into;
+      break;
+    }
     case 'git':
       await cloneGit(spec, o);
       dir = o.into;
       break;
   }
   return o.subPath === undefined || o.subPath === '' ? dir : subDirectory(dir, o.subPath);
+}
+
+type CloudSpec = Extract<ContextSpec, { kind: 's3' | 'gcs' | 'azure' }>;
+
+/** How messages name a cloud context: its URL without credentials or query. */
+function cloudUrl(spec: CloudSpec): string {
+  switch (spec.kind) {
+    case 's3':
+      return `s3://${spec.bucket}/${spec.key}`;
+    case 'gcs':
+      return `gs://${spec.bucket}/${spec.object}`;
+    case 'azure':
+      return redactUrl(spec.url);
+  }
+}
+
+function cloudCall(o: FetchContextOptions): CloudCall {
+  return {
+    env: o.hostEnv,
+    signal: o.ctx.signal,
+    fail: (detail, cause) => new ContextError(`build context ${detail}`, cause === undefined ? {} : { cause }),
+    secret: (value) => o.mask.add(value),
+  };
+}
+
+async function openCloudObject(spec: CloudSpec, shown: string, call: CloudCall): Promise<{ body: Readable }> {
+  switch (spec.kind) {
+    case 's3':
+      return (await loadAws()).openS3Object({ bucket: spec.bucket, key: spec.key, shown }, call);
+    case 'gcs':
+      return (await loadGcp()).openGcsObject({ bucket: spec.bucket, object: spec.object, shown }, call);
+    case 'azure':
+      return (await loadAzure()).openAzureBlob({ url: spec.url, account: spec.account, container: spec.container, blob: spec.blob, shown }, call);
+  }
 }
 
 /** Largest Dockerfile fetched from a URL: real ones are kilobytes. */

@@ -66,6 +66,14 @@ function candidateKeys(registry: string): string[] {
   return host === DOCKER_HUB_REGISTRY ? HUB_ALIASES : [registry, host];
 }
 
+/** The helpers kiln has built in (cloud-keychain.ts): undefined for a name it does not, which then runs as a binary. */
+export type BuiltInHelpers = (name: string, registry: string) => Promise<Credential> | undefined;
+
+export interface KeychainOptions {
+  readonly runHelper?: CredentialHelperRunner;
+  readonly builtIn?: BuiltInHelpers;
+}
+
 export interface CredentialHelperRunner {
   /** Runs `docker-credential-<name> get` with `serverUrl` on stdin and returns its stdout. */
   (name: string, serverUrl: string): Promise<string>;
@@ -94,7 +102,7 @@ function helperFailure(err: Error & { code?: unknown }): string {
 export async function loadDockerConfigKeychain(
   dir: string,
   mask: SecretMask,
-  opts: { runHelper?: CredentialHelperRunner } = {},
+  opts: KeychainOptions = {},
 ): Promise<Keychain> {
   const path = join(dir, 'config.json');
   let bytes: Uint8Array;
@@ -111,7 +119,7 @@ export async function loadDockerConfigKeychain(
 export function dockerConfigKeychain(
   config: DockerConfig,
   mask: SecretMask,
-  opts: { runHelper?: CredentialHelperRunner } = {},
+  opts: KeychainOptions = {},
 ): Keychain {
   const runHelper = opts.runHelper ?? runCredentialHelper;
   // Register every secret up front, so none can leak even via a path that never resolves it.
@@ -134,7 +142,7 @@ export function dockerConfigKeychain(
       const helper = helpers.get(host) ?? config.credsStore;
       if (helper !== undefined && helper !== '') {
         const serverUrl = host === DOCKER_HUB_REGISTRY ? 'https://index.docker.io/v1/' : registry;
-        const fromHelper = await fromCredentialHelper(runHelper, helper, serverUrl, mask);
+        const fromHelper = (await opts.builtIn?.(helper, registry)) ?? (await fromCredentialHelper(runHelper, helper, serverUrl, mask));
         // A creds store that knows nothing of this registry falls through to `auths` (as docker does).
         if (fromHelper.kind !== 'anonymous' || helpers.has(host)) return fromHelper;
       }

@@ -13,6 +13,16 @@ describe('parseContextSpec (kaniko pkg/buildcontext prefixes)', () => {
     ['git://github.com/acme/app.git#refs/heads/dev', { kind: 'git', repo: 'github.com/acme/app.git', ref: 'refs/heads/dev', commit: undefined }],
     ['git://h/r#refs/heads/dev#0123abcd', { kind: 'git', repo: 'h/r', ref: 'refs/heads/dev', commit: '0123abcd' }],
     ['https://example.com/ctx.tar.gz?sig=1', { kind: 'https', url: 'https://example.com/ctx.tar.gz?sig=1' }],
+    ['s3://bucket/ctx.tgz', { kind: 's3', bucket: 'bucket', key: 'ctx.tgz' }],
+    ['s3://bucket/dir/sub/ctx.tar.gz', { kind: 's3', bucket: 'bucket', key: 'dir/sub/ctx.tar.gz' }],
+    // kaniko's GetBucketAndItem: a bucket alone (or with a bare slash) is its context.tar.gz.
+    ['s3://bucket', { kind: 's3', bucket: 'bucket', key: 'context.tar.gz' }],
+    ['gs://bucket/', { kind: 'gcs', bucket: 'bucket', object: 'context.tar.gz' }],
+    ['gs://bucket/a/b.tgz', { kind: 'gcs', bucket: 'bucket', object: 'a/b.tgz' }],
+    ['https://acct.blob.core.windows.net/ctr/dir/ctx%20one.tar.gz', { kind: 'azure', url: 'https://acct.blob.core.windows.net/ctr/dir/ctx%20one.tar.gz', account: 'acct', container: 'ctr', blob: 'dir/ctx one.tar.gz' }],
+    ['https://acct.blob.core.chinacloudapi.cn/ctr/c.tgz', { kind: 'azure', url: 'https://acct.blob.core.chinacloudapi.cn/ctr/c.tgz', account: 'acct', container: 'ctr', blob: 'c.tgz' }],
+    // Only the blob host itself: a name that merely starts like one is a plain download.
+    ['https://acct.blob.core.windows.net.example.com/ctr/c.tgz', { kind: 'https', url: 'https://acct.blob.core.windows.net.example.com/ctr/c.tgz' }],
   ])('%s', (spec, expected) => {
     expect(parseContextSpec(spec)).toEqual(expected);
   });
@@ -22,8 +32,9 @@ describe('parseContextSpec (kaniko pkg/buildcontext prefixes)', () => {
     ['git://h/r##abc', /expected git:\/\/HOST\/REPO/],
     ['git://h/r#ref#not-a-commit', /is not a commit id/],
     ['git://h/r#a#b#c', /expected git:\/\/HOST\/REPO/],
-    ['s3://bucket/ctx.tgz', /s3:\/\/ contexts are not supported by kiln.*tar:\/\/PATH/],
-    ['gs://bucket/ctx.tgz', /gs:\/\/ contexts are not supported/],
+    ['s3://', /nothing after s3:\/\//],
+    ['gs:///obj', /expected gs:\/\/BUCKET\/PATH/],
+    ['https://acct.blob.core.windows.net/ctr', /expected https:\/\/ACCOUNT\.blob\.core\.windows\.net\/CONTAINER\/PATH/],
     ['ftp://h/ctx.tgz', /unknown scheme ftp:\/\//],
   ])('refuses %s', (spec, message) => {
     expect(() => parseContextSpec(spec)).toThrow(message);
