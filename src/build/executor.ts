@@ -25,6 +25,7 @@ import { scratchImage } from '../sources/scratch.js';
 import { Transfers } from '../log/transfers.js';
 import { BaseImageCache } from './base-image-cache.js';
 import { BuildReport } from './build-report.js';
+import { dryRun, dryRunText } from './dry-run.js';
 import { summaryLines, type BuildSummary } from './summary.js';
 import { EarlyUploads } from './early-uploads.js';
 import type { BuildContext, BuildDeps } from './build-context.js';
@@ -43,7 +44,8 @@ import { buildStage, type StageResult } from './stage-builder.js';
 const PROXY_ARGS = ['HTTP_PROXY', 'http_proxy', 'HTTPS_PROXY', 'https_proxy', 'FTP_PROXY', 'ftp_proxy', 'NO_PROXY', 'no_proxy', 'ALL_PROXY', 'all_proxy'];
 
 export interface BuildResult {
-  readonly digest: string;
+  /** The image's manifest digest; undefined after --dry-run. */
+  readonly digest: string | undefined;
 }
 
 /**
@@ -68,7 +70,8 @@ export async function runBuild(request: BuildRequest, buildDeps: BuildDeps): Pro
     throw err;
   } finally {
     const summary = report.finish({ error, digest });
-    await publishSummary(summary, request, deps, report, error === undefined);
+    // A dry run builds nothing to summarize: its plan is its output.
+    if (!request.dryRun) await publishSummary(summary, request, deps, report, error === undefined);
   }
 }
 
@@ -133,6 +136,18 @@ async function buildImage(request: BuildRequest, deps: BuildDeps, report: BuildR
     tls: (host) => tls.get(host),
     retries: reg.pushRetry,
   });
+  if (request.dryRun) {
+    try {
+      const p = await dryRun({ df, plan, order: [...order], request, pullClient, pushClient, ctx: deps });
+      // Masked: a global ARG's value may be a secret given with --build-arg.
+      deps.stdout.write(deps.mask.apply(request.logFormat === 'json' ? `${JSON.stringify(p)}\n` : dryRunText(p)));
+      return { digest: undefined };
+    } finally {
+      pullClient.close();
+      pushClient.close();
+      await removeWorkFiles(request);
+    }
+  }
   // `--ssh` is checked (and key files loaded into an agent) before any stage runs, as BuildKit does.
   const sshAgents = await startSshAgents(request.ssh, { ...deps, dir: join(request.workDir, 'ssh-agents'), find: (name) => findExecutable(name, deps.hostPath) }).catch(
     async (err: unknown) => {
