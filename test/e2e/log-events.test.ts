@@ -31,7 +31,7 @@ describe('JSON events and the build summary', () => {
     const ends = events.filter((e) => e.event === 'step-end');
     expect(starts.map((e) => `${e.stage}:${e.line}`)).toEqual(['build:2', 'build:3', 'stage-2:7', 'stage-2:8']);
     expect(ends.map((e) => `${e.stage}:${e.line}:${e.status}`)).toEqual(['build:2:ok', 'build:3:ok', 'stage-2:7:ok', 'stage-2:8:ok']);
-    expect(ends.filter((e) => e.instruction.startsWith('RUN')).every((e) => e.exit_code === 0)).toBe(true);
+    expect(ends.filter((e) => (e.instruction ?? '').startsWith('RUN')).every((e) => e.exit_code === 0)).toBe(true);
     expect(events.filter((e) => e.event === 'cache-miss').map((e) => e.line)).toEqual([2, 8]);
     const layers = events.filter((e) => e.event === 'layer');
     expect(layers.map((e) => e.line)).toEqual([2, 7]);
