@@ -9,6 +9,19 @@ export interface FlagGroup {
   readonly flags: readonly string[];
 }
 
+/** How registries are reached for pulls: the same flags in both commands. */
+const PULL_REGISTRY_FLAGS = [
+  'insecure-pull',
+  'insecure-registry',
+  'skip-tls-verify-pull',
+  'skip-tls-verify-registry',
+  'registry-certificate',
+  'registry-client-cert',
+  'registry-mirror',
+  'registry-map',
+  'skip-default-registry-fallback',
+];
+
 export const EXECUTOR_GROUPS: readonly FlagGroup[] = [
   {
     heading: 'Context and Dockerfile:',
@@ -37,21 +50,7 @@ export const EXECUTOR_GROUPS: readonly FlagGroup[] = [
   },
   {
     heading: 'Registry and TLS:',
-    flags: [
-      'insecure',
-      'insecure-pull',
-      'insecure-registry',
-      'skip-tls-verify',
-      'skip-tls-verify-pull',
-      'skip-tls-verify-registry',
-      'registry-certificate',
-      'registry-client-cert',
-      'registry-mirror',
-      'registry-map',
-      'skip-default-registry-fallback',
-      'image-download-retry',
-      'image-fs-extract-retry',
-    ],
+    flags: ['insecure', 'skip-tls-verify', ...PULL_REGISTRY_FLAGS, 'image-download-retry', 'image-fs-extract-retry'],
   },
   {
     heading: 'Cache:',
@@ -99,19 +98,7 @@ export const WARMER_GROUPS: readonly FlagGroup[] = [
   { heading: 'Images and cache:', flags: ['image', 'cache-dir', 'force', 'cache-ttl', 'dockerfile', 'build-arg', 'custom-platform'] },
   {
     heading: 'Registry and TLS:',
-    flags: [
-      'insecure-pull',
-      'insecure-registry',
-      'skip-tls-verify-pull',
-      'skip-tls-verify-registry',
-      'registry-certificate',
-      'registry-client-cert',
-      'registry-mirror',
-      'registry-map',
-      'skip-default-registry-fallback',
-      'insecure',
-      'skip-tls-verify',
-    ],
+    flags: [...PULL_REGISTRY_FLAGS, 'insecure', 'skip-tls-verify'],
   },
   { heading: 'Logging:', flags: ['verbosity', 'log-format', 'log-timestamp'] },
 ];
