@@ -16,8 +16,9 @@
 #   gcc, libc6-dev   the native addon (npm ci runs node-gyp)
 #   libcap2-bin      setcap/getcap: the file-capability tests (security.capability in layers)
 #   openssh-client   ssh-agent/ssh-add: --ssh with key files, and the RUN --mount=type=ssh tests
+#   tmux             a terminal for the progress tests: shows what a user sees of --progress tty
 set -euo pipefail
-packages=(docker-registry skopeo umoci busybox-static bubblewrap apache2-utils openssl ca-certificates curl gcc libc6-dev musl-tools binutils podman runc debootstrap bzip2 xz-utils zstd libcap2-bin iproute2 git openssh-client)
+packages=(docker-registry skopeo umoci busybox-static bubblewrap apache2-utils openssl ca-certificates curl gcc libc6-dev musl-tools binutils podman runc debootstrap bzip2 xz-utils zstd libcap2-bin iproute2 git openssh-client tmux)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

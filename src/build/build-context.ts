@@ -3,8 +3,10 @@
 import type { Writable } from 'node:stream';
 import type { IgnoreList } from '../rootfs/ignore-list.js';
 import type { SecretMask } from '../log/logger.js';
+import type { LogScope } from '../log/log-scope.js';
 import type { RunContext } from '../log/run-context.js';
 import type { RegistryClient } from '../registry/client.js';
+import type { BuildReport } from './build-report.js';
 import type { EarlyUploads } from './early-uploads.js';
 import type { LayerCache } from './layer-cache.js';
 import type { BuildRequest } from './request.js';
@@ -16,6 +18,8 @@ export interface BuildDeps extends RunContext {
   readonly mask: SecretMask;
   readonly stdout: Writable;
   readonly stderr: Writable;
+  /** The stage and step the JSON log lines name (set by the build report). */
+  readonly scope?: LogScope | undefined;
 }
 
 export interface BuildContext extends BuildDeps {
@@ -33,4 +37,6 @@ export interface BuildContext extends BuildDeps {
   readonly layerCache: LayerCache | undefined;
   /** Large layers of output stages uploaded to the first destination while they are written, when the build pushes (early-uploads.ts). */
   readonly earlyUploads?: EarlyUploads | undefined;
+  /** Steps, times, layers and cache outcomes as they happen: the JSON events and the summary. */
+  readonly report: BuildReport;
 }

@@ -10,6 +10,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { LayerWriting } from '../blob/layer-file.js';
 import type { RunContext } from '../log/run-context.js';
+import { counted } from '../log/transfers.js';
 import type { RegistryClient } from '../registry/client.js';
 
 /** Compressed bytes a layer must reach before it is uploaded while written. */
@@ -54,11 +55,14 @@ export class EarlyUploads {
     const digest = writing.done.then((l) => l.digest());
     // Awaited by streamBlob only after the bytes are sent: a failure before that must not go unhandled.
     digest.catch(() => {});
+    const transfer = this.#ctx.transfers?.start({ kind: 'upload', label: 'a layer being written' });
     try {
-      await this.#client.streamBlob(this.#registry, this.#repository, () => writing.follow(), digest);
+      await this.#client.streamBlob(this.#registry, this.#repository, () => (transfer === undefined ? writing.follow() : counted(writing.follow(), transfer)), digest);
       const layer = await writing.done;
+      transfer?.end({ bytes: await layer.size(), digest: await layer.digest() });
       this.#ctx.log.debug(`uploaded layer ${await layer.digest()} (${await layer.size()} bytes) to ${where} while it was written`);
     } catch (err) {
+      transfer?.fail();
       if (this.#ctx.signal.aborted) return;
       this.#ctx.log.debug(`uploading a layer to ${where} while it was written failed (the push uploads it): ${(err as Error).message}`);
     }

@@ -1,15 +1,15 @@
 // The whole build: inputs -> parse -> plan -> stages in dependency order -> outputs.
 import { createHash } from 'node:crypto';
-import { rm } from 'node:fs/promises';
+import { rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parseDockerfile } from '../dockerfile/parse.js';
 import type { Dockerfile } from '../dockerfile/instructions.js';
 import { planBuild, stageLabel, stagesInOutput, type BuildPlan, type FromSource } from '../dockerfile/plan.js';
 import type { LayerCodec } from '../blob/compression.js';
-import { DockerfileError, KilnError, UsageError } from '../errors.js';
+import { DockerfileError, KilnError, OutputError, UsageError } from '../errors.js';
 import type { ContextFiles, InstructionSite } from '../instructions/handler.js';
 import type { Image } from '../oci/image.js';
-import { parsePlatform } from '../oci/platform.js';
+import { formatPlatform, parsePlatform } from '../oci/platform.js';
 import type { Digest } from '../oci/digest.js';
 import { formatReference, parseReference, type Reference } from '../oci/reference.js';
 import type { Platform } from '../oci/schemas.js';
@@ -23,7 +23,11 @@ import { pullImageVia } from '../sources/registry-source.js';
 import { spoolingImage } from '../sources/registry-spool.js';
 import { checkPushPermissions } from '../sinks/registry-sink.js';
 import { scratchImage } from '../sources/scratch.js';
+import { Transfers } from '../log/transfers.js';
 import { BaseImageCache } from './base-image-cache.js';
+import { BuildReport } from './build-report.js';
+import { dryRun, dryRunText } from './dry-run.js';
+import { summaryLines, type BuildSummary } from './summary.js';
 import { EarlyUploads } from './early-uploads.js';
 import type { BuildContext, BuildDeps } from './build-context.js';
 import { findExecutable } from './find-executable.js';
@@ -41,10 +45,58 @@ import { buildStage, type StageResult } from './stage-builder.js';
 const PROXY_ARGS = ['HTTP_PROXY', 'http_proxy', 'HTTPS_PROXY', 'https_proxy', 'FTP_PROXY', 'ftp_proxy', 'NO_PROXY', 'no_proxy', 'ALL_PROXY', 'all_proxy'];
 
 export interface BuildResult {
-  readonly digest: string;
+  /** The image's manifest digest; undefined after --dry-run. */
+  readonly digest: string | undefined;
 }
 
-export async function runBuild(request: BuildRequest, deps: BuildDeps): Promise<BuildResult> {
+/**
+ * The build, and after it (success or failure) its summary: printed, a `summary` event in JSON, and
+ * written to `--summary-file`.
+ */
+export async function runBuild(request: BuildRequest, buildDeps: BuildDeps): Promise<BuildResult> {
+  const deps: BuildDeps = { ...buildDeps, transfers: buildDeps.transfers ?? new Transfers() };
+  const report = new BuildReport({ log: deps.log, json: request.logFormat === 'json', transfers: deps.transfers as Transfers, scope: deps.scope });
+  report.events.emit(
+    'build-start',
+    { dockerfile: request.dockerfileSpec, context: request.contextSpec, target: request.target, platform: formatPlatform(request.platform) },
+    'Build starts',
+  );
+  let digest: string | undefined;
+  let error: unknown;
+  try {
+    digest = (await buildImage(request, deps, report)).digest;
+    return { digest };
+  } catch (err) {
+    error = err ?? new KilnError('INTERNAL', 'build failed without an error');
+    throw err;
+  } finally {
+    const summary = report.finish({ error, digest });
+    // A dry run builds nothing to summarize: its plan is its output.
+    if (!request.dryRun) await publishSummary(summary, request, deps, report, error === undefined);
+  }
+}
+
+async function publishSummary(summary: BuildSummary, request: BuildRequest, deps: BuildDeps, report: BuildReport, succeeded: boolean): Promise<void> {
+  if (report.events.enabled) report.events.emit('summary', { summary }, summaryLines(summary)[0] ?? 'Build summary');
+  else for (const line of summaryLines(summary)) deps.log.info(line);
+  report.events.emit(
+    'build-end',
+    { status: summary.status, duration_ms: summary.duration_ms, digest: summary.digest, exit_code: summary.exit_code },
+    `Build ${summary.status === 'success' ? 'succeeded' : 'failed'}`,
+  );
+  if (request.summaryFile === undefined) return;
+  try {
+    // The mask too: an error message or an instruction may hold a secret the logs would hide.
+    await writeFile(request.summaryFile, `${deps.mask.apply(JSON.stringify(summary, null, 2))}\n`);
+  } catch (err) {
+    const what = `writing the summary to ${request.summaryFile}: ${(err as Error).message}`;
+    // A failed build's own error is the one to report; a built image's summary that cannot be written fails it.
+    if (!succeeded) deps.log.warn(what);
+    else throw new OutputError(what, { cause: err });
+  }
+}
+
+async function buildImage(request: BuildRequest, deps: BuildDeps, report: BuildReport): Promise<BuildResult> {
   const { log } = deps;
   const inputs = await resolveInputs(request, deps).catch(async (err: unknown) => {
     await removeWorkFiles(request);
@@ -58,6 +110,8 @@ export async function runBuild(request: BuildRequest, deps: BuildDeps): Promise<
     targetPlatform: request.platform,
     buildPlatform: request.buildPlatform,
   });
+  const order = new Set(buildOrder(plan, !request.skipUnusedStages));
+  report.skipped(plan.stages.filter((s) => !order.has(s.index)).map((s) => stageLabel(df.stages[s.index] ?? { index: s.index })));
   if (plan.unusedBuildArgs.length > 0) {
     log.warn(`[Warning] One or more build-args [${plan.unusedBuildArgs.join(' ')}] were not consumed`);
   }
@@ -84,6 +138,18 @@ export async function runBuild(request: BuildRequest, deps: BuildDeps): Promise<
     tls: (host) => tls.get(host),
     retries: reg.pushRetry,
   });
+  if (request.dryRun) {
+    try {
+      const p = await dryRun({ df, plan, order: [...order], request, pullClient, pushClient, ctx: deps });
+      // Masked: a global ARG's value may be a secret given with --build-arg.
+      deps.stdout.write(deps.mask.apply(request.logFormat === 'json' ? `${JSON.stringify(p)}\n` : dryRunText(p)));
+      return { digest: undefined };
+    } finally {
+      pullClient.close();
+      pushClient.close();
+      await removeWorkFiles(request);
+    }
+  }
   // `--ssh` is checked (and key files loaded into an agent) before any stage runs, as BuildKit does.
   const sshAgents = await startSshAgents(request.ssh, { ...deps, dir: join(request.workDir, 'ssh-agents'), find: (name) => findExecutable(name, deps.hostPath) }).catch(
     async (err: unknown) => {
@@ -95,6 +161,7 @@ export async function runBuild(request: BuildRequest, deps: BuildDeps): Promise<
   );
   const bctx: BuildContext = {
     ...deps,
+    report,
     request,
     sshAgents: sshAgents.sockets,
     pullClient,
@@ -222,7 +289,9 @@ async function buildStages(
         let cached: Image | undefined;
         const local = async (digest: Digest, at: Reference): Promise<Image | undefined> =>
           digest === parsed.digest ? undefined : (cached = await baseCache?.lookup(digest, ref, { registry: at.registry, repository: at.repository }));
+        const startedAt = bctx.transfers?.now() ?? Date.now();
         const pulledImage = await pullImageVia(bctx.pullClient, parsed, { platform, routes, ctx: bctx, ...(baseCache !== undefined ? { local } : {}) });
+        bctx.report.pulled(ref, await pulledImage.digest(), formatPlatform(platform), startedAt);
         if (cached !== undefined) return cached;
         // Layers download (several at once, into the work dir) only when a stage first reads them.
         const img = spoolingImage(pulledImage, {
@@ -334,6 +403,7 @@ async function buildStages(
         });
         break;
     }
+    bctx.report.stageStart(index, stageLabel(stage), describeBase(sp.base, df), sp.base.kind === 'image' ? await base.digest() : undefined);
     log.info(`Building stage '${stageLabel(stage)}' [idx: '${index}', base-idx: '${baseIdx}']`);
     const fromSource = (from: string, site: InstructionSite): FromSource => {
       const ref = sp.references.find((r) => r.written === from && r.line === site.line) ?? sp.references.find((r) => r.written === from);
@@ -367,10 +437,18 @@ async function buildStages(
         return `image:${await (await pull(source.ref, request.platform)).digest()}`;
       },
     });
+    bctx.report.stageEnd();
     results.set(index, result);
     if (result.onContainerRoot) onRoot = index;
   }
   return results;
+}
+
+/** A stage's base as the summary shows it. */
+function describeBase(base: BuildPlan['stages'][number]['base'], df: Dockerfile): string {
+  if (base.kind === 'image') return base.ref;
+  if (base.kind === 'scratch') return 'scratch';
+  return `stage ${stageLabel(df.stages[base.index] ?? { index: base.index })}`;
 }
 
 /**

@@ -14,6 +14,7 @@ export async function writeOutputs(bctx: BuildContext, image: Image): Promise<Di
   const written = o.destinations.map((d) => d.original);
   if (!o.noPush) {
     // Layers uploaded while they were written: the push's HEAD of each then finds it in place.
+    const startedAt = bctx.transfers?.now() ?? Date.now();
     await bctx.earlyUploads?.settle();
     const cache = bctx.layerCache;
     digest = await pushImage(bctx.pushClient, image, o.destinations, bctx, {
@@ -21,6 +22,7 @@ export async function writeOutputs(bctx: BuildContext, image: Image): Promise<Di
       // Layers the build just stored in the layer cache: mounted from there, not uploaded twice.
       ...(cache !== undefined ? { mountSource: (d: string) => cache.mountSource(d) } : {}),
     });
+    bctx.report.pushed(written, digest, startedAt);
   } else {
     bctx.log.info('Skipping push to container registry due to --no-push flag');
   }

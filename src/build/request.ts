@@ -144,4 +144,10 @@ export interface BuildRequest {
   readonly layerCache: LayerCacheSettings | undefined;
   /** `--cache-dir`: kaniko's local base-image cache (the warmer's), when one is to be read. */
   readonly baseImageCache: BaseImageCacheSettings | undefined;
+  /** `--log-format`: json adds the build's events (log/events.ts) and fields to every line. */
+  readonly logFormat: 'text' | 'color' | 'json';
+  /** `--summary-file` (kiln): where the build summary goes as JSON, on success and on failure. */
+  readonly summaryFile: string | undefined;
+  /** `--dry-run` (kiln): plan, resolve the bases, check push permission, print the plan; nothing else. */
+  readonly dryRun: boolean;
 }

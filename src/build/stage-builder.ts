@@ -30,6 +30,7 @@ import { emptyLayer } from './empty-layer.js';
 import { chooseOverlay } from './snapshot-strategy.js';
 import type { FsEffect } from '../instructions/handler.js';
 import type { EarlyUploads } from './early-uploads.js';
+import type { LayerWriting } from '../blob/layer-file.js';
 
 export interface StageResult {
   readonly index: number;
@@ -93,6 +94,8 @@ class StageRootfs {
   #pending: Layer[] = [];
   /** Whether the layer being written now goes to the early uploads (see `snapshot`). */
   #uploadWhileWriting = false;
+  /** The name of the layer file being written now, for its progress line. */
+  #writing = '';
 
   constructor(
     private readonly bctx: BuildContext,
@@ -220,10 +223,23 @@ class StageRootfs {
       mode: request.snapshotMode,
       reproducible: request.reproducible,
       delta,
-      onLayerWriting: this.inputs.earlyUploads === undefined ? undefined : (w) => (this.#uploadWhileWriting ? this.inputs.earlyUploads?.watch(w) : undefined),
+      onLayerWriting: (w) => {
+        this.#watchWrite(w);
+        if (this.#uploadWhileWriting) this.inputs.earlyUploads?.watch(w);
+      },
     });
     await snapshotter.init();
     return snapshotter;
+  }
+
+  /** A layer file being written is a transfer too: a large snapshot shows its progress. */
+  #watchWrite(w: LayerWriting): void {
+    const t = this.bctx.transfers?.start({ kind: 'snapshot', label: this.#writing, read: () => w.written() });
+    if (t === undefined) return;
+    w.done.then(
+      async (l) => t.end({ bytes: await l.size(), digest: await l.digest() }),
+      () => t.fail(),
+    );
   }
 
   async sandbox(reason: string): Promise<Sandbox> {
@@ -266,8 +282,10 @@ class StageRootfs {
     // is reproducible. A COPY of unchanged context files (times kept) gives the same layer build after
     // build: the push's HEAD finds it in the registry, and sending it early would only cost bandwidth.
     this.#uploadWhileWriting = fs?.kind !== 'paths' && !this.bctx.request.reproducible;
+    const name = `stage${this.inputs.stage.index}-${n}.tar.gz`;
+    this.#writing = name;
     try {
-      const layer = await snap.snapshot(`stage${this.inputs.stage.index}-${n}.tar.gz`);
+      const layer = await snap.snapshot(name);
       if (layer !== null && delta !== undefined) this.#pending.push(layer);
       return layer;
     } finally {
@@ -363,76 +381,88 @@ export async function buildStage(bctx: BuildContext, inputs: StageInputs): Promi
   log.info(`Executing ${triggers.length} build triggers`);
   for (const instr of [...triggers, ...stage.instructions]) {
     bctx.signal.throwIfAborted();
-    log.info(instr.source);
-    const site = siteOf(df, instr);
-    const reason = instr.source.split(/\s+/, 1)[0]?.toUpperCase() ?? instr.kind.toUpperCase();
-    const env: InstructionEnv = {
-      ctx: bctx,
-      site,
-      stdout: bctx.stdout,
-      stderr: bctx.stderr,
-      ignore: bctx.ignore,
-      rootfs: () => rootfs.root(`${reason}`),
-      deltaRootfs: () => rootfs.deltaRoot(),
-      sandbox: () => rootfs.sandbox(`${reason}`),
-      context: inputs.context,
-      // A --from image that cannot be pulled still names the instruction (as a FROM image does).
-      fromRootfs: (from) =>
-        inputs.fromRootfs(from, site).catch((err: unknown) => {
-          if (err instanceof KilnError && !(err instanceof DockerfileError)) {
-            throw new DockerfileError(`--from=${from}: ${err.message}`, site, { cause: err });
+    const report = bctx.report.stepStart(instr.line, instr.source, instr.kind === 'run');
+    try {
+      log.info(instr.source);
+      const site = siteOf(df, instr);
+      const reason = instr.source.split(/\s+/, 1)[0]?.toUpperCase() ?? instr.kind.toUpperCase();
+      const env: InstructionEnv = {
+        ctx: bctx,
+        site,
+        stdout: bctx.stdout,
+        stderr: bctx.stderr,
+        ignore: bctx.ignore,
+        rootfs: () => rootfs.root(`${reason}`),
+        deltaRootfs: () => rootfs.deltaRoot(),
+        sandbox: () => rootfs.sandbox(`${reason}`),
+        context: inputs.context,
+        // A --from image that cannot be pulled still names the instruction (as a FROM image does).
+        fromRootfs: (from) =>
+          inputs.fromRootfs(from, site).catch((err: unknown) => {
+            if (err instanceof KilnError && !(err instanceof DockerfileError)) {
+              throw new DockerfileError(`--from=${from}: ${err.message}`, site, { cause: err });
+            }
+            throw err;
+          }),
+        buildArgs: inputs.buildArgs,
+        globalArgs: inputs.globalArgs,
+        runOnlyArgs: inputs.runOnlyArgs,
+        runMounts: {
+          cacheDir: bctx.request.mountCacheDir,
+          scratchDir: join(bctx.request.workDir, 'run-mounts'),
+          secrets: bctx.request.secrets,
+          sshAgents: bctx.sshAgents,
+          mask: bctx.mask,
+        },
+        hostEnv: bctx.request.contextFetch.hostEnv,
+      };
+      let cacheable = false;
+      if (cache !== undefined && chain !== undefined) {
+        const k = await keyInstruction(instr, state, env, chain, { settings: cache.settings, fromIdentity: (from) => inputs.fromIdentity(from, site) });
+        chain = k.chain;
+        keyed &&= k.keyed;
+        // A deferred stage's WORKDIR writes into the delta tree, which a hit would leave without it.
+        cacheable = k.cacheable && !(deferrable && instr.kind === 'workdir');
+        const hit = cacheable ? await cache.lookup(chain.key, instr.source, inputs.platform) : undefined;
+        if (cacheable) report.cache(hit !== undefined ? 'hit' : 'miss', hit !== undefined && hit.layer !== null ? await hit.layer.digest() : undefined);
+        if (hit !== undefined) {
+          report.layer(hit.layer === null ? null : { digest: await hit.layer.digest(), size: await hit.layer.size() });
+          // RUN, COPY and ADD change only the filesystem, which the layer holds; WORKDIR also the config.
+          if (instr.kind === 'workdir') state = workdirState(instr, state, env);
+          if (hit.layer !== null) {
+            await rootfs.applyCached(hit.layer).catch(warnIfFull);
+            layers.push(hit.layer);
+            history.push({ created: now, created_by: hit.createdBy });
+          } else {
+            history.push({ created: now, created_by: hit.createdBy, empty_layer: true });
           }
-          throw err;
-        }),
-      buildArgs: inputs.buildArgs,
-      globalArgs: inputs.globalArgs,
-      runOnlyArgs: inputs.runOnlyArgs,
-      runMounts: {
-        cacheDir: bctx.request.mountCacheDir,
-        scratchDir: join(bctx.request.workDir, 'run-mounts'),
-        secrets: bctx.request.secrets,
-        sshAgents: bctx.sshAgents,
-        mask: bctx.mask,
-      },
-      hostEnv: bctx.request.contextFetch.hostEnv,
-    };
-    let cacheable = false;
-    if (cache !== undefined && chain !== undefined) {
-      const k = await keyInstruction(instr, state, env, chain, { settings: cache.settings, fromIdentity: (from) => inputs.fromIdentity(from, site) });
-      chain = k.chain;
-      keyed &&= k.keyed;
-      // A deferred stage's WORKDIR writes into the delta tree, which a hit would leave without it.
-      cacheable = k.cacheable && !(deferrable && instr.kind === 'workdir');
-      const hit = cacheable ? await cache.lookup(chain.key, instr.source, inputs.platform) : undefined;
-      if (hit !== undefined) {
-        // RUN, COPY and ADD change only the filesystem, which the layer holds; WORKDIR also the config.
-        if (instr.kind === 'workdir') state = workdirState(instr, state, env);
-        if (hit.layer !== null) {
-          await rootfs.applyCached(hit.layer).catch(warnIfFull);
-          layers.push(hit.layer);
-          history.push({ created: now, created_by: hit.createdBy });
-        } else {
-          history.push({ created: now, created_by: hit.createdBy, empty_layer: true });
+          continue;
         }
-        continue;
       }
+      const step = await runHandler(instr, state, env).catch(warnIfFull);
+      state = step.state;
+      let layer: Layer | null = null;
+      rootfs.record(step.fs, instr.kind === 'run');
+      if (step.fs.kind !== 'none' && !single) layer = await rootfs.snapshot(step.fs).catch(warnIfFull);
+      if (layer === null && bctx.request.forceBuildMetadata && !single) {
+        layer = await emptyLayer(bctx.request.workDir, `stage${stage.index}-metadata-${history.length}.tar`, inputs.layerCodec);
+      }
+      report.layer(layer === null ? null : { digest: await layer.digest(), size: await layer.size() });
+      if (layer !== null) {
+        layers.push(layer);
+        history.push({ created: now, created_by: step.createdBy });
+      } else {
+        if (step.fs.kind !== 'none' && !single) log.info('No files were changed, appending empty layer to config. No layer added to image.');
+        history.push({ created: now, created_by: step.createdBy, empty_layer: true });
+      }
+      if (cacheable && cache !== undefined && chain !== undefined) cache.store(chain.key, layer, step.createdBy, inputs.platform, family);
+    } catch (err) {
+      report.fail(err);
+      throw err;
+    } finally {
+      // After a failure, a no-op: the step stays failed.
+      report.end();
     }
-    const step = await runHandler(instr, state, env).catch(warnIfFull);
-    state = step.state;
-    let layer: Layer | null = null;
-    rootfs.record(step.fs, instr.kind === 'run');
-    if (step.fs.kind !== 'none' && !single) layer = await rootfs.snapshot(step.fs).catch(warnIfFull);
-    if (layer === null && bctx.request.forceBuildMetadata && !single) {
-      layer = await emptyLayer(bctx.request.workDir, `stage${stage.index}-metadata-${history.length}.tar`, inputs.layerCodec);
-    }
-    if (layer !== null) {
-      layers.push(layer);
-      history.push({ created: now, created_by: step.createdBy });
-    } else {
-      if (step.fs.kind !== 'none' && !single) log.info('No files were changed, appending empty layer to config. No layer added to image.');
-      history.push({ created: now, created_by: step.createdBy, empty_layer: true });
-    }
-    if (cacheable && cache !== undefined && chain !== undefined) cache.store(chain.key, layer, step.createdBy, inputs.platform, family);
   }
   if (single) {
     const layer = await rootfs.snapshot(undefined);

@@ -1,5 +1,6 @@
 // The executor's flags, with kaniko's names and meanings. Flags kiln adds are marked "(kiln)".
 import { InvalidArgumentError, Option } from 'commander';
+import { EXECUTOR_GROUPS, EXECUTOR_KILN_FLAGS, groupFlags } from './flag-groups.js';
 import { GoStyleCommand } from './go-style-argv.js';
 
 const collect = (value: string, previous: string[]): string[] => [...previous, value];
@@ -28,6 +29,7 @@ export const BOOLEAN_FLAGS: ReadonlyMap<string, boolean> = new Map([
   ['skip-push-permission-check', false],
   ['skip-default-registry-fallback', false],
   ['push-ignore-immutable-tag-errors', false],
+  ['dry-run', false],
 ]);
 
 export interface ParsedFlags {
@@ -98,6 +100,9 @@ export interface ParsedFlags {
   skipDefaultRegistryFallback: boolean;
   registryCertificate: string[];
   registryClientCert: string[];
+  progress: string;
+  summaryFile?: string;
+  dryRun: boolean;
 }
 
 const LEVELS = ['panic', 'fatal', 'error', 'warn', 'info', 'debug', 'trace'] as const;
@@ -115,8 +120,8 @@ export function verbosityOption(): Option {
 }
 
 export function executorCommand(): GoStyleCommand {
-  return new GoStyleCommand('executor')
-    .description('Build a container image from a Dockerfile and push it, without a daemon (kaniko-compatible)')
+  const cmd = new GoStyleCommand('executor')
+    .description('Build a container image from a Dockerfile and push it, without a daemon (kaniko-compatible).\n`executor version` prints the version.')
     .option('-f, --dockerfile <path>', 'path to the Dockerfile (relative to the context, absolute, - for stdin, or an http(s):// URL)', 'Dockerfile')
     .option('--context-sub-path <path>', 'sub directory of the context to use as the build context (after a tar, git or https context is fetched)')
     .option('--git <options>', 'git context options: branch=NAME,single-branch=BOOL,recurse-submodules=BOOL,insecure-skip-tls=BOOL (repeatable)', collect, [])
@@ -186,6 +191,9 @@ export function executorCommand(): GoStyleCommand {
     .option('--secret <spec>', 'id=ID,src=PATH or id=ID,env=VAR: a secret for RUN --mount=type=secret (repeatable)', collect, [])
     .option('--ssh <spec>', 'default|ID[=SOCKET|KEY[,KEY...]]: an SSH agent for RUN --mount=type=ssh; no path: $SSH_AUTH_SOCK (repeatable)', collect, [])
     .option('--mount-cache-dir <dir>', '(kiln) where RUN --mount=type=cache directories persist (default: <kaniko-dir>/cache in container mode, else $XDG_CACHE_HOME/kiln/mounts, /var/cache/kiln/mounts as root, ~/.cache/kiln/mounts)')
-    .allowExcessArguments(false)
-    .helpOption('-h, --help');
+    .addOption(new Option('--progress <mode>', '(kiln) progress of downloads, uploads and large snapshots: tty (live lines), plain (a line every few seconds), none; auto: tty on a terminal, else plain (none with --log-format json, which logs progress events)').choices(['auto', 'tty', 'plain', 'none']).default('auto'))
+    .option('--summary-file <path>', '(kiln) write the build summary (steps, times, layer sizes, cache hits, totals) to this file as JSON, on success and on failure')
+    .option('--dry-run', '(kiln) parse, plan and resolve base images, check push permission, print the plan; build and push nothing', false)
+    .allowExcessArguments(false);
+  return groupFlags(cmd, EXECUTOR_GROUPS, EXECUTOR_KILN_FLAGS);
 }

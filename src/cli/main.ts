@@ -3,6 +3,8 @@
 import { existsSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { runBuild } from '../build/executor.js';
+import { DEFAULT_PROGRESS_INTERVAL_MS, startProgressView } from '../log/progress-view.js';
+import { Transfers } from '../log/transfers.js';
 import { hostPlatform } from '../oci/platform.js';
 import { renameDeprecatedFlags } from './deprecated-flags.js';
 import { executorCommand, BOOLEAN_FLAGS } from './flags.js';
@@ -26,7 +28,8 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv): Pro
     validate: validateFlags,
     failure: 'error building image',
     failureLog: 'build failed',
-    run: async (flags, { log, signal, mask }) => {
+    progress: (flags) => flags.progress,
+    run: async (flags, { log, signal, mask, scope, progress, live }) => {
       for (const w of renamed.warnings) log.warn(w);
       const environment: Environment = {
         env,
@@ -42,7 +45,25 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv): Pro
         ...(process.getgid !== undefined ? { gid: process.getgid() } : {}),
       };
       const request = await buildRequestFrom(flags, environment);
-      await runBuild(request, { log, signal, mask, stdout: process.stdout, stderr: process.stderr, hostPath: env['PATH'] });
+      const transfers = new Transfers();
+      // KILN_PROGRESS_INTERVAL_MS: how often plain and json progress report (tests shorten it).
+      const intervalMs = Number(env['KILN_PROGRESS_INTERVAL_MS'] ?? '') || DEFAULT_PROGRESS_INTERVAL_MS;
+      const stopProgress = startProgressView({ mode: progress, transfers, log, live, intervalMs });
+      try {
+        await runBuild(request, {
+          log,
+          signal,
+          mask,
+          scope,
+          transfers,
+          // On a terminal, RUN's output is written above the live progress lines too.
+          stdout: live !== undefined && process.stdout.isTTY ? live.wrap(process.stdout) : process.stdout,
+          stderr: live !== undefined ? live.wrap(process.stderr) : process.stderr,
+          hostPath: env['PATH'],
+        });
+      } finally {
+        stopProgress();
+      }
     },
   });
 }

@@ -117,6 +117,9 @@ const flagsSchema = z.object({
   mountCacheDir: z.string().optional(),
   skipPushPermissionCheck: z.boolean(),
   pushIgnoreImmutableTagErrors: z.boolean(),
+  progress: z.enum(['auto', 'tty', 'plain', 'none']),
+  summaryFile: z.string().min(1).optional(),
+  dryRun: z.boolean(),
 });
 export type ExecutorFlags = z.infer<typeof flagsSchema>;
 
@@ -364,5 +367,8 @@ export async function buildRequestFrom(flags: ExecutorFlags, e: Environment): Pr
     mountCacheDir: resolve(e.cwd, flags.mountCacheDir ?? defaultMountCacheDir(runMode, workDir, e)),
     layerCache,
     baseImageCache: baseImageCacheSettings(flags, e),
+    logFormat: flags.logFormat,
+    summaryFile: flags.summaryFile === undefined ? undefined : resolve(e.cwd, flags.summaryFile),
+    dryRun: flags.dryRun,
   };
 }

@@ -3,7 +3,9 @@
 // secret mask, and the one failure line on stderr with the exit code.
 import { CommanderError, type Command } from 'commander';
 import { describeError, KilnError, UsageError } from '../errors.js';
+import { LogScope } from '../log/log-scope.js';
 import { createLogger, SecretMask, type LogFormat, type Logger, type Verbosity } from '../log/logger.js';
+import { LiveLines, progressMode, type ProgressMode } from '../log/progress-view.js';
 import { normalizeGoStyleArgv } from './go-style-argv.js';
 import { asksForVersion, versionText } from './version.js';
 
@@ -11,6 +13,12 @@ export interface CommandRun {
   readonly log: Logger;
   readonly signal: AbortSignal;
   readonly mask: SecretMask;
+  /** The stage and step the JSON log lines name (the build sets it). */
+  readonly scope: LogScope;
+  /** How transfers are shown (`--progress`, the terminal and the log format). */
+  readonly progress: ProgressMode;
+  /** tty progress: the terminal's block of live lines, which every write to stderr goes around. */
+  readonly live: LiveLines | undefined;
 }
 
 export interface CommandSpec<F extends { verbosity: string; logFormat: LogFormat; logTimestamp: boolean }> {
@@ -24,6 +32,8 @@ export interface CommandSpec<F extends { verbosity: string; logFormat: LogFormat
   /** Logged at debug level with the error. */
   readonly failureLog: string;
   readonly run: (flags: F, run: CommandRun) => Promise<void>;
+  /** `--progress` as given; commands without the flag show no progress. */
+  readonly progress?: (flags: F) => 'auto' | 'tty' | 'plain' | 'none';
 }
 
 export async function runCommand<F extends { verbosity: string; logFormat: LogFormat; logTimestamp: boolean }>(spec: CommandSpec<F>): Promise<number> {
@@ -47,14 +57,19 @@ export async function runCommand<F extends { verbosity: string; logFormat: LogFo
   const onSignal = (sig: NodeJS.Signals): void => controller.abort(new KilnError('INTERNAL', `interrupted by ${sig}`));
   process.once('SIGINT', onSignal);
   process.once('SIGTERM', onSignal);
+  let out: { write(s: string): unknown } = stderr;
   try {
     const flags = spec.validate(cmd.opts());
-    log = createLogger({ verbosity: flags.verbosity as Verbosity, format: flags.logFormat, timestamps: flags.logTimestamp, mask, out: stderr, startedAt });
-    await spec.run(flags, { log, signal: controller.signal, mask });
+    const scope = new LogScope();
+    const progress = spec.progress === undefined ? 'none' : progressMode(spec.progress(flags), flags.logFormat, stderr.isTTY === true);
+    const live = progress === 'tty' ? new LiveLines(stderr, () => stderr.columns ?? 80) : undefined;
+    out = live ?? stderr;
+    log = createLogger({ verbosity: flags.verbosity as Verbosity, format: flags.logFormat, timestamps: flags.logTimestamp, mask, out, startedAt, scope });
+    await spec.run(flags, { log, signal: controller.signal, mask, scope, progress, live });
     return 0;
   } catch (err) {
     log.debug({ err }, spec.failureLog);
-    stderr.write(`${spec.failure}: ${mask.apply(describeError(err))}\n`);
+    out.write(`${spec.failure}: ${mask.apply(describeError(err))}\n`);
     return err instanceof KilnError ? err.exitCode : 1;
   } finally {
     process.off('SIGINT', onSignal);

@@ -9,6 +9,7 @@ import { UsageError } from '../errors.js';
 import { parsePlatform } from '../oci/platform.js';
 import type { Platform } from '../oci/schemas.js';
 import { DEFAULT_CACHE_DIR, dockerConfigDir, logFlagsShape, parseBuildArgs, registryFlagsShape, registryRoutesFrom, type Environment } from './request.js';
+import { groupFlags, WARMER_GROUPS, WARMER_KILN_FLAGS } from './flag-groups.js';
 import { flagsFrom } from './run-command.js';
 
 const collect = (value: string, previous: string[]): string[] => [...previous, value];
@@ -25,8 +26,8 @@ export const WARMER_BOOLEAN_FLAGS: ReadonlyMap<string, boolean> = new Map([
 ]);
 
 export function warmerCommand(): Command {
-  return new Command('warmer')
-    .description("Pull base images into kaniko's local cache directory, which the executor reads with --cache-dir")
+  const cmd = new Command('warmer')
+    .description("Pull base images into kaniko's local cache directory, which the executor reads with --cache-dir.\n`warmer version` prints the version.")
     .option('-i, --image <ref>', 'image to cache (repeatable)', collect, [])
     .option('-c, --cache-dir <dir>', 'directory of the cache', DEFAULT_CACHE_DIR)
     .option('-f, --force', 'rewrite images that are already in the cache', false)
@@ -48,8 +49,8 @@ export function warmerCommand(): Command {
     .addOption(new Option('-v, --verbosity <level>', 'log level').choices(['panic', 'fatal', 'error', 'warn', 'info', 'debug', 'trace']).default('info'))
     .addOption(new Option('--log-format <format>', 'log format').choices(['text', 'color', 'json']).default('text'))
     .option('--log-timestamp', 'print timestamps in log lines', false)
-    .allowExcessArguments(false)
-    .helpOption('-h, --help');
+    .allowExcessArguments(false);
+  return groupFlags(cmd, WARMER_GROUPS, WARMER_KILN_FLAGS);
 }
 
 /** kaniko's warmer names the platform flag `--customPlatform` (no deprecation there): same flag. */

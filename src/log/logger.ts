@@ -2,6 +2,7 @@
 // because pipelines grep for them; json keeps pino's records. Every line passes through a mask of
 // known secret values before it is written, at every verbosity.
 import { pino, type Logger as PinoLogger } from 'pino';
+import type { LogScope } from './log-scope.js';
 
 export type Logger = PinoLogger;
 export type LogFormat = 'text' | 'color' | 'json';
@@ -30,6 +31,8 @@ export interface LoggerOptions {
   readonly out: { write(chunk: string): unknown };
   /** Injected clock, for the `[0003]` seconds-since-start field. */
   readonly startedAt?: number;
+  /** json: the stage and step fields merged into every record (text lines stay kaniko's). */
+  readonly scope?: LogScope | undefined;
 }
 
 const LEVEL_NAMES: Record<number, string> = { 10: 'TRAC', 20: 'DEBU', 30: 'INFO', 40: 'WARN', 50: 'ERRO', 60: 'FATA' };
@@ -52,9 +55,15 @@ export function createLogger(opts: LoggerOptions): Logger {
       redact: { paths: REDACT_PATHS, censor: '********' },
       timestamp: pino.stdTimeFunctions.isoTime,
       formatters: { level: (label, number) => ({ level: label, levelNumber: number }) },
+      ...(opts.format === 'json' && opts.scope !== undefined ? { mixin: scopeMixin(opts.scope) } : {}),
     },
     dest,
   );
+}
+
+function scopeMixin(scope: LogScope): () => object {
+  // A copy each time: pino merges the line's own fields into the object the mixin returns.
+  return () => ({ ...scope.fields });
 }
 
 function renderText(jsonLine: string, opts: LoggerOptions, startedAt: number): string {

@@ -7,6 +7,7 @@ import type { Digest } from '../oci/digest.js';
 import type { BlobOrigin, Image } from '../oci/image.js';
 import { formatReference, type Reference } from '../oci/reference.js';
 import type { RunContext } from '../log/run-context.js';
+import { counted } from '../log/transfers.js';
 import type { RegistryClient } from '../registry/client.js';
 
 export interface PushOptions {
@@ -152,7 +153,15 @@ async function pushBlobs(
         }
         const origin = blob.origin ?? (await mountSource?.(blob.digest));
         const mountFrom = origin?.registry === registry && origin.repository !== repository ? origin.repository : undefined;
-        const how = await client.uploadBlob(registry, repository, blob.digest, blob.size, blob.open, { mountFrom });
+        const transfer = ctx.transfers?.start({ kind: 'upload', label: blob.digest, digest: blob.digest, total: blob.size });
+        const open = transfer === undefined ? blob.open : async () => counted(await blob.open(), transfer);
+        const how = await client.uploadBlob(registry, repository, blob.digest, blob.size, open, { mountFrom }).catch((err: unknown) => {
+          transfer?.fail();
+          throw err;
+        });
+        // A mounted blob moved no bytes: not an upload in the totals.
+        if (how === 'uploaded') transfer?.end({ bytes: blob.size });
+        else transfer?.fail();
         if (how === 'uploaded') ctx.log.debug(`uploaded blob ${blob.digest} (${blob.size} bytes) to ${registry}/${repository}`);
       } catch (err) {
         for (const q of queues) q.length = 0; // one failure fails the push: start no more uploads

@@ -244,6 +244,8 @@ class Spool {
     await mkdir(this.#opts.dir, { recursive: true });
     const { ctx } = this.#opts;
     const progress = this.#progress[index] as Progress;
+    // Counted from the file being written: a retry starts its count over, as it starts the file over.
+    const transfer = ctx.transfers?.start({ kind: 'download', label: digest, digest, total: size, read: () => progress.written });
     for (let attempt = 0; ; attempt++) {
       const tmp = `${final}.${randomBytes(6).toString('hex')}.tmp`;
       try {
@@ -258,12 +260,14 @@ class Spool {
           await fh.close();
         }
         await rename(tmp, final);
+        transfer?.end({ bytes: size });
         ctx.log.debug(`downloaded layer ${digest} (${size} bytes)`);
         return final;
       } catch (err) {
         // A follower keeps reading the bytes it has open; a new one waits for the next attempt's file.
         if (progress.tmp === tmp) progress.tmp = undefined;
         await rm(tmp, { force: true });
+        if (ctx.signal.aborted || err instanceof KilnError || attempt >= (this.#opts.retries ?? 0)) transfer?.fail();
         if (ctx.signal.aborted || err instanceof KilnError) throw err;
         if (attempt >= (this.#opts.retries ?? 0)) {
           const where = layer.origin !== undefined ? `${layer.origin.registry}/${layer.origin.repository}@` : '';

@@ -12,6 +12,7 @@ describe('version', () => {
     [EXECUTOR, ['version']],
     [EXECUTOR, ['--version']],
     [WARMER, ['version']],
+    [WARMER, ['--version']],
   ] as const) {
     it(`${program.split('/').at(-1)} ${args.join(' ')} prints kaniko's version line, then kiln's commit and node`, async () => {
       const { stdout, stderr } = await run(process.execPath, [program, ...args]);

@@ -1,0 +1,99 @@
+// Progress of downloads and uploads through a slow link (slow-proxy.ts): plain lines every interval in
+// a log, progress events in JSON, and on a terminal (tmux) one live line per transfer, gone at the end.
+import { execFile } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { promisify } from 'node:util';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { EXECUTOR, executor, writeContext } from '../support/executor.js';
+import { parseLogLines } from '../support/log-events-schema.js';
+import { startSlowProxy, type SlowProxy } from '../support/slow-proxy.js';
+
+const run = promisify(execFile);
+const RATE = 400_000;
+const LINE = /(Downloading|Uploading) (sha256:[0-9a-f]{12}): [\d.]+ (B|KiB|MiB) \/ [\d.]+ (KiB|MiB) \(\d+%\), [\d.]+ (B|KiB|MiB)\/s(, ETA \S+)?$/;
+
+describe('progress', () => {
+  const registry = inject('registry');
+  const images = inject('images');
+  let proxy: SlowProxy;
+  let ctx: string;
+  beforeAll(async () => {
+    proxy = await startSlowProxy(registry, RATE);
+    ctx = await writeContext({ Dockerfile: `FROM ${images.busybox.replace(registry, proxy.host)}\nRUN head -c 1200000 /dev/urandom > /blob\n` });
+  });
+  afterAll(async () => {
+    await proxy.stop();
+    await rm(ctx, { recursive: true, force: true });
+  });
+
+  it('--progress plain: a line per running transfer every interval, never more often', async () => {
+    const r = await executor(['--context', ctx, '-d', `${proxy.host}/test/progress:plain`, '--insecure', '--insecure-pull', '--progress', 'plain', '--log-timestamp'], {
+      env: { KILN_PROGRESS_INTERVAL_MS: '1000' },
+    });
+    expect(r.code, r.stderr).toBe(0);
+    const lines = r.stderr.split('\n').flatMap((l) => {
+      const m = /^INFO\[(\S+)\] (.*)$/.exec(l);
+      const p = m === null ? null : LINE.exec(m[2] ?? '');
+      return m === null || p === null ? [] : [{ at: Date.parse(m[1] ?? ''), kind: p[1], label: p[2] }];
+    });
+    expect(lines.some((l) => l.kind === 'Downloading')).toBe(true);
+    expect(lines.some((l) => l.kind === 'Uploading')).toBe(true);
+    for (const label of new Set(lines.map((l) => `${l.kind} ${l.label}`))) {
+      const at = lines.filter((l) => `${l.kind} ${l.label}` === label).map((l) => l.at);
+      for (let i = 1; i < at.length; i++) expect((at[i] ?? 0) - (at[i - 1] ?? 0)).toBeGreaterThanOrEqual(900);
+    }
+    // kaniko's lines are all still there.
+    expect(r.stderr).toMatch(/\] Pushed 127\.0\.0\.1:\d+\/test\/progress@sha256:/);
+  });
+
+  it('--log-format json: progress is an event (the schema holds), and no plain line is written', async () => {
+    const r = await executor(['--context', ctx, '--no-push', '--insecure-pull', '--log-format', 'json'], { env: { KILN_PROGRESS_INTERVAL_MS: '1000' } });
+    expect(r.code, r.stderr).toBe(0);
+    const { events, messages } = parseLogLines(r.stderr);
+    const progress = events.filter((e) => e.event === 'progress');
+    expect(progress.length).toBeGreaterThan(0);
+    expect(progress[0]).toMatchObject({ transfer: 'download', total: expect.any(Number) });
+    expect(messages.some((m) => LINE.test(m.msg))).toBe(false);
+  });
+
+  it('on a terminal (tmux): one live line per transfer at the bottom, updated, and cleared when done', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'kiln-tty-'));
+    const socket = `kiln-progress-${process.pid}`;
+    const done = join(dir, 'exit');
+    const cmd = [
+      `env -i PATH="${process.env['PATH'] ?? '/usr/bin:/bin'}" HOME="${dir}" DOCKER_CONFIG="${dir}" TERM=xterm`,
+      `"${process.execPath}" "${EXECUTOR}" --context "${ctx}" -d ${proxy.host}/test/progress:tty --insecure --insecure-pull >/dev/null;`,
+      `echo $? > "${done}"; sleep 60`,
+    ].join(' ');
+    try {
+      await run('tmux', ['-L', socket, 'new-session', '-d', '-x', '150', '-y', '60', '-s', 'p', cmd]);
+      const frames: string[] = [];
+      while (!existsSync(done)) {
+        frames.push((await run('tmux', ['-L', socket, 'capture-pane', '-p', '-t', 'p'])).stdout);
+        await sleep(150);
+      }
+      expect((await readFile(done, 'utf8')).trim()).toBe('0');
+      const live = frames.filter((f) => f.split('\n').some((l) => LINE.test(l)));
+      expect(live.length).toBeGreaterThan(1);
+      for (const f of live) {
+        const rows = f.trimEnd().split('\n');
+        // The live lines are the last ones on the screen, below the log.
+        expect(LINE.test(rows.at(-1) ?? ''), f).toBe(true);
+      }
+      const texts = new Set(live.flatMap((f) => f.split('\n').filter((l) => LINE.test(l))));
+      expect(texts.size).toBeGreaterThan(1);
+      const all = (await run('tmux', ['-L', socket, 'capture-pane', '-p', '-S', '-', '-t', 'p'])).stdout;
+      expect(all).toMatch(/^INFO\[\d{4}\] Pushed 127\.0\.0\.1:\d+\/test\/progress@sha256:/m);
+      expect(all).toMatch(/^INFO\[\d{4}\] Build summary: succeeded in /m);
+      // Nothing of the live block is left in the scrollback.
+      expect(all.split('\n').filter((l) => LINE.test(l))).toEqual([]);
+    } finally {
+      await run('tmux', ['-L', socket, 'kill-server']).catch(() => undefined);
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
