@@ -1,4 +1,4 @@
-// Times kiln's COPY engine (dist/instructions/copy-files.js, so `npm run build` first) on a directory
+// Times kiln's COPY engine (dist/instructions/copy/copy-files.js, so `npm run build` first) on a directory
 // of small files, against `cp -a` of the same tree in the same run, alternating:
 //   node scripts/measure-copy.mjs [files=20000] [rounds=5] [parent dir=/tmp]
 // The context is 1,000 files a directory (as bench/cases.mjs writes it); each round copies it into a
@@ -8,7 +8,7 @@ import { mkdtempSync, rmSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { writeSmallFiles } from '../bench/cases.mjs';
-import { copyIntoRootfs } from '../dist/instructions/copy-files.js';
+import { copyIntoRootfs } from '../dist/instructions/copy/copy-files.js';
 
 const count = Number(process.argv[2] ?? 20_000);
 const rounds = Number(process.argv[3] ?? 5);

@@ -2,14 +2,14 @@
 // (logger, abort signal, secret mask) and hands them down.
 import { existsSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { runBuild } from '../build/executor.js';
+import { runBuild } from '../builder/executor.js';
 import { DEFAULT_PROGRESS_INTERVAL_MS, startProgressView } from '../log/progress-view.js';
 import { Transfers } from '../log/transfers.js';
 import { hostPlatform } from '../oci/platform.js';
 import { renameDeprecatedFlags } from './deprecated-flags.js';
-import { executorCommand, BOOLEAN_FLAGS } from './flags.js';
+import { executorCommand, BOOLEAN_FLAGS } from './executor-flags.js';
 import { homeDirOrRoot } from './home-dir.js';
-import { buildRequestFrom, validateFlags, type Environment } from './request.js';
+import { buildRequestFrom, validateFlags, type Environment } from './validate-flags.js';
 import { runCommand } from './run-command.js';
 
 async function readAll(stream: NodeJS.ReadableStream): Promise<string> {

@@ -3,12 +3,12 @@
 import { resolve } from 'node:path';
 import { Command, Option } from 'commander';
 import { z } from 'zod';
-import type { WarmRequest } from '../build/warm-cache.js';
+import type { WarmRequest } from '../builder/warm-cache.js';
 import { parseGoDuration } from '../dockerfile/duration.js';
 import { UsageError } from '../errors.js';
 import { parsePlatform } from '../oci/platform.js';
 import type { Platform } from '../oci/schemas.js';
-import { DEFAULT_CACHE_DIR, dockerConfigDir, logFlagsShape, parseBuildArgs, registryFlagsShape, registryRoutesFrom, type Environment } from './request.js';
+import { DEFAULT_CACHE_DIR, dockerConfigDir, logFlagsShape, parseBuildArgs, registryFlagsShape, registryRoutesFrom, type Environment } from './validate-flags.js';
 import { groupFlags, WARMER_GROUPS, WARMER_KILN_FLAGS } from './flag-groups.js';
 import { flagsFrom } from './run-command.js';
 

@@ -1,7 +1,7 @@
 // kaniko's `warmer` (bin/warmer.js): pulls images into the cache directory the executor reads with
 // `--cache-dir`. Like main.ts, the only place here that reads process.*.
 import { existsSync } from 'node:fs';
-import { warmCache } from '../build/warm-cache.js';
+import { warmCache } from '../builder/warm-cache.js';
 import { hostPlatform } from '../oci/platform.js';
 import { homeDirOrRoot } from './home-dir.js';
 import { runCommand } from './run-command.js';

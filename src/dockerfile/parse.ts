@@ -4,7 +4,7 @@
 
 import { DockerfileError } from '../errors.js';
 import { formatDuration, parseGoDuration } from './duration.js';
-import { parseFlags, type FlagSpec, type ParsedFlags } from './flags.js';
+import { parseFlags, type FlagSpec, type ParsedFlags } from './instruction-flags.js';
 import { parseHeredocWord } from './heredoc.js';
 import type {
   AddInstruction,

@@ -1,5 +1,5 @@
 // Running the git CLI for kiln's two git users: `--context git://...` (src/context/fetch-context.ts) and
-// `ADD <git URL>` (src/instructions/add-git.ts). Both follow one rule for credentials: they travel in
+// `ADD <git URL>` (src/instructions/add/add-git.ts). Both follow one rule for credentials: they travel in
 // configuration given through the environment (GIT_CONFIG_COUNT / GIT_CONFIG_KEY_n / GIT_CONFIG_VALUE_n),
 // never in argv (visible in `ps`), never in the clone's .git/config, and never in a message: git's
 // output is masked with the build's SecretMask before any of it reaches an error.

@@ -4,7 +4,7 @@ import type { AnyInstruction, Instruction } from '../dockerfile/instructions.js'
 import type { RunContext } from '../log/run-context.js';
 import type { IgnoreList } from '../rootfs/ignore-list.js';
 import type { Sandbox } from '../sandbox/sandbox.js';
-import type { RunMountSupport } from './run-mounts.js';
+import type { RunMountSupport } from './run/mount-support.js';
 import type { StageState } from './stage-state.js';
 
 /** Files of the build context that COPY and ADD may read. */
@@ -49,7 +49,7 @@ export interface InstructionEnv {
   /** The stage's rootfs, unpacked from the base on first use. */
   rootfs(): Promise<string>;
   /**
-   * A deferred stage's delta root (see StageRootfs in src/build/stage-builder.ts), where an instruction
+   * A deferred stage's delta root (see StageRootfs in src/builder/stage-builder.ts), where an instruction
    * that needs nothing from the base may write instead of unpacking it; undefined once the rootfs is
    * unpacked. What is written there reaches the layer only strictly inside the paths the step reports.
    */

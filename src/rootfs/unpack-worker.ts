@@ -21,7 +21,7 @@ import type { RunContext } from '../log/run-context.js';
 import { IgnoreList } from './ignore-list.js';
 import { nativeFs } from './native-fs.js';
 import { TarReader } from './tar-reader.js';
-import { EntryRefusedError, LayerApplier, type UnpackOptions, type UnpackStats } from './unpack.js';
+import { EntryRefusedError, LayerApplier, type UnpackOptions, type UnpackStats } from './layer-applier.js';
 
 /** Layers smaller than this (compressed) are unpacked on the main thread. */
 export const OFF_THREAD_MIN = 32 * 1024 * 1024;

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { executorCommand, BOOLEAN_FLAGS } from '../../src/cli/flags.js';
+import { executorCommand, BOOLEAN_FLAGS } from '../../src/cli/executor-flags.js';
 import { expandGoShorthands, normalizeGoStyleArgv } from '../../src/cli/go-style-argv.js';
 import { Command } from 'commander';
 

@@ -1,6 +1,6 @@
 // `--ssh` as docker buildx parses it: ID[=PATH[,PATH...]], no path meaning the executor's SSH_AUTH_SOCK.
 import { describe, expect, it } from 'vitest';
-import { parseSshFlags } from '../../src/instructions/ssh-source.js';
+import { parseSshFlags } from '../../src/instructions/run/ssh-source.js';
 
 describe('--ssh', () => {
   const env = { SSH_AUTH_SOCK: '/run/user/1000/agent.sock' };

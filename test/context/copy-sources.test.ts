@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { openContext, type BuildContext } from '../../src/context/build-context.js';
-import { contextRelativeSource, expandSources, walkContext } from '../../src/context/copy-sources.js';
+import { contextRelativeSource, expandSources, walkContext } from '../../src/context/context-sources.js';
 
 async function tree(root: string, files: Record<string, string>): Promise<void> {
   for (const [path, content] of Object.entries(files)) {

@@ -1,4 +1,4 @@
-// Large layers are uploaded while they are written (src/build/early-uploads.ts): the push then finds
+// Large layers are uploaded while they are written (src/builder/early-uploads.ts): the push then finds
 // them in place. Checked against the real registry (skopeo copies the image back, verifying every
 // digest), and through a proxy that refuses the streamed upload, which the push must make up for.
 import { randomBytes } from 'node:crypto';

@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { DockerfileError } from '../../src/errors.js';
 import { silentLogger } from '../../src/log/logger.js';
-import { detectArchive, extractArchive, type ExtractOptions } from '../../src/instructions/add-archive.js';
+import { detectArchive, extractArchive, type ExtractOptions } from '../../src/instructions/add/add-archive.js';
 import { IgnoreList } from '../../src/rootfs/ignore-list.js';
 import { nativeFs } from '../../src/rootfs/native-fs.js';
 import { tarBytes, tempDir, type TarEntry } from '../rootfs/fixtures.js';

@@ -2,7 +2,7 @@
 // dfgitutil.ParseGitRef (and its test table).
 import { describe, expect, it } from 'vitest';
 import { DockerfileError } from '../../src/errors.js';
-import { isGitSource, parseGitChecksum, parseGitSource } from '../../src/instructions/add-git.js';
+import { isGitSource, parseGitChecksum, parseGitSource } from '../../src/instructions/add/add-git.js';
 
 const site = { file: 'Dockerfile', line: 2, source: 'ADD x /y' };
 const parse = (s: string): ReturnType<typeof parseGitSource> => parseGitSource(s, site);

@@ -4,11 +4,11 @@
 import { lstat, mkdir, readFile, readdir, stat, writeFile, chmod } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { digestSources } from '../../src/build/source-digest.js';
+import { digestSources } from '../../src/builder/source-digest.js';
 import { IgnoreMatcher } from '../../src/context/dockerignore.js';
 import { DockerfileError } from '../../src/errors.js';
-import { copyIntoRootfs, type CopyRequest } from '../../src/instructions/copy-files.js';
-import { dropExcludedMatches, parentsMatches, splitPivot, type ParentsRoot } from '../../src/instructions/copy-select.js';
+import { copyIntoRootfs, type CopyRequest } from '../../src/instructions/copy/copy-files.js';
+import { dropExcludedMatches, parentsMatches, splitPivot, type ParentsRoot } from '../../src/instructions/copy/copy-select.js';
 import { tempDir } from '../rootfs/fixtures.js';
 
 const site = { file: 'Dockerfile', line: 3, source: 'COPY --parents x /d/' };

@@ -1,0 +1,56 @@
+// The pure parts of the tmpfs decision: policy, /proc/meminfo, and finding kiln's own mounts.
+import { describe, expect, it } from 'vitest';
+import { chooseTmpfs, kilnTmpfsMounts, parseMemAvailable } from '../../src/builder/rootfs-area.js';
+
+const GiB = 1024 ** 3;
+const base = { policy: 'auto' as const, sandbox: true, root: true, memAvailableBytes: 16 * GiB, baseCompressedBytes: 100 * 1024 ** 2, sizeMiB: undefined };
+
+describe('chooseTmpfs', () => {
+  it('auto: uses a tmpfs of half the available memory when memory is plentiful and the base small', () => {
+    expect(chooseTmpfs(base)).toMatchObject({ use: true, sizeBytes: 8 * GiB });
+  });
+  it('auto: stays on disk below 8 GiB available', () => {
+    expect(chooseTmpfs({ ...base, memAvailableBytes: 7 * GiB }).use).toBe(false);
+  });
+  it('auto: stays on disk when the base, unpacked at 3x, is over an eighth of available memory', () => {
+    expect(chooseTmpfs({ ...base, baseCompressedBytes: Math.ceil((2 * GiB) / 3) + 1 }).use).toBe(false);
+    expect(chooseTmpfs({ ...base, baseCompressedBytes: Math.floor((2 * GiB) / 3) }).use).toBe(true);
+  });
+  it('auto: stays on disk when available memory is unknown', () => {
+    expect(chooseTmpfs({ ...base, memAvailableBytes: undefined }).use).toBe(false);
+  });
+  it('never mounts without root, in container mode, or when told never', () => {
+    expect(chooseTmpfs({ ...base, root: false }).use).toBe(false);
+    expect(chooseTmpfs({ ...base, sandbox: false }).use).toBe(false);
+    expect(chooseTmpfs({ ...base, policy: 'never' }).use).toBe(false);
+    expect(chooseTmpfs({ ...base, policy: 'always', root: false }).use).toBe(false);
+  });
+  it('always: ignores the estimate and takes --rootfs-tmpfs-size', () => {
+    expect(chooseTmpfs({ ...base, policy: 'always', memAvailableBytes: 1 * GiB, baseCompressedBytes: 10 * GiB, sizeMiB: 64 })).toMatchObject({ use: true, sizeBytes: 64 * 1024 ** 2 });
+  });
+});
+
+describe('parseMemAvailable', () => {
+  it('reads MemAvailable in bytes', () => {
+    expect(parseMemAvailable('MemTotal:       24684556 kB\nMemFree:        23060216 kB\nMemAvailable:   24223860 kB\n')).toBe(24223860 * 1024);
+  });
+  it('is undefined on kernels without the field', () => {
+    expect(parseMemAvailable('MemTotal:       24684556 kB\n')).toBeUndefined();
+  });
+});
+
+describe('kilnTmpfsMounts', () => {
+  it('finds tmpfs mounts named kiln-rootfs-<pid>, unescaping the mount point', () => {
+    const info = [
+      '22 1 254:0 / / rw,relatime shared:1 - ext4 /dev/vda rw',
+      '90 22 0:50 / /tmp/kiln-abc/fs rw,relatime shared:40 - tmpfs kiln-rootfs-4242 rw,size=1024k,mode=755',
+      '91 22 0:51 / /tmp/with\\040space/fs rw,relatime - tmpfs kiln-rootfs-7 rw',
+      '92 22 0:52 / /dev/shm rw,nosuid,nodev - tmpfs tmpfs rw',
+      '93 22 0:53 / /tmp/x rw - ext4 kiln-rootfs-9 rw',
+    ].join('\n');
+    expect(kilnTmpfsMounts(info)).toEqual([
+      { pid: 4242, point: '/tmp/kiln-abc/fs' },
+      { pid: 7, point: '/tmp/with space/fs' },
+    ]);
+  });
+});
