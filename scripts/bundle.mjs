@@ -70,7 +70,8 @@ const result = await build({
   target: 'node20',
   // Not minified: stack traces keep readable names and lines without the map.
   sourcemap: 'linked',
-  // import.meta does not exist in CommonJS: give its one user (native-fs.ts) the bundle's own URL.
+  // import.meta does not exist in CommonJS: give its users (native-fs.ts and sandbox/isolated-run.ts,
+  // which find build/Release from it) the bundle's own URL.
   define: { 'import.meta.url': '__kilnBundleUrl', __KILN_COMMIT__: JSON.stringify(commit()), __KILN_BUNDLED__: 'true' },
   plugins: [cloudExternal],
   // 'use strict' before any statement, or it is no directive (dist/ is ES modules, always strict).

@@ -11,7 +11,8 @@
 # OUTDIR/kaniko/lib/          node's shared libraries and the dynamic loader, as ldd finds them
 # OUTDIR/kaniko/app/          kiln's bundle only: package.json, bin/, dist/bundle/kiln.cjs and its V8 code
 #                             cache (made here with the node above), the clouds' bundles
-#                             (dist/bundle/kiln-{aws,gcp,azure}.cjs.br), build/Release/kiln_native.node. No
+#                             (dist/bundle/kiln-{aws,gcp,azure}.cjs.br), build/Release/kiln_native.node and build/Release/kiln-isolate
+#                             (static: runs each RUN in namespaces of its own, native/kiln-isolate.c). No
 #                             node_modules/, no tsc output, no source map: the bundle holds all of kiln
 #                             and its dependencies.
 # OUTDIR/kaniko/bin/zstd      the same launcher (a hard link) for OUTDIR/kaniko/libexec/zstd (this machine's zstd, its libraries in
@@ -124,6 +125,11 @@ if [[ -f $repo/build/Release/kiln_native.node ]]; then
 else
   echo "make-executor-root: warning: build/Release/kiln_native.node is missing (npm ci builds it): the image falls back to plain Node" >&2
 fi
+
+# kiln-isolate (native/kiln-isolate.c): container mode runs each RUN through it, in namespaces of its
+# own (--run-isolation). Static, like the launcher: in container mode `/` is the build's, not ours.
+install -d -m 0755 "$k/app/build/Release"
+"$cc" -static -Os -s -D_GNU_SOURCE -o "$k/app/build/Release/kiln-isolate" "$repo/native/kiln-isolate.c"
 
 # The code cache, made by the image's own node with the launcher's flag (a cache made by another node,
 # or with other flags, is rejected and the bundle compiled at every start: ~40 ms). Its loader and

@@ -6,6 +6,7 @@ import type { SecretMask } from '../log/logger.js';
 import type { LogScope } from '../log/log-scope.js';
 import type { RunContext } from '../log/run-context.js';
 import type { RegistryClient } from '../registry/client.js';
+import type { ContainerIsolation } from '../sandbox/container-sandbox.js';
 import type { BuildReport } from './build-report.js';
 import type { EarlyUploads } from './early-uploads.js';
 import type { LayerCache } from './layer-cache.js';
@@ -37,6 +38,8 @@ export interface BuildContext extends BuildDeps {
   readonly layerCache: LayerCache | undefined;
   /** Large layers of output stages uploaded to the first destination while they are written, when the build pushes (early-uploads.ts). */
   readonly earlyUploads?: EarlyUploads | undefined;
+  /** Container mode: how RUN is isolated, decided by a probe at the first RUN and shared by every stage (run-isolation.ts). */
+  readonly runIsolation: () => Promise<ContainerIsolation>;
   /** Steps, times, layers and cache outcomes as they happen: the JSON events and the summary. */
   readonly report: BuildReport;
 }

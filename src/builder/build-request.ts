@@ -109,6 +109,8 @@ export interface BuildRequest {
   readonly platform: Platform;
   readonly buildPlatform: Platform;
   readonly runMode: RunMode;
+  /** Container mode: whether each RUN runs isolated by kiln-isolate (`auto`: where the runtime allows it). */
+  readonly runIsolation: 'auto' | 'required' | 'off';
   /** Where kiln keeps its own state: rootfs (sandbox mode), layers, downloads. */
   readonly workDir: string;
   /** Whether `workDir` was created for this build and is removed after it. */

@@ -33,6 +33,7 @@ import type { BuildContext, BuildDeps } from './build-deps.js';
 import { findExecutable } from './find-executable.js';
 import { LayerCache } from './layer-cache.js';
 import { readMountPoints } from './mount-points.js';
+import { chooseIsolation, once } from './run-isolation.js';
 import { fetchedContextDir, resolveInputs } from './inputs.js';
 import { writeOutputs } from './outputs.js';
 import type { BuildRequest } from './build-request.js';
@@ -181,6 +182,7 @@ async function buildImage(request: BuildRequest, deps: BuildDeps, report: BuildR
     layerCache: request.layerCache === undefined ? undefined : new LayerCache(request.layerCache, pushClient, deps),
     // With --cache the layers go to the cache repo as they are made, and the push mounts them from there.
     earlyUploads: earlyUploadsFor(request, pushClient, deps),
+    runIsolation: once(() => chooseIsolation(request, request.registry.cloudEnv, deps)),
   };
   try {
     // Awaited before any stage starts: bad credentials fail in a second, not after the build. Base

@@ -201,7 +201,7 @@ class StageRootfs {
       this.#sandbox = sandbox;
       this.#overlay = overlay !== undefined;
     } else {
-      this.#sandbox = new ContainerSandbox();
+      this.#sandbox = new ContainerSandbox(await bctx.runIsolation());
     }
     log.info('Initializing snapshotter ...');
     this.#snapshotter = await this.#startSnapshotter(root, false);

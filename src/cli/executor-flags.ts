@@ -86,6 +86,7 @@ export interface ParsedFlags {
   compression: string;
   compressionLevel?: string;
   runMode: string;
+  runIsolation: string;
   snapshotStrategy: string;
   workDir?: string;
   rootfsTmpfs: string;
@@ -184,6 +185,7 @@ export function executorCommand(): GoStyleCommand {
     .option('--registry-certificate <map>', 'registry=path of a CA certificate to trust for that registry (repeatable)', collect, [])
     .option('--registry-client-cert <map>', 'registry=cert,key: client certificate for mutual TLS with that registry (repeatable)', collect, [])
     .addOption(new Option('--snapshot-strategy <strategy>', '(kiln) overlay: RUN on an overlay mount, snapshot its upper dir; walk: compare the whole rootfs; auto: overlay when it can be mounted').choices(['auto', 'overlay', 'walk']).default('auto'))
+    .addOption(new Option('--run-isolation <mode>', '(kiln) container mode: each RUN in user, mount and PID namespaces of its own that hide kiln\'s dir and the credentials (and allow RUN --mount); auto: where the runtime allows it, else a warning and RUN on kiln\'s own /; required: fail instead; off: never').choices(['auto', 'required', 'off']).default('auto'))
     .addOption(new Option('--run-mode <mode>', '(kiln) sandbox: RUN in an isolated rootfs; container: the rootfs is / (executor image); auto').choices(['auto', 'sandbox', 'container']).default('auto'))
     .option('--work-dir <dir>', '(kiln) where the rootfs and layers are kept in sandbox mode (default: a temp dir)')
     .addOption(new Option('--rootfs-tmpfs <when>', '(kiln) sandbox mode as root: keep stage filesystems on a private tmpfs; auto: with 8 GiB+ of memory available and a base under an eighth of it').choices(['auto', 'always', 'never']).default('auto'))

@@ -42,5 +42,7 @@ export interface Sandbox {
   readonly kind: 'chroot' | 'container';
   /** The directory that is `/` for the commands this sandbox runs. */
   readonly root: string;
+  /** Why this sandbox cannot give a RUN mounts of its own (RUN --mount, heredoc scripts); undefined when it can. */
+  readonly mountRefusal?: string | undefined;
   run(spec: RunSpec, ctx: RunContext): Promise<number>;
 }

@@ -37,6 +37,15 @@ export async function buildToLayout(
   await chmod(out, 0o755);
   const layout = join(out, 'layout');
   const r = await executor(['--context', ctx, '--no-push', '--insecure-pull', '--oci-layout-path', layout, ...args], opts.env === undefined ? {} : { env: opts.env });
+  return readLayoutBuild(r, { ctx, out, layout, ownsCtx: opts.ctx === undefined });
+}
+
+/** A finished build's result: `layout` (under `out`) read when it succeeded; `cleanup` removes `out` (and `ctx` if owned). */
+export async function readLayoutBuild(
+  r: { readonly code: number; readonly stdout: string; readonly stderr: string },
+  where: { readonly ctx: string; readonly out: string; readonly layout: string; readonly ownsCtx: boolean },
+): Promise<LayoutBuild> {
+  const { ctx, out, layout } = where;
   const image = r.code === 0 ? await unpackWithUmoci(`oci:${layout}`) : undefined;
   return {
     ...r,
@@ -67,7 +76,7 @@ export async function buildToLayout(
     async cleanup(): Promise<void> {
       await image?.cleanup();
       await rm(out, { recursive: true, force: true });
-      if (opts.ctx === undefined) await rm(ctx, { recursive: true, force: true });
+      if (where.ownsCtx) await rm(ctx, { recursive: true, force: true });
     },
   };
 }

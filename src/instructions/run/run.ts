@@ -79,9 +79,10 @@ export const run: Handler<RunInstruction> = async (instr, state, e) => {
   await mkdirAllInRoot(root, workdir);
   const extra = new Map(e.runOnlyArgs);
   if (getEnv(state.config, 'HOME') === undefined) extra.set('HOME', await homeOf(root, user.uid));
-  if (instr.mounts.length > 0 && sandbox.kind === 'container') {
-    // Without CAP_SYS_ADMIN (which kaniko's container does not have) nothing can be mounted for a RUN.
-    throw new DockerfileError('RUN --mount needs sandbox mode: container mode cannot mount without privileges (use --run-mode=sandbox)', e.site);
+  if (instr.mounts.length > 0 && sandbox.mountRefusal !== undefined) {
+    // Container mode without RUN isolation: kiln's container has no CAP_SYS_ADMIN, so only a user
+    // namespace of the RUN's own could hold its mounts, and there is none.
+    throw new DockerfileError(`RUN --mount needs RUN isolation, which is not available here: ${sandbox.mountRefusal}`, e.site);
   }
   const prepared = await prepareRunMounts(instr.mounts, state, e);
   let status: number;
@@ -92,9 +93,10 @@ export const run: Handler<RunInstruction> = async (instr, state, e) => {
     if (script !== undefined) {
       scriptDir = await mkdtempIn(e.runMounts.scratchDir);
       const file = await writeScript(script, scriptDir);
-      // Container mode: `/` is the rootfs and the work dir is ignored by snapshots, so the file can be
-      // run where it is; in sandbox mode it is mounted where BuildKit puts it.
-      if (sandbox.kind === 'container') runArgv = [file];
+      // Without mounts of its own (container mode, not isolated), the RUN shares `/` with kiln and the
+      // work dir is ignored by snapshots, so the file is run where it is; otherwise it is mounted where
+      // BuildKit puts it.
+      if (sandbox.mountRefusal !== undefined) runArgv = [file];
       else mounts.push({ kind: 'bind', source: file, target: argv[0] ?? SCRIPT_DIR, readOnly: true });
     }
     // Secrets given with `env=` reach this process only; ENV and ARGs of the same name yield to them.
