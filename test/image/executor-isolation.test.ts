@@ -4,14 +4,19 @@
 // process behind. Under podman's default seccomp profile each RUN runs isolated by kiln-isolate; under
 // a profile that blocks user namespaces as docker's default does, kiln falls back with one warning and
 // refuses RUN --mount. What was built is read with umoci and skopeo on the host, never with kiln.
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { execFile } from 'node:child_process';
+import { chmod, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { readLayoutBuild, type LayoutBuild } from '../e2e/layout-build.js';
 import { executorImage } from '../support/executor-image.js';
 import { imageLayoutBuilder } from '../support/image-layout-build.js';
 import { podmanAvailable, RUN_DEFAULTS, startPodman, type Podman } from '../support/podman.js';
+import { LIST, PROBE_C, PROBE_MOUNT, REMOVE_ALL, startAgent } from '../support/ssh-agent-probe.js';
+
+const run = promisify(execFile);
 
 const CONFIG_SECRET = 'registry-password-5b1e0c';
 const AWS_SECRET = 'aws-secret-key-93d7aa';
@@ -220,6 +225,34 @@ describe.skipIf(!available)(`RUN isolation in the executor image${available ? ''
     }
     expect(digests[0]).toMatch(/^sha256:/);
     expect(new Set(digests).size).toBe(1);
+  });
+
+  it('RUN --mount=type=ssh reaches the --ssh agent mounted into the container, read-only as in sandbox mode', async () => {
+    const dir = await mkdtemp(join(work, 'ssh-'));
+    await chmod(dir, 0o755);
+    const comment = `kiln-image-key-${process.pid}`;
+    await run('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', comment, '-f', join(dir, 'id')]);
+    const sock = join(dir, 'agent.sock');
+    const agent = await startAgent(sock);
+    try {
+      await run('ssh-add', ['-q', join(dir, 'id')], { env: { SSH_AUTH_SOCK: sock } });
+      const ctx = await mkdtemp(join(dir, 'ctx-'));
+      await writeFile(join(ctx, 'Dockerfile'), `FROM ${images.busybox}\nRUN ${PROBE_MOUNT} --mount=type=ssh /probe ${LIST} > /identities && /probe ${REMOVE_ALL} > /remove-all\n`);
+      await writeFile(join(dir, 'probe.c'), PROBE_C);
+      await run('gcc', ['-static', '-O1', '-o', join(ctx, 'agent-probe'), join(dir, 'probe.c')]);
+      const r = await imageLayoutBuilder(podman, () => executorId)({}, ['--ssh', `default=${sock}`], { ctx });
+      try {
+        expect(r.code, r.stderr).toBe(0);
+        const ids = await r.file('identities');
+        expect(ids.startsWith('type=12\n')).toBe(true); // SSH2_AGENT_IDENTITIES_ANSWER
+        expect(ids).toContain(comment);
+        expect(await r.file('remove-all')).toBe('type=5\n'); // SSH_AGENT_FAILURE: the relay is read-only
+      } finally {
+        await r.cleanup();
+      }
+    } finally {
+      agent.kill();
+    }
   });
 
   it("an isolated RUN gets the user's supplementary groups from /etc/group, as BuildKit gives them", async () => {

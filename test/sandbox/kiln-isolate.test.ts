@@ -23,8 +23,8 @@ function isolate(args: readonly string[], onSpawn?: (pid: number) => void): Prom
     let stdout = '';
     let stderr = '';
     let status = '';
-    child.stdout.on('data', (b: Buffer) => (stdout += b.toString()));
-    child.stderr.on('data', (b: Buffer) => (stderr += b.toString()));
+    child.stdout?.on('data', (b: Buffer) => (stdout += b.toString()));
+    child.stderr?.on('data', (b: Buffer) => (stderr += b.toString()));
     child.stdio[3]?.on('data', (b: Buffer) => (status += b.toString()));
     child.once('error', reject);
     child.once('spawn', () => onSpawn?.(child.pid ?? 0));

@@ -9,12 +9,12 @@ import { readLayoutBuild, type LayoutBuild } from '../e2e/layout-build.js';
 import { writeContext } from './executor.js';
 import { RUN_DEFAULTS, type Podman } from './podman.js';
 
-export type ImageBuildFn = (files: Record<string, string>, args?: readonly string[], opts?: { env?: Record<string, string> }) => Promise<LayoutBuild>;
+export type ImageBuildFn = (files: Record<string, string>, args?: readonly string[], opts?: { env?: Record<string, string>; ctx?: string }) => Promise<LayoutBuild>;
 
 /** A BuildFn that runs `imageId` in `podman` with `runOpts` (e.g. a seccomp profile) before the image. */
 export function imageLayoutBuilder(podman: Podman, imageId: () => string, runOpts: readonly string[] = []): ImageBuildFn {
   return async (files, args = [], opts = {}) => {
-    const ctx = await writeContext(files);
+    const ctx = opts.ctx ?? (await writeContext(files));
     await chmod(ctx, 0o755);
     const out = await mkdtemp(join(tmpdir(), 'kiln-image-layout-'));
     const volumes = [...new Set(args.flatMap((a) => [...a.matchAll(new RegExp(`${tmpdir()}/[^/,=\\s]+`, 'g'))].map((m) => m[0])))];
@@ -30,6 +30,6 @@ export function imageLayoutBuilder(podman: Podman, imageId: () => string, runOpt
       '--context', 'dir:///workspace', '--no-push', '--insecure-pull', '--oci-layout-path', '/out/layout',
       ...args,
     ]);
-    return readLayoutBuild(r, { ctx, out, layout: join(out, 'layout'), ownsCtx: true });
+    return readLayoutBuild(r, { ctx, out, layout: join(out, 'layout'), ownsCtx: opts.ctx === undefined });
   };
 }
