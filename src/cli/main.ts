@@ -45,6 +45,9 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv): Pro
         ...(process.getgid !== undefined ? { gid: process.getgid() } : {}),
       };
       const request = await buildRequestFrom(flags, environment);
+      // Every process of a container starts with umask 0022 (runc sets it; BuildKit's RUN and docker
+      // build's get it), whatever the shell that started kiln had: RUN inherits it from here.
+      process.umask(0o022);
       const transfers = new Transfers();
       // KILN_PROGRESS_INTERVAL_MS: how often plain and json progress report (tests shorten it).
       const intervalMs = Number(env['KILN_PROGRESS_INTERVAL_MS'] ?? '') || DEFAULT_PROGRESS_INTERVAL_MS;

@@ -18,11 +18,13 @@ export interface ExecResult {
 }
 
 /** Runs the executor; DOCKER_CONFIG points at an empty dir unless the caller sets it. */
-export async function executor(args: readonly string[], opts: { env?: Record<string, string>; cwd?: string; input?: string | Buffer } = {}): Promise<ExecResult> {
+export async function executor(args: readonly string[], opts: { env?: Record<string, string>; cwd?: string; input?: string | Buffer; umask?: string } = {}): Promise<ExecResult> {
   const emptyConfig = await mkdtemp(join(tmpdir(), 'kiln-dockercfg-'));
   try {
     return await new Promise((resolvePromise, reject) => {
-      const child = spawn(process.execPath, [EXECUTOR, ...args], {
+      // With `umask`, started through sh as a CI job's shell with that umask would start it.
+      const argv = opts.umask === undefined ? [process.execPath, EXECUTOR, ...args] : ['/bin/sh', '-c', `umask ${opts.umask}; exec "$0" "$@"`, process.execPath, EXECUTOR, ...args];
+      const child = spawn(argv[0] as string, argv.slice(1), {
         cwd: opts.cwd ?? REPO,
         env: { PATH: process.env['PATH'] ?? '/usr/bin:/bin', HOME: process.env['HOME'] ?? '/root', DOCKER_CONFIG: emptyConfig, ...opts.env },
         stdio: ['pipe', 'pipe', 'pipe'],
