@@ -88,6 +88,22 @@ export const CASES = [
       ),
   },
   {
+    // The same shape with stages that wait (as a download or a remote test would) instead of
+    // computing: what parallel stages gain when the CPU is not the limit (a shared 2-core VM often is).
+    name: 'multi-stage-3-wait',
+    what: 'three independent stages of `sleep 1` each, final COPY --from all',
+    base: 'busybox',
+    parallel: true,
+    dockerfile: (b) =>
+      df(
+        ...['a', 'b', 'c'].flatMap((n) => [`FROM ${b.busybox} AS build-${n}`, `RUN sleep 1 && mkdir /out && echo ${n} > /out/${n}`]),
+        `FROM ${b.busybox}`,
+        'COPY --from=build-a /out/a /out/',
+        'COPY --from=build-b /out/b /out/',
+        'COPY --from=build-c /out/c /out/',
+      ),
+  },
+  {
     name: 'kaniko-basic',
     what: 'busybox + RUN + COPY + ENV + WORKDIR',
     base: 'busybox',
