@@ -81,7 +81,7 @@ describe('parallel stages (--jobs)', () => {
       ['right', 'right'],
     ]);
     // Every step event names the stage it belongs to.
-    for (const e of events) if (e.event === 'step-end' && e.instruction.includes('/meet/')) expect(String(e.instruction)).toContain(`touch /meet/${String(e.stage)}`);
+    for (const e of events) if (e.event === 'step-end' && String(e.instruction).includes('/meet/')) expect(String(e.instruction)).toContain(`touch /meet/${String(e.stage)}`);
   });
 
   it('cancels the other stages when one fails: error names the stage and line, RUN processes killed, work dir removed', async () => {
