@@ -86,7 +86,8 @@ const logs = join(work, 'logs');
 mkdirSync(logs, { recursive: true });
 const load = [loadavg()[0]];
 // kiln-disk: kiln with its stage filesystems on disk (--rootfs-tmpfs never), as buildah keeps its store.
-const tools = ['kiln', 'buildah', ...(process.env.KILN_BENCH_DISK === '0' ? [] : ['kiln-disk'])];
+// kiln-j1: kiln with --jobs 1 (one stage at a time), for the cases with independent stages only.
+const tools = ['kiln', 'buildah', ...(process.env.KILN_BENCH_DISK === '0' ? [] : ['kiln-disk']), ...(cases.some((c) => c.parallel) ? ['kiln-j1'] : [])];
 const samples = Object.fromEntries(cases.map((c) => [c.name, Object.fromEntries(tools.map((t) => [t, []]))]));
 console.log(`bench: ${cases.length} cases x ${rounds} rounds, ${tools.join(', ')} in turn (registry ${registry})`);
 for (let round = 1; round <= rounds; round++) {
@@ -95,10 +96,12 @@ for (let round = 1; round <= rounds; round++) {
     // Rotate which tool goes first, so none always gets the warmer page cache.
     const order = tools.map((_, i) => tools[(i + round - 1) % tools.length]);
     for (const tool of order) {
+      if (tool === 'kiln-j1' && !c.parallel) continue;
       // A repository per build: the registry holds none of its blobs yet, so every push uploads in full.
       const dest = `${registry}/bench/${c.name}-${tool}-${round}:latest`;
       const log = join(logs, `${c.name}-${tool}-${round}.log`);
-      const r = tool === 'buildah' ? runBuildah(c, ctx, dest, log) : runKiln(c, ctx, dest, log, tool === 'kiln-disk' ? ['--rootfs-tmpfs', 'never'] : []);
+      const extra = tool === 'kiln-disk' ? ['--rootfs-tmpfs', 'never'] : tool === 'kiln-j1' ? ['--jobs', '1'] : [];
+      const r = tool === 'buildah' ? runBuildah(c, ctx, dest, log) : runKiln(c, ctx, dest, log, extra);
       samples[c.name][tool].push(r);
       console.log(`  round ${round} ${c.name.padEnd(26)} ${tool.padEnd(8)} ${r.wall.toFixed(2).padStart(7)} s ${r.rssMiB.toFixed(0).padStart(5)} MiB`);
     }
@@ -139,6 +142,21 @@ const lines = [
   ),
   `| **total** | **${f2(total.kiln)}** | **${f2(total.buildah)}** | **${f2(total.kiln / total.buildah)}** (buildah/kiln ${f2(total.buildah / total.kiln)}x) | | |${hasDisk ? ` **${f2(total.disk)}** | **${f2(total.disk / total.buildah)}** (${f2(total.buildah / total.disk)}x) |` : ''} |`,
 ];
+// Stages at once against one at a time, and against buildah (which builds stages in turn), same run.
+const par = cases.filter((c) => c.parallel);
+if (par.length > 0) {
+  lines.push(
+    '',
+    '| case (issue 13) | kiln s | kiln --jobs 1 s | buildah s | --jobs 1 / kiln | buildah / kiln |',
+    '|---|---:|---:|---:|---:|---:|',
+    ...par.map((c) => {
+      const k = median(samples[c.name].kiln.map((s) => s.wall));
+      const j = median(samples[c.name]['kiln-j1'].map((s) => s.wall));
+      const b = median(samples[c.name].buildah.map((s) => s.wall));
+      return `| ${c.name} (${c.what}) | ${f2(k)} | ${f2(j)} | ${f2(b)} | ${f2(j / k)}x | ${f2(b / k)}x |`;
+    }),
+  );
+}
 const stamp = new Date().toISOString().replace(/[:.]/g, '-');
 const cpu = /model name\s*:\s*(.*)/.exec(readFileSync('/proc/cpuinfo', 'utf8'))?.[1] ?? 'unknown CPU';
 const header = [

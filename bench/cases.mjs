@@ -35,7 +35,7 @@ const df = (...lines) => `${lines.join('\n')}\n`;
 /**
  * `data` writes the context's files (once per work dir); `dockerfile` is written before every run, as the
  * bases' references hold the registry's port.
- * @type {Array<{ name: string, what: string, base: string, optIn?: boolean, kaniko?: [number, number], data?: (dir: string) => void, dockerfile: (bases: Record<string, string>) => string }>}
+ * @type {Array<{ name: string, what: string, base: string, optIn?: boolean, parallel?: boolean, kaniko?: [number, number], data?: (dir: string) => void, dockerfile: (bases: Record<string, string>) => string }>}
  */
 export const CASES = [
   {
@@ -71,6 +71,37 @@ export const CASES = [
     optIn: true,
     dockerfile: (b) =>
       df(`FROM ${b.debian}`, 'RUN apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends jq >/dev/null && rm -rf /var/lib/apt/lists/*'),
+  },
+  {
+    // Issue 13: independent stages. Built with --jobs (default: the cores), and by kiln-j1 with --jobs 1.
+    name: 'multi-stage-3',
+    what: 'three independent stages of ~1 s of CPU each, final COPY --from all',
+    base: 'busybox',
+    parallel: true,
+    dockerfile: (b) =>
+      df(
+        ...['a', 'b', 'c'].flatMap((n) => [`FROM ${b.busybox} AS build-${n}`, `RUN i=0; while [ $i -lt 300000 ]; do i=$((i+1)); done; mkdir /out && echo ${n} $i > /out/${n}`]),
+        `FROM ${b.busybox}`,
+        'COPY --from=build-a /out/a /out/',
+        'COPY --from=build-b /out/b /out/',
+        'COPY --from=build-c /out/c /out/',
+      ),
+  },
+  {
+    // The same shape with stages that wait (as a download or a remote test would) instead of
+    // computing: what parallel stages gain when the CPU is not the limit (a shared 2-core VM often is).
+    name: 'multi-stage-3-wait',
+    what: 'three independent stages of `sleep 1` each, final COPY --from all',
+    base: 'busybox',
+    parallel: true,
+    dockerfile: (b) =>
+      df(
+        ...['a', 'b', 'c'].flatMap((n) => [`FROM ${b.busybox} AS build-${n}`, `RUN sleep 1 && mkdir /out && echo ${n} > /out/${n}`]),
+        `FROM ${b.busybox}`,
+        'COPY --from=build-a /out/a /out/',
+        'COPY --from=build-b /out/b /out/',
+        'COPY --from=build-c /out/c /out/',
+      ),
   },
   {
     name: 'kaniko-basic',

@@ -56,6 +56,7 @@ async function loadMain(name = 'main') {
  * @param {string} what
  */
 function runMain(name, what) {
+  if (printVersion()) return;
   let settled = false;
   process.on('exit', (code) => {
     if (!settled && code === 0) {
@@ -75,6 +76,31 @@ function runMain(name, what) {
         throw err;
       },
     );
+}
+
+/**
+ * `executor version` / `--version` alone, answered without compiling the bundle (about half of a
+ * start-up): the lines src/cli/version.ts `versionText` prints, from package.json and the commit that
+ * scripts/bundle.mjs wrote beside the bundle. Only when the bundle is what would run (else dist/ does
+ * it, with its own commit: unknown). test/cli/version.test.ts holds both to the same text.
+ */
+function printVersion() {
+  const args = process.argv.slice(2);
+  if (args.length !== 1 || (args[0] !== 'version' && args[0] !== '--version')) return false;
+  const bundleTime = statSync(BUNDLE, { throwIfNoEntry: false })?.mtimeMs;
+  const distTime = statSync(DIST_MAIN, { throwIfNoEntry: false })?.mtimeMs;
+  if (bundleTime === undefined || (distTime !== undefined && distTime > bundleTime)) return false;
+  let commit;
+  let version;
+  try {
+    commit = readFileSync(join(dirname(BUNDLE), 'commit.txt'), 'utf8').trim() || 'unknown';
+    const pkg = JSON.parse(readFileSync(join(__dirname, '../package.json'), 'utf8'));
+    version = typeof pkg.version === 'string' ? pkg.version : 'unknown';
+  } catch {
+    return false;
+  }
+  process.stdout.write(`Kaniko version : v${version}\nkiln v${version} (commit ${commit}) on Node.js ${process.version}\n`);
+  return true;
 }
 
 /**

@@ -60,6 +60,7 @@ const cloudExternal = {
 };
 
 const placeholder = '0'.repeat(BUNDLE_ID_LENGTH);
+const bakedCommit = commit();
 const result = await build({
   absWorkingDir: repo,
   entryPoints: [entry],
@@ -72,7 +73,7 @@ const result = await build({
   sourcemap: 'linked',
   // import.meta does not exist in CommonJS: give its users (native-fs.ts and sandbox/isolated-run.ts,
   // which find build/Release from it) the bundle's own URL.
-  define: { 'import.meta.url': '__kilnBundleUrl', __KILN_COMMIT__: JSON.stringify(commit()), __KILN_BUNDLED__: 'true' },
+  define: { 'import.meta.url': '__kilnBundleUrl', __KILN_COMMIT__: JSON.stringify(bakedCommit), __KILN_BUNDLED__: 'true' },
   plugins: [cloudExternal],
   // 'use strict' before any statement, or it is no directive (dist/ is ES modules, always strict).
   banner: { js: `${BUNDLE_ID_PREFIX}${placeholder}\n'use strict';\nconst __kilnBundleUrl = require('node:url').pathToFileURL(__filename).href;` },
@@ -112,6 +113,8 @@ mkdirSync(dirname(BUNDLE), { recursive: true });
 rmSync(`${BUNDLE}.v8cache`, { force: true });
 replaceFile(`${BUNDLE}.map`, map.contents);
 replaceFile(BUNDLE, text);
+// The same commit beside the bundle, for bin/load-kiln.js's `executor version` (answered without it).
+replaceFile(join(dirname(BUNDLE), 'commit.txt'), bakedCommit);
 
 for (const name of CLOUD) {
   const out = join(dirname(BUNDLE), `kiln-${name}.cjs`);

@@ -107,6 +107,8 @@ install -m 0644 "$repo/package.json" "$k/app/package.json"
 install -m 0644 "$repo/bin/package.json" "$repo/bin/load-kiln.js" "$k/app/bin/"
 install -m 0755 "$repo/bin/executor.js" "$repo/bin/warmer.js" "$k/app/bin/"
 install -m 0644 "$bundle" "$k/app/dist/bundle/kiln.cjs"
+# The bundle's commit: bin/load-kiln.js answers `executor version` from it without loading the bundle.
+[[ -f $repo/dist/bundle/commit.txt ]] && install -m 0644 "$repo/dist/bundle/commit.txt" "$k/app/dist/bundle/commit.txt"
 # The clouds' SDKs, each in a bundle of its own that src/cloud/load.ts requires only when a build uses
 # that cloud (s3://, gs://, Azure Blob contexts; ECR, GCR/Artifact Registry, ACR logins). Brotli-
 # compressed (2.9 MB -> 0.6 MB unpacked; load.ts decompresses one in ~5 ms); the output depends on

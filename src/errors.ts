@@ -137,6 +137,23 @@ export class RunFailedError extends KilnError {
   }
 }
 
+/**
+ * A stage built alongside others (--jobs) failed: the message names the stage before the failing
+ * instruction's own `Dockerfile:N ...`; the exit code is the cause's (a RUN's status stays the executor's).
+ */
+export class StageFailedError extends KilnError {
+  readonly stage: string;
+  readonly #exitCode: number;
+  constructor(stage: string, cause: KilnError) {
+    super(cause.code, `stage ${stage}: ${cause.message}`, { cause });
+    this.stage = stage;
+    this.#exitCode = cause.exitCode;
+  }
+  override get exitCode(): number {
+    return this.#exitCode;
+  }
+}
+
 function oneLine(s: string): string {
   const flat = s.replace(/\s*\n\s*/g, ' ').trim();
   return flat.length > 120 ? `${flat.slice(0, 117)}...` : flat;

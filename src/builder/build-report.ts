@@ -9,6 +9,11 @@ import { formatBytes, formatDuration, shortLabel, type Transfers } from '../log/
 import type { BuildSummary, StageSummary, StepSummary } from './summary.js';
 import { slowestSteps } from './summary.js';
 
+export interface StageHandle {
+  stepStart(line: number, source: string, isRun: boolean): StepHandle;
+  end(): void;
+}
+
 export interface StepHandle {
   /** The layer cache's answer for this step (`digest`: the cached layer's, on a hit). */
   cache(outcome: 'hit' | 'miss', digest?: string): void;
@@ -93,23 +98,27 @@ export class BuildReport {
     this.events.emit('pull', { image, digest, platform, duration_ms: Math.round(this.#now() - startedAt) }, `Resolved ${image} to ${digest}`);
   }
 
-  stageStart(index: number, stage: string, base: string, baseDigest?: string): void {
-    this.#stages.push({ stage, index, base, base_digest: baseDigest, startedAt: this.#now(), duration_ms: undefined, steps: [] });
+  /**
+   * A stage starts: its steps are reported through the handle, so stages built at the same time
+   * (--jobs) each keep their own steps.
+   */
+  stageStart(index: number, stage: string, base: string, baseDigest?: string): StageHandle {
+    const st: MutableStage = { stage, index, base, base_digest: baseDigest, startedAt: this.#now(), duration_ms: undefined, steps: [] };
+    this.#stages.push(st);
     this.#scope?.enter({ stage, stage_index: index });
     this.events.emit('stage-start', { stage, stage_index: index, base, digest: baseDigest }, `Stage ${stage} starts from ${base}`);
+    return {
+      stepStart: (line, source, isRun) => this.#stepStart(st, line, source, isRun),
+      end: () => {
+        if (st.duration_ms !== undefined) return;
+        st.duration_ms = Math.round(this.#now() - st.startedAt);
+        this.events.emit('stage-end', { stage: st.stage, stage_index: st.index, duration_ms: st.duration_ms }, `Stage ${st.stage} done in ${formatDuration(st.duration_ms)}`);
+        this.#scope?.leave();
+      },
+    };
   }
 
-  stageEnd(): void {
-    const st = this.#stages.at(-1);
-    if (st === undefined || st.duration_ms !== undefined) return;
-    st.duration_ms = Math.round(this.#now() - st.startedAt);
-    this.events.emit('stage-end', { stage: st.stage, stage_index: st.index, duration_ms: st.duration_ms }, `Stage ${st.stage} done in ${formatDuration(st.duration_ms)}`);
-    this.#scope?.leave();
-  }
-
-  stepStart(line: number, source: string, isRun: boolean): StepHandle {
-    const st = this.#stages.at(-1);
-    if (st === undefined) throw new Error('step outside a stage');
+  #stepStart(st: MutableStage, line: number, source: string, isRun: boolean): StepHandle {
     const s: MutableStep = {
       step: st.steps.length + 1,
       line,

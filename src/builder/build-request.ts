@@ -119,6 +119,8 @@ export interface BuildRequest {
   readonly rootfsTmpfs: TmpfsPolicy;
   /** `--rootfs-tmpfs-size` (kiln), in MiB. */
   readonly rootfsTmpfsSizeMiB: number | undefined;
+  /** `--jobs` (kiln): stages built at once in sandbox mode (default: the number of cores). */
+  readonly jobs: number;
   /** Whether kiln runs as root (it may mount). */
   readonly isRoot: boolean;
   readonly ignorePaths: readonly string[];

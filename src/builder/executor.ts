@@ -20,7 +20,7 @@ import { anonymousKeychain } from '../registry/keychain.js';
 import { loadRegistryTls } from '../registry/tls-files.js';
 import { defaultIgnoreList, type IgnoreList } from '../rootfs/ignore-list.js';
 import { pullImageVia } from '../sources/registry-source.js';
-import { spoolingImage } from '../sources/registry-spool.js';
+import { spoolingImage, type SpoolingImage } from '../sources/registry-spool.js';
 import { checkPushPermissions } from '../sinks/registry-sink.js';
 import { scratchImage } from '../sources/scratch.js';
 import { Transfers } from '../log/transfers.js';
@@ -40,7 +40,8 @@ import type { BuildRequest } from './build-request.js';
 import { RootfsArea } from './rootfs-area.js';
 import { startSshAgents } from './ssh-agents.js';
 import { compressedSize, moveContainerRoot, PristineRootfsStore, unpackImage } from './rootfs-materializer.js';
-import { buildStage, type StageResult } from './stage-builder.js';
+import { buildStage, mayDefer, type StageResult } from './stage-builder.js';
+import { buildScheduled, hasIndependentStages, type StageGraph } from './stage-scheduler.js';
 
 /** Build args that reach RUN without an ARG and stay out of the image (docker's predefined proxy ARGs). */
 const PROXY_ARGS = ['HTTP_PROXY', 'http_proxy', 'HTTPS_PROXY', 'https_proxy', 'FTP_PROXY', 'ftp_proxy', 'NO_PROXY', 'no_proxy', 'ALL_PROXY', 'all_proxy'];
@@ -295,7 +296,7 @@ async function buildStages(
         const pulledImage = await pullImageVia(bctx.pullClient, parsed, { platform, routes, ctx: bctx, ...(baseCache !== undefined ? { local } : {}) });
         bctx.report.pulled(ref, await pulledImage.digest(), formatPlatform(platform), startedAt);
         if (cached !== undefined) return cached;
-        // Layers download (several at once, into the work dir) only when a stage first reads them.
+        // Layers download (several at once, into the work dir) when prefetchBases or a stage first reads them.
         const img = spoolingImage(pulledImage, {
           dir: join(request.workDir, 'base-blobs'),
           retries: request.registry.imageDownloadRetry,
@@ -376,8 +377,16 @@ async function buildStages(
     }
   }
   await permission;
+  prefetchBases(bctx, df, plan, order, pull);
   const outputStages = stagesInOutput(plan);
-  for (const index of order) {
+  const graph: StageGraph = {
+    order,
+    dependsOn: (i) => plan.stages[i]?.dependsOn ?? [],
+    label: (i) => stageLabel(df.stages[i] ?? { index: i }),
+  };
+  // In container mode every stage that unpacks needs `/`, the one tree there is: one stage at a time.
+  const parallel = request.runMode === 'sandbox' && request.jobs > 1 && hasIndependentStages(graph);
+  const buildOne = async (index: number, sctx: BuildContext): Promise<StageResult> => {
     const stage = df.stages[index];
     const sp = plan.stages[index];
     if (stage === undefined || sp === undefined) throw new KilnError('INTERNAL', `stage ${index} missing from the plan`);
@@ -405,17 +414,18 @@ async function buildStages(
         });
         break;
     }
-    bctx.report.stageStart(index, stageLabel(stage), describeBase(sp.base, df), sp.base.kind === 'image' ? await base.digest() : undefined);
-    log.info(`Building stage '${stageLabel(stage)}' [idx: '${index}', base-idx: '${baseIdx}']`);
+    const stageReport = sctx.report.stageStart(index, stageLabel(stage), describeBase(sp.base, df), sp.base.kind === 'image' ? await base.digest() : undefined);
+    sctx.log.info(`Building stage '${stageLabel(stage)}' [idx: '${index}', base-idx: '${baseIdx}']`);
     const fromSource = (from: string, site: InstructionSite): FromSource => {
       const ref = sp.references.find((r) => r.written === from && r.line === site.line) ?? sp.references.find((r) => r.written === from);
       if (ref === undefined) throw new DockerfileError(`unknown --from source ${JSON.stringify(from)}`, site);
       return ref.source;
     };
-    const result = await buildStage(bctx, {
+    const result = await buildStage(sctx, {
       df,
       stage,
       stagePlan: sp,
+      report: stageReport,
       base,
       baseStage,
       pristineBase:
@@ -439,11 +449,60 @@ async function buildStages(
         return `image:${await (await pull(source.ref, request.platform)).digest()}`;
       },
     });
-    bctx.report.stageEnd();
+    stageReport.end();
     results.set(index, result);
     if (result.onContainerRoot) onRoot = index;
+    return result;
+  };
+  if (!parallel) {
+    for (const index of order) await buildOne(index, bctx);
+    return results;
   }
+  // Each stage logs through its own context: its text lines start with `[stage] ` (kaniko's format
+  // otherwise), its JSON lines carry its own stage and step fields (LogScope.isolate).
+  await buildScheduled(graph, request.jobs, bctx.signal, (index, signal) => {
+    const label = graph.label(index);
+    const log = request.logFormat === 'json' ? bctx.log : bctx.log.child({}, { msgPrefix: `[${label}] ` });
+    const run = (): Promise<StageResult> => buildOne(index, { ...bctx, log, signal });
+    return bctx.scope !== undefined ? bctx.scope.isolate(run) : run();
+  });
   return results;
+}
+
+/**
+ * The layers of every base image a stage will unpack, downloaded as soon as the plan is known (and the
+ * push check has passed), all images at once, instead of when each stage first needs its rootfs: a
+ * stage waiting for its dependencies (or for a --jobs slot) finds its base on disk. Left out, because
+ * their layers may never be read: a stage whose instructions may defer the base (COPY and WORKDIR
+ * only; see stage-builder.ts), and builds with the layer cache (a stage whose steps all hit never
+ * unpacks). A failure here is the stage's to report, when it opens the same layer.
+ */
+function prefetchBases(bctx: BuildContext, df: Dockerfile, plan: BuildPlan, order: readonly number[], pull: (ref: string, platform: Platform) => Promise<Image>): void {
+  if (bctx.request.layerCache !== undefined) return;
+  const fetch = (ref: string, platform: Platform): void => {
+    pull(ref, platform)
+      .then((img) => (isSpooling(img) ? img.spoolAll() : undefined))
+      .catch(() => undefined);
+  };
+  for (const index of order) {
+    const stage = df.stages[index];
+    const sp = plan.stages[index];
+    if (stage === undefined || sp === undefined) continue;
+    // A --from image's filesystem is unpacked whole when the COPY runs.
+    for (const r of sp.references) if (r.source.kind === 'image') fetch(r.source.ref, bctx.request.platform);
+    if (sp.base.kind !== 'image' || mayDefer(stage.instructions)) continue;
+    let platform: Platform;
+    try {
+      platform = sp.platform !== undefined ? parsePlatform(sp.platform) : bctx.request.platform;
+    } catch {
+      continue; // An invalid platform: reported by the stage itself.
+    }
+    fetch(sp.base.ref, platform);
+  }
+}
+
+function isSpooling(img: Image): img is SpoolingImage {
+  return typeof (img as Partial<SpoolingImage>).spoolAll === 'function';
 }
 
 /** A stage's base as the summary shows it. */

@@ -31,6 +31,7 @@ import { chooseOverlay } from './snapshot-strategy.js';
 import type { FsEffect } from '../instructions/handler.js';
 import type { EarlyUploads } from './early-uploads.js';
 import type { LayerWriting } from '../blob/layer-file.js';
+import type { StageHandle } from './build-report.js';
 
 export interface StageResult {
   readonly index: number;
@@ -47,6 +48,8 @@ export interface StageInputs {
   readonly df: Dockerfile;
   readonly stage: Stage;
   readonly stagePlan: StagePlan;
+  /** Where the stage's steps are reported (its own handle: stages may run at the same time). */
+  readonly report: StageHandle;
   readonly base: Image;
   /** The result of the stage this one is built FROM, if any. */
   readonly baseStage: StageResult | undefined;
@@ -300,7 +303,7 @@ class StageRootfs {
  * COPY that turns out to depend on the base (a file to a destination the base may hold as a directory)
  * still unpacks it then, and the deferred layers are applied on top.
  */
-function mayDefer(instructions: readonly Instruction[]): boolean {
+export function mayDefer(instructions: readonly Instruction[]): boolean {
   return instructions.every((i) => (i.kind === 'copy' ? i.chown === undefined : i.kind !== 'run' && i.kind !== 'add'));
 }
 
@@ -381,7 +384,7 @@ export async function buildStage(bctx: BuildContext, inputs: StageInputs): Promi
   log.info(`Executing ${triggers.length} build triggers`);
   for (const instr of [...triggers, ...stage.instructions]) {
     bctx.signal.throwIfAborted();
-    const report = bctx.report.stepStart(instr.line, instr.source, instr.kind === 'run');
+    const report = inputs.report.stepStart(instr.line, instr.source, instr.kind === 'run');
     try {
       log.info(instr.source);
       const site = siteOf(df, instr);

@@ -74,7 +74,7 @@ export const EXECUTOR_GROUPS: readonly FlagGroup[] = [
   { heading: 'Logging:', flags: ['verbosity', 'log-format', 'log-timestamp', 'progress'] },
   {
     heading: "kiln's own (not in kaniko):",
-    flags: ['run-mode', 'run-isolation', 'snapshot-strategy', 'work-dir', 'rootfs-tmpfs', 'rootfs-tmpfs-size', 'mount-cache-dir'],
+    flags: ['run-mode', 'run-isolation', 'jobs', 'snapshot-strategy', 'work-dir', 'rootfs-tmpfs', 'rootfs-tmpfs-size', 'mount-cache-dir'],
   },
 ];
 
@@ -93,6 +93,7 @@ export const EXECUTOR_KILN_FLAGS: ReadonlySet<string> = new Set([
   'rootfs-tmpfs',
   'rootfs-tmpfs-size',
   'mount-cache-dir',
+  'jobs',
 ]);
 
 export const WARMER_GROUPS: readonly FlagGroup[] = [

@@ -1,7 +1,7 @@
 // The executor's entry point: the only place that reads process.*. Builds dependencies once
 // (logger, abort signal, secret mask) and hands them down.
 import { existsSync, statSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { availableParallelism, tmpdir } from 'node:os';
 import { runBuild } from '../builder/executor.js';
 import { DEFAULT_PROGRESS_INTERVAL_MS, startProgressView } from '../log/progress-view.js';
 import { Transfers } from '../log/transfers.js';
@@ -43,6 +43,7 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv): Pro
         isDirectory: (path) => statSync(path, { throwIfNoEntry: false })?.isDirectory() === true,
         ...(process.getuid !== undefined ? { uid: process.getuid() } : {}),
         ...(process.getgid !== undefined ? { gid: process.getgid() } : {}),
+        cores: availableParallelism(),
       };
       const request = await buildRequestFrom(flags, environment);
       // Every process of a container starts with umask 0022 (runc sets it; BuildKit's RUN and docker

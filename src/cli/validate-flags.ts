@@ -113,6 +113,7 @@ const flagsSchema = z.object({
   workDir: z.string().optional(),
   rootfsTmpfs: z.enum(['auto', 'always', 'never']),
   rootfsTmpfsSize: z.string().regex(/^[1-9][0-9]*$/, 'must be a whole number of MiB').optional(),
+  jobs: z.string().regex(/^[1-9][0-9]*$/, 'must be a whole number of stages, at least 1').optional(),
   secret: z.array(z.string()),
   ssh: z.array(z.string()),
   mountCacheDir: z.string().optional(),
@@ -143,6 +144,8 @@ export interface Environment {
   /** The executor's uid (picks the default --mount-cache-dir); unknown is taken as non-root. */
   readonly uid?: number;
   readonly gid?: number;
+  /** The machine's cores: `--jobs`'s default (one when unknown). */
+  readonly cores?: number;
 }
 
 /** kaniko's git credentials: GIT_TOKEN as the username alone, else GIT_USERNAME and GIT_PASSWORD. */
@@ -330,6 +333,7 @@ export async function buildRequestFrom(flags: ExecutorFlags, e: Environment): Pr
     rootfsTmpfs: flags.rootfsTmpfs,
     rootfsTmpfsSizeMiB: flags.rootfsTmpfsSize === undefined ? undefined : Number(flags.rootfsTmpfsSize),
     isRoot: e.uid === 0,
+    jobs: flags.jobs === undefined ? Math.max(1, e.cores ?? 1) : Number(flags.jobs),
     ignorePaths: [...flags.ignorePath, ...(flags.ignoreVarRun ? ['/var/run'] : [])],
     registry: {
       insecurePush: flags.insecure,

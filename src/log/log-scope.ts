@@ -1,21 +1,39 @@
 // Where in the build a log line was written: the stage and step running then. With --log-format json
 // the logger merges these fields into every record (pino's mixin), so a dashboard can group lines by
 // step without parsing their text. One per build, handed down like the logger; never global.
+// Stages built at the same time (--jobs) each get their own fields: `isolate` runs a stage in an async
+// context of its own, so a line logged by one stage never carries another's stage or step.
+import { AsyncLocalStorage } from 'node:async_hooks';
+
 export type ScopeFields = Readonly<Record<string, string | number>>;
 
+interface Holder {
+  fields: ScopeFields;
+}
+
 export class LogScope {
-  #fields: ScopeFields = {};
+  readonly #root: Holder = { fields: {} };
+  readonly #local = new AsyncLocalStorage<Holder>();
 
   get fields(): ScopeFields {
-    return this.#fields;
+    return this.#holder().fields;
   }
 
   /** The fields of the step (or stage) starting now, replacing the previous ones. */
   enter(fields: ScopeFields): void {
-    this.#fields = fields;
+    this.#holder().fields = fields;
   }
 
   leave(): void {
-    this.#fields = {};
+    this.#holder().fields = {};
+  }
+
+  /** Runs `fn` with fields of its own, starting empty: what it enters is seen only by its own lines. */
+  isolate<T>(fn: () => Promise<T>): Promise<T> {
+    return this.#local.run({ fields: {} }, fn);
+  }
+
+  #holder(): Holder {
+    return this.#local.getStore() ?? this.#root;
   }
 }

@@ -23,6 +23,15 @@ describe('version', () => {
     });
   }
 
+  it('answers without loading the bundle (bin/load-kiln.js) with the very lines the bundle prints', async () => {
+    const fast = await run(process.execPath, [EXECUTOR, 'version']);
+    // The bundle's own answer: its main, asked the same, through runCommand and versionText.
+    const script = `require(${JSON.stringify(EXECUTOR.replace(/executor\.js$/, 'load-kiln.js'))}).loadMain('main').then((m) => m(['node', 'executor', 'version'], process.env)).then((c) => { process.exitCode = c; })`;
+    const viaBundle = await run(process.execPath, ['-e', script]);
+    expect(fast.stdout).toBe(viaBundle.stdout);
+    expect(fast.stdout).not.toContain('commit unknown');
+  });
+
   it('is not taken for a version request when other flags come with it (commander refuses the stray word)', async () => {
     const r = await run(process.execPath, [EXECUTOR, 'version', '--no-push']).catch((e: { code: number; stderr: string }) => e);
     expect('code' in r ? r.code : 0).toBe(1);

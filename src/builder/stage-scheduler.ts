@@ -1,0 +1,111 @@
+// Stages built as soon as what they depend on is built, at most `jobs` at a time (--jobs). The first
+// stage that fails aborts the others through their signal (their RUN processes are killed by it:
+// spawn's signal), every stage is waited for before the failure is thrown, so nothing of a cancelled
+// stage still runs while the build cleans up its trees.
+import { KilnError, StageFailedError } from '../errors.js';
+
+export interface StageGraph {
+  /** Stages to build, dependencies first. */
+  readonly order: readonly number[];
+  dependsOn(index: number): readonly number[];
+  label(index: number): string;
+}
+
+/** Whether two stages of `order` depend on each other in neither direction: only then can any overlap. */
+export function hasIndependentStages(graph: StageGraph): boolean {
+  const reach = new Map<number, Set<number>>();
+  for (const i of graph.order) {
+    const all = new Set<number>();
+    for (const d of graph.dependsOn(i)) {
+      all.add(d);
+      for (const t of reach.get(d) ?? []) all.add(t);
+    }
+    reach.set(i, all);
+  }
+  const order = graph.order;
+  for (let a = 0; a < order.length; a++) {
+    for (let b = a + 1; b < order.length; b++) {
+      const x = order[a] as number;
+      const y = order[b] as number;
+      if (!reach.get(y)?.has(x) && !reach.get(x)?.has(y)) return true;
+    }
+  }
+  return false;
+}
+
+/** A counting semaphore: `jobs` stages hold a slot at once; a stage waiting for its dependencies holds none. */
+class Slots {
+  #free: number;
+  readonly #waiting: (() => void)[] = [];
+  constructor(n: number) {
+    this.#free = n;
+  }
+  async acquire(): Promise<void> {
+    if (this.#free > 0) {
+      this.#free--;
+      return;
+    }
+    await new Promise<void>((resolve) => this.#waiting.push(resolve));
+  }
+  release(): void {
+    const next = this.#waiting.shift();
+    if (next !== undefined) next();
+    else this.#free++;
+  }
+}
+
+/**
+ * Builds every stage of `graph` with `build`, which gets a signal aborted when another stage fails (or
+ * `outer` is). Resolves with each stage's result once all are built; rejects, after every started
+ * stage has ended, with the first failure, named by its stage.
+ */
+export async function buildScheduled<R>(
+  graph: StageGraph,
+  jobs: number,
+  outer: AbortSignal,
+  build: (index: number, signal: AbortSignal) => Promise<R>,
+): Promise<Map<number, R>> {
+  const controller = new AbortController();
+  const onOuter = (): void => controller.abort(outer.reason);
+  if (outer.aborted) onOuter();
+  else outer.addEventListener('abort', onOuter, { once: true });
+  const slots = new Slots(Math.max(1, jobs));
+  const results = new Map<number, R>();
+  const running = new Map<number, Promise<R>>();
+  let first: { err: unknown } | undefined;
+  for (const index of graph.order) {
+    const deps = graph.dependsOn(index).flatMap((d) => {
+      const p = running.get(d);
+      return p === undefined ? [] : [p];
+    });
+    const p = (async () => {
+      await Promise.all(deps);
+      await slots.acquire();
+      try {
+        controller.signal.throwIfAborted();
+        const r = await build(index, controller.signal);
+        results.set(index, r);
+        return r;
+      } catch (err) {
+        if (first === undefined && !controller.signal.aborted) {
+          first = { err: err instanceof KilnError ? new StageFailedError(graph.label(index), err) : err };
+          controller.abort(first.err);
+        }
+        throw err;
+      } finally {
+        slots.release();
+      }
+    })();
+    // Observed here; the failure is reported once, below.
+    p.catch(() => undefined);
+    running.set(index, p);
+  }
+  try {
+    const settled = await Promise.allSettled(running.values());
+    if (first !== undefined) throw first.err;
+    for (const s of settled) if (s.status === 'rejected') throw s.reason;
+    return results;
+  } finally {
+    outer.removeEventListener('abort', onOuter);
+  }
+}

@@ -1,0 +1,62 @@
+// The stage scheduler on its own: dependencies first, never more than `jobs` stages at once, and the
+// first failure aborts the others, waits for them, and is named by its stage. Stages here are promises
+// the test settles by hand: no clock.
+import { describe, expect, it } from 'vitest';
+import { KilnError, RunFailedError, StageFailedError } from '../../src/errors.js';
+import { buildScheduled, hasIndependentStages, type StageGraph } from '../../src/builder/stage-scheduler.js';
+
+const graph = (deps: Record<number, number[]>): StageGraph => ({
+  order: Object.keys(deps).map(Number),
+  dependsOn: (i) => deps[i] ?? [],
+  label: (i) => `s${i}`,
+});
+
+describe('stage scheduler', () => {
+  it('sees independent stages only where neither depends on the other', () => {
+    expect(hasIndependentStages(graph({ 0: [], 1: [0], 2: [1] }))).toBe(false);
+    expect(hasIndependentStages(graph({ 0: [], 1: [], 2: [0, 1] }))).toBe(true);
+    expect(hasIndependentStages(graph({ 0: [] }))).toBe(false);
+  });
+
+  it('starts a stage only after its dependencies, at most `jobs` at once', async () => {
+    const g = graph({ 0: [], 1: [], 2: [], 3: [0, 1, 2] });
+    let running = 0;
+    let peak = 0;
+    const started: number[] = [];
+    const results = await buildScheduled(g, 2, new AbortController().signal, async (i) => {
+      started.push(i);
+      running++;
+      peak = Math.max(peak, running);
+      if (i === 3) expect(started.slice(0, 3).sort()).toEqual([0, 1, 2]);
+      for (let k = 0; k < 5; k++) await Promise.resolve();
+      running--;
+      return i * 10;
+    });
+    expect(peak).toBe(2);
+    expect([...results.entries()].sort((a, b) => a[0] - b[0])).toEqual([
+      [0, 0],
+      [1, 10],
+      [2, 20],
+      [3, 30],
+    ]);
+  });
+
+  it('aborts the other stages on the first failure, waits for them, and names the failing stage', async () => {
+    const g = graph({ 0: [], 1: [], 2: [0, 1] });
+    let slowEnded = false;
+    const p = buildScheduled(g, 2, new AbortController().signal, async (i, signal) => {
+      if (i === 1) throw new RunFailedError('Dockerfile:4 RUN exit 3', 3);
+      if (i === 0) {
+        await new Promise<void>((resolve) => signal.addEventListener('abort', () => resolve(), { once: true }));
+        slowEnded = true;
+        throw new KilnError('INTERNAL', 'aborted');
+      }
+      throw new Error('stage 2 must not start');
+    });
+    const err = await p.catch((e: unknown) => e);
+    expect(slowEnded).toBe(true);
+    expect(err).toBeInstanceOf(StageFailedError);
+    expect((err as StageFailedError).message).toBe('stage s1: Dockerfile:4 RUN exit 3: failed to execute command: exit status 3');
+    expect((err as StageFailedError).exitCode).toBe(3);
+  });
+});
