@@ -42,6 +42,7 @@ import { startSshAgents } from './ssh-agents.js';
 import { compressedSize, moveContainerRoot, PristineRootfsStore, unpackImage } from './rootfs-materializer.js';
 import { buildStage, mayDefer, type StageResult } from './stage-builder.js';
 import { buildScheduled, hasIndependentStages, type StageGraph } from './stage-scheduler.js';
+import { endStream, prefixLines } from '../log/line-prefixer.js';
 
 /** Build args that reach RUN without an ARG and stay out of the image (docker's predefined proxy ARGs). */
 const PROXY_ARGS = ['HTTP_PROXY', 'http_proxy', 'HTTPS_PROXY', 'https_proxy', 'FTP_PROXY', 'ftp_proxy', 'NO_PROXY', 'no_proxy', 'ALL_PROXY', 'all_proxy'];
@@ -463,7 +464,17 @@ async function buildStages(
   await buildScheduled(graph, request.jobs, bctx.signal, (index, signal) => {
     const label = graph.label(index);
     const log = request.logFormat === 'json' ? bctx.log : bctx.log.child({}, { msgPrefix: `[${label}] ` });
-    const run = (): Promise<StageResult> => buildOne(index, { ...bctx, log, signal });
+    // RUN's own output too: its lines start with `[stage] ` in both formats (it is never JSON).
+    const stdout = prefixLines(bctx.stdout, `[${label}] `);
+    const stderr = prefixLines(bctx.stderr, `[${label}] `);
+    const run = async (): Promise<StageResult> => {
+      try {
+        return await buildOne(index, { ...bctx, log, signal, stdout, stderr });
+      } finally {
+        // The stage's last partial line, if any, is written before the stage counts as built.
+        await Promise.all([endStream(stdout), endStream(stderr)]);
+      }
+    };
     return bctx.scope !== undefined ? bctx.scope.isolate(run) : run();
   });
   return results;

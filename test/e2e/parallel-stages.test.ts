@@ -61,6 +61,19 @@ describe('parallel stages (--jobs)', () => {
     expect(par.stderr).toMatch(/^INFO\[\d{4}\] \[three\] WORKDIR \/out$/m);
     expect(seq.stderr).toMatch(/^INFO\[\d{4}\] RUN mkdir \/out && echo two/m);
     expect(seq.stderr).not.toContain('[two]');
+    // RUN's own output too, while stages overlap.
+    const out = async (name: string) => {
+      const dir = await context({ Dockerfile: [`FROM ${images.busybox} AS ${name}a`, 'RUN echo made-a; echo oops-a >&2', `FROM ${images.busybox} AS ${name}b`, 'RUN echo made-b', `FROM ${images.busybox}`, `COPY --from=${name}a /bin/busybox /a`, `COPY --from=${name}b /bin/busybox /b`, ''].join('\n') });
+      return executor(['--context', dir, '--no-push', '--insecure-pull', '--jobs', name === 'p' ? '2' : '1']);
+    };
+    const [p, s] = [await out('p'), await out('s')];
+    expect(p.code, p.stderr).toBe(0);
+    expect(p.stdout).toMatch(/^\[pa\] made-a$/m);
+    expect(p.stdout).toMatch(/^\[pb\] made-b$/m);
+    expect(p.stderr).toMatch(/^\[pa\] oops-a$/m);
+    expect(s.code, s.stderr).toBe(0);
+    expect(s.stdout).toMatch(/^made-a$/m);
+    expect(s.stdout).not.toContain('[sa]');
   });
 
   it('runs independent stages at the same time, and --log-format json gives each line its own stage', async () => {
