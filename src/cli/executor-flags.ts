@@ -83,6 +83,8 @@ export interface ParsedFlags {
   force: boolean;
   pushRetry: string;
   imageDownloadRetry: string;
+  connectTimeout: string;
+  idleTimeout: string;
   compression: string;
   compressionLevel?: string;
   runMode: string;
@@ -173,6 +175,8 @@ export function executorCommand(): GoStyleCommand {
     .option('--force', 'allow container mode outside kiln\'s executor image (it replaces files under /)', false)
     .option('--push-retry <n>', 'retries for a failed push', '0')
     .option('--image-download-retry <n>', 'retries for a failed base image download', '0')
+    .option('--connect-timeout <duration>', '(kiln) Go duration a TCP connect plus TLS handshake may take, for registries, token servers, https contexts and ADD URLs; retried as the retry flags say', '30s')
+    .option('--idle-timeout <duration>', '(kiln) Go duration a connected peer may stay silent: before the response headers and within a body', '60s')
     .option('--image-fs-extract-retry <n>', 'retries for a failed base image extraction (kiln extracts while it downloads: the same as --image-download-retry)', '0')
     .addOption(new Option('-b, --bucket <name>', 'bucket holding the context as context.tar.gz: gs://BUCKET by default, or s3://BUCKET (kaniko)').hideHelp())
     .addOption(new Option('--compression <codec>', 'compression of new layers').choices(['gzip', 'zstd']).default('gzip'))

@@ -50,7 +50,7 @@ export const EXECUTOR_GROUPS: readonly FlagGroup[] = [
   },
   {
     heading: 'Registry and TLS:',
-    flags: ['insecure', 'skip-tls-verify', ...PULL_REGISTRY_FLAGS, 'image-download-retry', 'image-fs-extract-retry'],
+    flags: ['insecure', 'skip-tls-verify', ...PULL_REGISTRY_FLAGS, 'image-download-retry', 'image-fs-extract-retry', 'connect-timeout', 'idle-timeout'],
   },
   {
     heading: 'Cache:',
@@ -92,6 +92,8 @@ export const EXECUTOR_KILN_FLAGS: ReadonlySet<string> = new Set([
   'work-dir',
   'rootfs-tmpfs',
   'rootfs-tmpfs-size',
+  'connect-timeout',
+  'idle-timeout',
   'mount-cache-dir',
 ]);
 

@@ -105,6 +105,8 @@ const flagsSchema = z.object({
   force: z.boolean(),
   pushRetry: z.string().regex(/^\d+$/, 'must be a whole number'),
   imageDownloadRetry: z.string().regex(/^\d+$/, 'must be a whole number'),
+  connectTimeout: z.string(),
+  idleTimeout: z.string(),
   compression: z.enum(['gzip', 'zstd']),
   compressionLevel: z.string().regex(/^-?[0-9]+$/, 'must be a whole number').optional(),
   runMode: z.enum(['auto', 'sandbox', 'container']),
@@ -226,6 +228,13 @@ function defaultMountCacheDir(runMode: RunMode, workDir: string, e: Environment)
   return join(e.homeDir, '.cache', 'kiln', 'mounts');
 }
 
+/** `--connect-timeout 30s` -> 30000: a positive Go duration, whole milliseconds. */
+function waitFlag(name: string, text: string): number {
+  const ns = parseGoDuration(text);
+  if (ns === undefined || ns < 1_000_000) throw new UsageError(`invalid --${name} ${JSON.stringify(text)}: want a Go duration of at least 1ms, such as 30s or 2m`);
+  return Math.round(ns / 1_000_000);
+}
+
 /**
  * `--cache` and its flags -> the cache settings, or undefined without `--cache` (kaniko ignores
  * `--cache-repo` then). No `--cache-repo`: kaniko's `<first destination's repository>/cache`; with
@@ -329,6 +338,7 @@ export async function buildRequestFrom(flags: ExecutorFlags, e: Environment): Pr
     ownsWorkDir,
     rootfsTmpfs: flags.rootfsTmpfs,
     rootfsTmpfsSizeMiB: flags.rootfsTmpfsSize === undefined ? undefined : Number(flags.rootfsTmpfsSize),
+    waits: { connectMs: waitFlag('connect-timeout', flags.connectTimeout), idleMs: waitFlag('idle-timeout', flags.idleTimeout) },
     isRoot: e.uid === 0,
     ignorePaths: [...flags.ignorePath, ...(flags.ignoreVarRun ? ['/var/run'] : [])],
     registry: {

@@ -7,4 +7,6 @@ export interface RunContext {
   readonly signal: AbortSignal;
   /** Where bytes moving (downloads, uploads, layer files) are counted and shown; absent: not watched. */
   readonly transfers?: Transfers | undefined;
+  /** How long a network peer may stay silent (`--connect-timeout`, `--idle-timeout`); absent: the defaults. */
+  readonly waits?: { readonly connectMs: number; readonly idleMs: number } | undefined;
 }
