@@ -212,11 +212,16 @@ function earlyUploadsFor(request: BuildRequest, client: RegistryClient, deps: Bu
   return new EarlyUploads(client, first, deps);
 }
 
+/** The directories a build makes under its work dir, besides the context and the rootfs area's. */
+const WORK_DIR_PARTS = ['stages', 'base-blobs', 'layers', 'run-mounts', 'ssh-agents'] as const;
+
 /** What this build wrote under the work dir: all of it when kiln made the dir, else its own parts. */
 async function removeWorkFiles(request: BuildRequest): Promise<void> {
   if (request.ownsWorkDir) await rm(request.workDir, { recursive: true, force: true });
   else {
-    await rm(join(request.workDir, 'base-blobs'), { recursive: true, force: true });
+    // A user's --work-dir is often reused by the next build (a CI runner's): everything kiln put
+    // there goes, on success and on failure alike (stage trees go with the rootfs area).
+    for (const part of WORK_DIR_PARTS) await rm(join(request.workDir, part), { recursive: true, force: true });
     await rm(fetchedContextDir(request), { recursive: true, force: true });
   }
 }
