@@ -118,7 +118,8 @@ describe('RUN --mount=type=ssh', () => {
   });
 
   it('closes the per-RUN sockets and stops its own agent', async () => {
-    expect(await readdir(join(work, 'run-mounts'))).toEqual([]);
+    // The build removes its run-mounts directory with the rest of what it made in --work-dir.
+    expect(existsSync(join(work, 'run-mounts'))).toBe(false);
     expect(existsSync(join(work, 'ssh-agents'))).toBe(false);
     const { stdout } = await run('ps', ['-eo', 'args']);
     expect(stdout).not.toContain(join(work, 'ssh-agents'));
