@@ -119,6 +119,8 @@ export interface BuildRequest {
   readonly rootfsTmpfs: TmpfsPolicy;
   /** `--rootfs-tmpfs-size` (kiln), in MiB. */
   readonly rootfsTmpfsSizeMiB: number | undefined;
+  /** `--archive-max-mib`, `--archive-max-entries`. */
+  readonly archiveLimits: { readonly maxBytes: number; readonly maxEntries: number };
   /** `--connect-timeout`, `--idle-timeout` in ms (registry/bounded-agent.ts). */
   readonly waits: { readonly connectMs: number; readonly idleMs: number };
   /** Whether kiln runs as root (it may mount). */

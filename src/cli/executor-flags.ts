@@ -84,6 +84,8 @@ export interface ParsedFlags {
   pushRetry: string;
   imageDownloadRetry: string;
   connectTimeout: string;
+  archiveMaxMib: string;
+  archiveMaxEntries: string;
   idleTimeout: string;
   compression: string;
   compressionLevel?: string;
@@ -177,6 +179,8 @@ export function executorCommand(): GoStyleCommand {
     .option('--image-download-retry <n>', 'retries for a failed base image download', '0')
     .option('--connect-timeout <duration>', '(kiln) Go duration a TCP connect plus TLS handshake may take, for registries, token servers, https contexts and ADD URLs; retried as the retry flags say', '30s')
     .option('--idle-timeout <duration>', '(kiln) Go duration a connected peer may stay silent: before the response headers and within a body', '60s')
+    .option('--archive-max-mib <MiB>', '(kiln) most a context tar or an ADD archive may unpack to; past it the build fails (a gzip bomb)', '32768')
+    .option('--archive-max-entries <n>', '(kiln) most entries a context tar or an ADD archive may hold', '4000000')
     .option('--image-fs-extract-retry <n>', 'retries for a failed base image extraction (kiln extracts while it downloads: the same as --image-download-retry)', '0')
     .addOption(new Option('-b, --bucket <name>', 'bucket holding the context as context.tar.gz: gs://BUCKET by default, or s3://BUCKET (kaniko)').hideHelp())
     .addOption(new Option('--compression <codec>', 'compression of new layers').choices(['gzip', 'zstd']).default('gzip'))

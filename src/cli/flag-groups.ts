@@ -66,6 +66,8 @@ export const EXECUTOR_GROUPS: readonly FlagGroup[] = [
       'skip-unused-stages',
       'ignore-path',
       'ignore-var-run',
+      'archive-max-mib',
+      'archive-max-entries',
       'cleanup',
       'kaniko-dir',
       'force',
@@ -94,6 +96,8 @@ export const EXECUTOR_KILN_FLAGS: ReadonlySet<string> = new Set([
   'rootfs-tmpfs-size',
   'connect-timeout',
   'idle-timeout',
+  'archive-max-mib',
+  'archive-max-entries',
   'mount-cache-dir',
 ]);
 

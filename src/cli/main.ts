@@ -61,6 +61,7 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv): Pro
           stderr: live !== undefined ? live.wrap(process.stderr) : process.stderr,
           hostPath: env['PATH'],
           waits: request.waits,
+          archiveLimits: request.archiveLimits,
         });
       } finally {
         stopProgress();

@@ -22,7 +22,7 @@ import { loadAws, loadAzure, loadGcp } from '../cloud/load.js';
 import { ContextError, KilnError } from '../errors.js';
 import { basicAuthorization, gitEnv, runGit, type GitConfigEntry } from '../git/run-git.js';
 import type { SecretMask } from '../log/logger.js';
-import type { RunContext } from '../log/run-context.js';
+import { DEFAULT_ARCHIVE_LIMITS, type RunContext } from '../log/run-context.js';
 import { boundedAgents, DEFAULT_WAIT_LIMITS } from '../registry/bounded-agent.js';
 import { IgnoreList } from '../rootfs/ignore-list.js';
 import { unpackLayer } from '../rootfs/unpack.js';
@@ -190,6 +190,7 @@ async function unpackArchive(source: Readable, what: string, o: FetchContextOpti
       ctx: o.ctx,
       what: `build context ${what}`,
       whiteouts: false,
+      limits: o.ctx.archiveLimits ?? DEFAULT_ARCHIVE_LIMITS,
       ...(o.owner !== undefined ? { owner: o.owner } : {}),
     });
   } catch (err) {
