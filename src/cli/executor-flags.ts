@@ -196,7 +196,7 @@ export function executorCommand(): GoStyleCommand {
     .addOption(new Option('--run-isolation <mode>', '(kiln) container mode: each RUN in user, mount and PID namespaces of its own that hide kiln\'s dir and the credentials (and allow RUN --mount); auto: where the runtime allows it, else a warning and RUN on kiln\'s own /; required: fail instead; off: never').choices(['auto', 'required', 'off']).default('auto'))
     .addOption(new Option('--run-mode <mode>', '(kiln) sandbox: RUN in an isolated rootfs; container: the rootfs is / (executor image); auto').choices(['auto', 'sandbox', 'container']).default('auto'))
     .option('--work-dir <dir>', '(kiln) where the rootfs and layers are kept in sandbox mode (default: a temp dir)')
-    .addOption(new Option('--rootfs-tmpfs <when>', '(kiln) sandbox mode as root: keep stage filesystems on a private tmpfs; auto: with 8 GiB+ of memory available and a base under an eighth of it').choices(['auto', 'always', 'never']).default('auto'))
+    .addOption(new Option('--rootfs-tmpfs <when>', '(kiln) sandbox mode as root: keep stage filesystems on a private tmpfs; auto: with 8 GiB+ of memory available (within the cgroup limit, less what other kiln builds\' tmpfs mounts may take) and a base under an eighth of it').choices(['auto', 'always', 'never']).default('auto'))
     .option('--rootfs-tmpfs-size <MiB>', '(kiln) size limit of that tmpfs (default: half of the available memory)')
     .option('--secret <spec>', 'id=ID,src=PATH or id=ID,env=VAR: a secret for RUN --mount=type=secret (repeatable)', collect, [])
     .option('--ssh <spec>', 'default|ID[=SOCKET|KEY[,KEY...]]: an SSH agent for RUN --mount=type=ssh; no path: $SSH_AUTH_SOCK (repeatable)', collect, [])
