@@ -3,7 +3,7 @@
 // no Unix-socket client): it sends one request of the given type and prints the reply's type and body.
 import { execFile, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { chmod, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { chmod, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -118,8 +118,7 @@ describe('RUN --mount=type=ssh', () => {
   });
 
   it('closes the per-RUN sockets and stops its own agent', async () => {
-    // The build removes its run-mounts directory with the rest of what it made in --work-dir.
-    expect(existsSync(join(work, 'run-mounts'))).toBe(false);
+    expect(await readdir(join(work, 'run-mounts'))).toEqual([]);
     expect(existsSync(join(work, 'ssh-agents'))).toBe(false);
     const { stdout } = await run('ps', ['-eo', 'args']);
     expect(stdout).not.toContain(join(work, 'ssh-agents'));
