@@ -42,7 +42,9 @@ function bound(socket: Socket, host: string, limits: WaitLimits, secure: boolean
   // deadline off for the whole body: on our sockets "no deadline" means our idle deadline.
   const setTimeoutOf = socket.setTimeout.bind(socket);
   socket.setTimeout = (ms: number, callback?: () => void): Socket => setTimeoutOf(ms === 0 ? limits.idleMs : ms, callback);
-  socket.on('timeout', () => {
+  socket.on('timeout', onIdle);
+  (socket as Socket & { [OWN_IDLE]?: () => void })[OWN_IDLE] = onIdle;
+  function onIdle(): void {
     const req = (socket as Socket & SocketInUse)._httpMessage;
     if (req === null || req === undefined) {
       // An idle keep-alive socket in the pool: nobody is waiting on it.
@@ -54,7 +56,18 @@ function bound(socket: Socket, host: string, limits: WaitLimits, secure: boolean
     // The body stream gets our error itself; Node would otherwise report a bare "aborted".
     if (res !== null && res !== undefined) res.destroy(err);
     socket.destroy(err);
-  });
+  }
+}
+
+const OWN_IDLE = Symbol('kiln idle listener');
+
+/**
+ * Node's ClientRequest.setTimeout (node-fetch calls it on every response) leaves a 'timeout' listener
+ * on a keep-alive socket per request served; once the socket is back in the pool only ours matters.
+ */
+function pruneTimeoutListeners(socket: Socket): void {
+  const own = (socket as Socket & { [OWN_IDLE]?: () => void })[OWN_IDLE];
+  for (const l of socket.listeners('timeout')) if (l !== own) socket.removeListener('timeout', l as () => void);
 }
 
 function hostOf(options: { host?: string | null | undefined; hostname?: string | null | undefined; port?: number | string | null | undefined }): string {
@@ -63,15 +76,16 @@ function hostOf(options: { host?: string | null | undefined; hostname?: string |
   return options.port !== undefined && options.port !== null && options.port !== '' ? `${shown}:${options.port}` : shown;
 }
 
-// The agents' options keep `timeout` equal to idleMs: Node resets a socket's timeout to the agent's
-// whenever a socket returns to the pool, which would otherwise switch our idle deadline off for the
-// next request on a reused socket.
+// No `timeout` in the agents' options: with one, Node adds a 'timeout' listener to a keep-alive socket
+// for every request it serves (a MaxListenersExceededWarning on stderr after ten). Node resets a socket
+// returning to the pool to the agent's timeout, 0, which the override in bound() turns into idleMs.
 
 export class BoundedHttpAgent extends HttpAgent {
   readonly #limits: WaitLimits;
   constructor(limits: WaitLimits, options: AgentOptions = {}) {
-    super({ ...options, timeout: limits.idleMs });
+    super(options);
     this.#limits = limits;
+    this.on('free', pruneTimeoutListeners);
   }
   override createConnection(...args: Parameters<HttpAgent['createConnection']>): ReturnType<HttpAgent['createConnection']> {
     const socket = super.createConnection(...args);
@@ -83,8 +97,9 @@ export class BoundedHttpAgent extends HttpAgent {
 export class BoundedHttpsAgent extends HttpsAgent {
   readonly #limits: WaitLimits;
   constructor(limits: WaitLimits, options: HttpsAgentOptions = {}) {
-    super({ ...options, timeout: limits.idleMs });
+    super(options);
     this.#limits = limits;
+    this.on('free', pruneTimeoutListeners);
   }
   override createConnection(...args: Parameters<HttpAgent['createConnection']>): ReturnType<HttpAgent['createConnection']> {
     const socket = super.createConnection(...args) as TLSSocket;
