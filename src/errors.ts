@@ -15,6 +15,7 @@ export type ErrorCode =
   | 'RUN'
   | 'SANDBOX'
   | 'OUTPUT'
+  | 'TIMEOUT'
   | 'INVALID_DOCUMENT'
   | 'INTERNAL';
 
@@ -88,6 +89,29 @@ export class RegistryError extends KilnError {
     this.retryable = details.retryable ?? false;
     this.url = details.url;
   }
+}
+
+/** A peer that stopped answering: no connection, no response headers, or a body that went quiet. */
+export class WaitTimeoutError extends KilnError {
+  readonly host: string;
+  readonly phase: 'connect' | 'response' | 'body';
+  readonly ms: number;
+  constructor(host: string, phase: 'connect' | 'response' | 'body', ms: number) {
+    const what =
+      phase === 'connect'
+        ? `no connection to ${host} within ${seconds(ms)} (waited for TCP connect and TLS handshake; --connect-timeout)`
+        : phase === 'response'
+          ? `no response from ${host} within ${seconds(ms)} (waited for response headers; --idle-timeout)`
+          : `no data from ${host} for ${seconds(ms)} (waited for the rest of the response body; --idle-timeout)`;
+    super('TIMEOUT', what);
+    this.host = host;
+    this.phase = phase;
+    this.ms = ms;
+  }
+}
+
+function seconds(ms: number): string {
+  return ms % 1000 === 0 ? `${ms / 1000}s` : `${ms}ms`;
 }
 
 export class DigestMismatchError extends KilnError {

@@ -121,6 +121,10 @@ export interface BuildRequest {
   readonly rootfsTmpfsSizeMiB: number | undefined;
   /** `--jobs` (kiln): stages built at once in sandbox mode (default: the number of cores). */
   readonly jobs: number;
+  /** `--archive-max-mib`, `--archive-max-entries`. */
+  readonly archiveLimits: { readonly maxBytes: number; readonly maxEntries: number };
+  /** `--connect-timeout`, `--idle-timeout` in ms (registry/bounded-agent.ts). */
+  readonly waits: { readonly connectMs: number; readonly idleMs: number };
   /** Whether kiln runs as root (it may mount). */
   readonly isRoot: boolean;
   readonly ignorePaths: readonly string[];

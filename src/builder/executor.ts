@@ -186,6 +186,7 @@ async function buildImage(request: BuildRequest, deps: BuildDeps, report: BuildR
     earlyUploads: earlyUploadsFor(request, pushClient, deps),
     runIsolation: once(() => chooseIsolation(request, request.registry.cloudEnv, deps)),
   };
+  let succeeded = false;
   try {
     // Awaited before any stage starts: bad credentials fail in a second, not after the build. Base
     // manifests are fetched meanwhile (no layer is downloaded before the check has passed).
@@ -195,6 +196,7 @@ async function buildImage(request: BuildRequest, deps: BuildDeps, report: BuildR
     const final = results.get(plan.target);
     if (final === undefined) throw new KilnError('INTERNAL', `target stage ${plan.target} was not built`);
     const digest = await writeOutputs(bctx, final.image);
+    succeeded = true;
     return { digest };
   } finally {
     // Cache pushes run in the background during the build; they end (or fail, with a warning) here.
@@ -204,7 +206,7 @@ async function buildImage(request: BuildRequest, deps: BuildDeps, report: BuildR
     pushClient.close();
     await bctx.area.close();
     await sshAgents.close();
-    await removeWorkFiles(request);
+    await removeWorkFiles(request, succeeded);
   }
 }
 
@@ -214,11 +216,17 @@ function earlyUploadsFor(request: BuildRequest, client: RegistryClient, deps: Bu
   return new EarlyUploads(client, first, deps);
 }
 
+/** The directories a build makes under its work dir, besides the context and the rootfs area's. */
+const WORK_DIR_PARTS = ['stages', 'layers', 'run-mounts', 'ssh-agents'] as const;
+
 /** What this build wrote under the work dir: all of it when kiln made the dir, else its own parts. */
-async function removeWorkFiles(request: BuildRequest): Promise<void> {
+async function removeWorkFiles(request: BuildRequest, succeeded = false): Promise<void> {
   if (request.ownsWorkDir) await rm(request.workDir, { recursive: true, force: true });
   else {
+    // A user's --work-dir is often reused by the next build (a CI runner's): after a failure
+    // everything kiln put there goes. After a success the layers stay, as kaniko leaves them in its dir.
     await rm(join(request.workDir, 'base-blobs'), { recursive: true, force: true });
+    if (!succeeded) for (const part of WORK_DIR_PARTS) await rm(join(request.workDir, part), { recursive: true, force: true });
     await rm(fetchedContextDir(request), { recursive: true, force: true });
   }
 }

@@ -40,8 +40,17 @@ export function chooseTmpfs(input: {
   baseCompressedBytes: number;
   /** `--rootfs-tmpfs-size` in MiB, when given. */
   sizeMiB: number | undefined;
+  /** The size limits of other live kiln builds' tmpfs mounts: memory they may still take. */
+  claimedBytes?: number;
+  /** memory.max minus memory.current of the cgroup kiln runs in (a pod's limit: tmpfs pages count against it). */
+  cgroupAvailableBytes?: number | undefined;
 }): TmpfsChoice {
-  const { policy, memAvailableBytes: avail } = input;
+  const { policy } = input;
+  // What this build may promise itself: the tighter of the machine and the cgroup, less what other
+  // builds' tmpfs mounts may still grow to (their used pages are already out of MemAvailable, so
+  // this counts those twice: on the safe side).
+  const machine = input.cgroupAvailableBytes !== undefined && input.memAvailableBytes !== undefined ? Math.min(input.memAvailableBytes, input.cgroupAvailableBytes) : input.memAvailableBytes;
+  const avail = machine === undefined ? undefined : Math.max(0, machine - (input.claimedBytes ?? 0));
   const size = input.sizeMiB !== undefined ? input.sizeMiB * MiB : Math.floor((avail ?? 0) / 2);
   if (policy === 'never') return { use: false, sizeBytes: 0, why: '--rootfs-tmpfs never' };
   if (!input.sandbox) return { use: false, sizeBytes: 0, why: 'container mode builds on /' };
@@ -82,6 +91,39 @@ export function kilnTmpfsMounts(mountinfo: string): { pid: number; point: string
   return out;
 }
 
+/** The `size=` limit of each kiln-rootfs-<pid> tmpfs in mountinfo text, in bytes, by pid. */
+export function kilnTmpfsSizes(mountinfo: string): { pid: number; bytes: number }[] {
+  const out: { pid: number; bytes: number }[] = [];
+  for (const line of mountinfo.split('\n')) {
+    const right = line.split(' - ')[1];
+    if (right === undefined) continue;
+    const [fstype, source, options] = right.split(' ');
+    const m = /^kiln-rootfs-(\d+)$/.exec(source ?? '');
+    const size = /(?:^|,)size=(\d+)k(?:,|$)/.exec(options ?? '');
+    if (fstype !== 'tmpfs' || m?.[1] === undefined || size?.[1] === undefined) continue;
+    out.push({ pid: Number(m[1]), bytes: Number(size[1]) * 1024 });
+  }
+  return out;
+}
+
+/** memory.max - memory.current of a cgroup v2 (files' text), or undefined when unlimited or unknown. */
+export function cgroupAvailable(max: string | undefined, current: string | undefined): number | undefined {
+  const limit = Number((max ?? '').trim());
+  const used = Number((current ?? '').trim());
+  if (!Number.isFinite(limit) || !Number.isFinite(used) || (max ?? '').trim() === '' || (max ?? '').trim() === 'max') return undefined;
+  return Math.max(0, limit - used);
+}
+
+/** Reads the cgroup v2 memory figures of this process (a Kubernetes pod's limit lives there). */
+async function readCgroupAvailable(): Promise<number | undefined> {
+  const self = await readFile('/proc/self/cgroup', 'utf8').catch(() => '');
+  const path = /^0::(\/.*)$/m.exec(self)?.[1];
+  if (path === undefined) return undefined;
+  const dir = join('/sys/fs/cgroup', path);
+  const [max, current] = await Promise.all([readFile(join(dir, 'memory.max'), 'utf8').catch(() => undefined), readFile(join(dir, 'memory.current'), 'utf8').catch(() => undefined)]);
+  return cgroupAvailable(max, current);
+}
+
 export interface RootfsAreaOptions {
   readonly workDir: string;
   readonly policy: TmpfsPolicy;
@@ -119,7 +161,13 @@ export class RootfsArea {
     const { workDir, policy, sizeMiB, sandbox, root, ctx } = this.#opts;
     if (sandbox && root) await sweepStaleMounts(ctx);
     const meminfo = await readFile('/proc/meminfo', 'utf8').catch(() => '');
-    const choice = chooseTmpfs({ policy, sandbox, root, memAvailableBytes: parseMemAvailable(meminfo), baseCompressedBytes, sizeMiB });
+    // Other builds on this machine (a CI runner with `concurrent = 6`) have promised memory too.
+    const mountinfo = await readFile('/proc/self/mountinfo', 'utf8').catch(() => '');
+    const claimedBytes = kilnTmpfsSizes(mountinfo)
+      .filter((m) => m.pid !== process.pid && alive(m.pid))
+      .reduce((sum, m) => sum + m.bytes, 0);
+    const cgroupAvailableBytes = await readCgroupAvailable();
+    const choice = chooseTmpfs({ policy, sandbox, root, memAvailableBytes: parseMemAvailable(meminfo), baseCompressedBytes, sizeMiB, claimedBytes, cgroupAvailableBytes });
     if (!choice.use) {
       ctx.log.debug(`stage filesystems on disk under ${workDir}: ${choice.why}`);
       return workDir;

@@ -83,6 +83,10 @@ export interface ParsedFlags {
   force: boolean;
   pushRetry: string;
   imageDownloadRetry: string;
+  connectTimeout: string;
+  archiveMaxMib: string;
+  archiveMaxEntries: string;
+  idleTimeout: string;
   compression: string;
   compressionLevel?: string;
   runMode: string;
@@ -174,6 +178,10 @@ export function executorCommand(): GoStyleCommand {
     .option('--force', 'allow container mode outside kiln\'s executor image (it replaces files under /)', false)
     .option('--push-retry <n>', 'retries for a failed push', '0')
     .option('--image-download-retry <n>', 'retries for a failed base image download', '0')
+    .option('--connect-timeout <duration>', '(kiln) Go duration a TCP connect plus TLS handshake may take, for registries, token servers, https contexts and ADD URLs; retried as the retry flags say', '30s')
+    .option('--idle-timeout <duration>', '(kiln) Go duration a connected peer may stay silent: before the response headers and within a body', '60s')
+    .option('--archive-max-mib <MiB>', '(kiln) most a context tar or an ADD archive may unpack to; past it the build fails (a gzip bomb)', '32768')
+    .option('--archive-max-entries <n>', '(kiln) most entries a context tar or an ADD archive may hold', '4000000')
     .option('--image-fs-extract-retry <n>', 'retries for a failed base image extraction (kiln extracts while it downloads: the same as --image-download-retry)', '0')
     .addOption(new Option('-b, --bucket <name>', 'bucket holding the context as context.tar.gz: gs://BUCKET by default, or s3://BUCKET (kaniko)').hideHelp())
     .addOption(new Option('--compression <codec>', 'compression of new layers').choices(['gzip', 'zstd']).default('gzip'))
@@ -189,7 +197,7 @@ export function executorCommand(): GoStyleCommand {
     .addOption(new Option('--run-isolation <mode>', '(kiln) container mode: each RUN in user, mount and PID namespaces of its own that hide kiln\'s dir and the credentials (and allow RUN --mount); auto: where the runtime allows it, else a warning and RUN on kiln\'s own /; required: fail instead; off: never').choices(['auto', 'required', 'off']).default('auto'))
     .addOption(new Option('--run-mode <mode>', '(kiln) sandbox: RUN in an isolated rootfs; container: the rootfs is / (executor image); auto').choices(['auto', 'sandbox', 'container']).default('auto'))
     .option('--work-dir <dir>', '(kiln) where the rootfs and layers are kept in sandbox mode (default: a temp dir)')
-    .addOption(new Option('--rootfs-tmpfs <when>', '(kiln) sandbox mode as root: keep stage filesystems on a private tmpfs; auto: with 8 GiB+ of memory available and a base under an eighth of it').choices(['auto', 'always', 'never']).default('auto'))
+    .addOption(new Option('--rootfs-tmpfs <when>', '(kiln) sandbox mode as root: keep stage filesystems on a private tmpfs; auto: with 8 GiB+ of memory available (within the cgroup limit, less what other kiln builds\' tmpfs mounts may take) and a base under an eighth of it').choices(['auto', 'always', 'never']).default('auto'))
     .option('--rootfs-tmpfs-size <MiB>', '(kiln) size limit of that tmpfs (default: half of the available memory)')
     .option('--jobs <N>', '(kiln) stages built at once in sandbox mode, when their dependencies are built (default: the number of cores)')
     .option('--secret <spec>', 'id=ID,src=PATH or id=ID,env=VAR: a secret for RUN --mount=type=secret (repeatable)', collect, [])

@@ -50,7 +50,7 @@ export const EXECUTOR_GROUPS: readonly FlagGroup[] = [
   },
   {
     heading: 'Registry and TLS:',
-    flags: ['insecure', 'skip-tls-verify', ...PULL_REGISTRY_FLAGS, 'image-download-retry', 'image-fs-extract-retry'],
+    flags: ['insecure', 'skip-tls-verify', ...PULL_REGISTRY_FLAGS, 'image-download-retry', 'image-fs-extract-retry', 'connect-timeout', 'idle-timeout'],
   },
   {
     heading: 'Cache:',
@@ -66,6 +66,8 @@ export const EXECUTOR_GROUPS: readonly FlagGroup[] = [
       'skip-unused-stages',
       'ignore-path',
       'ignore-var-run',
+      'archive-max-mib',
+      'archive-max-entries',
       'cleanup',
       'kaniko-dir',
       'force',
@@ -92,6 +94,10 @@ export const EXECUTOR_KILN_FLAGS: ReadonlySet<string> = new Set([
   'work-dir',
   'rootfs-tmpfs',
   'rootfs-tmpfs-size',
+  'connect-timeout',
+  'idle-timeout',
+  'archive-max-mib',
+  'archive-max-entries',
   'mount-cache-dir',
   'jobs',
 ]);

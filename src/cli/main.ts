@@ -64,6 +64,8 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv): Pro
           stdout: live !== undefined && process.stdout.isTTY ? live.wrap(process.stdout) : process.stdout,
           stderr: live !== undefined ? live.wrap(process.stderr) : process.stderr,
           hostPath: env['PATH'],
+          waits: request.waits,
+          archiveLimits: request.archiveLimits,
         });
       } finally {
         stopProgress();

@@ -105,6 +105,10 @@ const flagsSchema = z.object({
   force: z.boolean(),
   pushRetry: z.string().regex(/^\d+$/, 'must be a whole number'),
   imageDownloadRetry: z.string().regex(/^\d+$/, 'must be a whole number'),
+  connectTimeout: z.string(),
+  archiveMaxMib: z.string().regex(/^[1-9][0-9]*$/, 'must be a whole number of MiB'),
+  archiveMaxEntries: z.string().regex(/^[1-9][0-9]*$/, 'must be a whole number'),
+  idleTimeout: z.string(),
   compression: z.enum(['gzip', 'zstd']),
   compressionLevel: z.string().regex(/^-?[0-9]+$/, 'must be a whole number').optional(),
   runMode: z.enum(['auto', 'sandbox', 'container']),
@@ -229,6 +233,13 @@ function defaultMountCacheDir(runMode: RunMode, workDir: string, e: Environment)
   return join(e.homeDir, '.cache', 'kiln', 'mounts');
 }
 
+/** `--connect-timeout 30s` -> 30000: a positive Go duration, whole milliseconds. */
+function waitFlag(name: string, text: string): number {
+  const ns = parseGoDuration(text);
+  if (ns === undefined || ns < 1_000_000) throw new UsageError(`invalid --${name} ${JSON.stringify(text)}: want a Go duration of at least 1ms, such as 30s or 2m`);
+  return Math.round(ns / 1_000_000);
+}
+
 /**
  * `--cache` and its flags -> the cache settings, or undefined without `--cache` (kaniko ignores
  * `--cache-repo` then). No `--cache-repo`: kaniko's `<first destination's repository>/cache`; with
@@ -332,6 +343,8 @@ export async function buildRequestFrom(flags: ExecutorFlags, e: Environment): Pr
     ownsWorkDir,
     rootfsTmpfs: flags.rootfsTmpfs,
     rootfsTmpfsSizeMiB: flags.rootfsTmpfsSize === undefined ? undefined : Number(flags.rootfsTmpfsSize),
+    archiveLimits: { maxBytes: Number(flags.archiveMaxMib) * 1024 ** 2, maxEntries: Number(flags.archiveMaxEntries) },
+    waits: { connectMs: waitFlag('connect-timeout', flags.connectTimeout), idleMs: waitFlag('idle-timeout', flags.idleTimeout) },
     isRoot: e.uid === 0,
     jobs: flags.jobs === undefined ? Math.max(1, e.cores ?? 1) : Number(flags.jobs),
     ignorePaths: [...flags.ignorePath, ...(flags.ignoreVarRun ? ['/var/run'] : [])],

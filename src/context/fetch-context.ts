@@ -22,7 +22,8 @@ import { loadAws, loadAzure, loadGcp } from '../cloud/load.js';
 import { ContextError, KilnError } from '../errors.js';
 import { basicAuthorization, gitEnv, runGit, type GitConfigEntry } from '../git/run-git.js';
 import type { SecretMask } from '../log/logger.js';
-import type { RunContext } from '../log/run-context.js';
+import { DEFAULT_ARCHIVE_LIMITS, type RunContext } from '../log/run-context.js';
+import { boundedAgents, DEFAULT_WAIT_LIMITS } from '../registry/bounded-agent.js';
 import { IgnoreList } from '../rootfs/ignore-list.js';
 import { unpackLayer } from '../rootfs/unpack.js';
 import type { ContextSpec, GitOptions } from './context-spec.js';
@@ -78,7 +79,7 @@ export async function fetchContext(spec: ContextSpec, o: FetchContextOptions): P
     case 'https': {
       const shown = redactUrl(spec.url);
       o.ctx.log.info(`Retrieving the build context from ${shown}`);
-      const res = await fetch(spec.url, { signal: o.ctx.signal, redirect: 'follow' }).catch((err: unknown) => {
+      const res = await fetch(spec.url, { signal: o.ctx.signal, redirect: 'follow', agent: boundedAgents(o.ctx.waits ?? DEFAULT_WAIT_LIMITS) }).catch((err: unknown) => {
         throw new ContextError(`build context ${shown}: ${(err as Error).message}`, { cause: err });
       });
       if (!res.ok || res.body === null) throw new ContextError(`build context ${shown}: HTTP ${res.status} ${res.statusText}`);
@@ -144,7 +145,7 @@ const MAX_DOCKERFILE = 16 << 20;
 /** kaniko's `--dockerfile http(s)://...`: the Dockerfile fetched from a URL (its context stays `--context`). */
 export async function fetchDockerfile(url: string, ctx: RunContext): Promise<string> {
   const shown = redactUrl(url);
-  const res = await fetch(url, { signal: ctx.signal, redirect: 'follow' }).catch((err: unknown) => {
+  const res = await fetch(url, { signal: ctx.signal, redirect: 'follow', agent: boundedAgents(ctx.waits ?? DEFAULT_WAIT_LIMITS) }).catch((err: unknown) => {
     throw new ContextError(`Dockerfile ${shown}: ${(err as Error).message}`, { cause: err });
   });
   if (!res.ok || res.body === null) throw new ContextError(`Dockerfile ${shown}: HTTP ${res.status} ${res.statusText}`);
@@ -189,6 +190,7 @@ async function unpackArchive(source: Readable, what: string, o: FetchContextOpti
       ctx: o.ctx,
       what: `build context ${what}`,
       whiteouts: false,
+      limits: o.ctx.archiveLimits ?? DEFAULT_ARCHIVE_LIMITS,
       ...(o.owner !== undefined ? { owner: o.owner } : {}),
     });
   } catch (err) {

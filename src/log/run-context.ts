@@ -7,4 +7,16 @@ export interface RunContext {
   readonly signal: AbortSignal;
   /** Where bytes moving (downloads, uploads, layer files) are counted and shown; absent: not watched. */
   readonly transfers?: Transfers | undefined;
+  /** How long a network peer may stay silent (`--connect-timeout`, `--idle-timeout`); absent: the defaults. */
+  readonly waits?: { readonly connectMs: number; readonly idleMs: number } | undefined;
+  /** Most an archive (a context tar, an ADD archive) may unpack to (`--archive-max-mib`, `--archive-max-entries`); absent: the defaults. */
+  readonly archiveLimits?: ArchiveLimits | undefined;
 }
+
+export interface ArchiveLimits {
+  readonly maxBytes: number;
+  readonly maxEntries: number;
+}
+
+/** Far above any real context or ADD archive; a gzip bomb stops here instead of filling the disk. */
+export const DEFAULT_ARCHIVE_LIMITS: ArchiveLimits = { maxBytes: 32 * 1024 ** 3, maxEntries: 4_000_000 };

@@ -1,6 +1,6 @@
 // The token half of the distribution auth spec: exchange credentials at the challenge's realm for a
 // bearer token good for some scopes (`repository:NAME:pull` / `repository:NAME:pull,push`).
-import fetch, { type RequestInit } from 'node-fetch';
+import fetch, { FetchError, type RequestInit } from 'node-fetch';
 import { z } from 'zod';
 import { RegistryError } from '../errors.js';
 import { parseJsonBytes } from '../oci/json.js';
@@ -34,6 +34,8 @@ export interface TokenRequest {
 
 /** The spec's default lifetime when the server does not say; we renew a little early. */
 const DEFAULT_TTL_S = 60;
+/** Token services redirect once or twice at most (to a regional endpoint). */
+const MAX_TOKEN_REDIRECTS = 5;
 const RENEW_EARLY_MS = 10_000;
 
 export async function fetchBearerToken(req: TokenRequest): Promise<BearerToken> {
@@ -69,8 +71,12 @@ export async function fetchBearerToken(req: TokenRequest): Promise<BearerToken> 
   const method = init.method ?? 'GET';
   let res;
   try {
-    res = await fetch(url, { ...init, signal: req.signal, agent: req.agent });
+    res = await fetch(url, { ...init, signal: req.signal, agent: req.agent, follow: MAX_TOKEN_REDIRECTS });
   } catch (err) {
+    // A realm that redirects in a loop will not stop doing so: no retry, and no query (scopes) shown.
+    if (err instanceof FetchError && err.type === 'max-redirect') {
+      throw new RegistryError(`authenticating to ${req.registry}: token endpoint ${displayUrl(url)} redirected more than ${MAX_TOKEN_REDIRECTS} times`, { url: displayUrl(url) }, { cause: err });
+    }
     throw unreachableError(url.host, url, err);
   }
   if (res.status !== 200) {

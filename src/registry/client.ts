@@ -9,6 +9,8 @@ import { parseJsonBytes } from '../oci/json.js';
 import { isSchema1MediaType, MediaType } from '../oci/media-types.js';
 import { formatReference, referenceIdentifier, type Reference } from '../oci/reference.js';
 import { mediaTypeProbeSchema } from '../oci/schemas.js';
+import type { Response } from 'node-fetch';
+import { networkReason } from './response-error.js';
 import { Transport, type TransportOptions } from './transport.js';
 
 export interface RegistryClientOptions extends TransportOptions {
@@ -74,23 +76,25 @@ export class RegistryClient {
   async getManifest(ref: Reference, accept: readonly string[] = ALL_MANIFEST_TYPES): Promise<FetchedManifest> {
     const id = referenceIdentifier(ref);
     const what = formatReference(ref);
-    const res = await this.#t.request({
-      registry: ref.registry,
-      method: 'GET',
-      path: `/v2/${ref.repository}/manifests/${id}`,
-      scopes: [pullScope(ref.repository)],
-      headers: { Accept: [...accept, MediaType.DockerSchema1Signed, MediaType.DockerSchema1].join(', ') },
-      ok: [200],
+    // The body is read inside the retry: a registry that goes quiet mid-manifest is retried as one
+    // that never answered.
+    const { res, bytes } = await this.#t.withRetry(`GET manifest ${what}`, this.#t.retries, async () => {
+      const res = await this.#t.request({
+        registry: ref.registry,
+        method: 'GET',
+        path: `/v2/${ref.repository}/manifests/${id}`,
+        scopes: [pullScope(ref.repository)],
+        headers: { Accept: [...accept, MediaType.DockerSchema1Signed, MediaType.DockerSchema1].join(', ') },
+        ok: [200],
+        retries: 0,
+      });
+      const declaredLength = Number(res.headers.get('content-length') ?? '0');
+      if (declaredLength > MANIFEST_LIMIT) {
+        res.body?.resume();
+        throw new RegistryError(`manifest ${what} is ${declaredLength} bytes, more than the ${MANIFEST_LIMIT} allowed`, {});
+      }
+      return { res, bytes: await readBodyLimited(res, MANIFEST_LIMIT, `manifest ${what}`, ref.registry) };
     });
-    const declaredLength = Number(res.headers.get('content-length') ?? '0');
-    if (declaredLength > MANIFEST_LIMIT) {
-      res.body?.resume();
-      throw new RegistryError(`manifest ${what} is ${declaredLength} bytes, more than the ${MANIFEST_LIMIT} allowed`, {});
-    }
-    const bytes = new Uint8Array(await res.arrayBuffer());
-    if (bytes.byteLength > MANIFEST_LIMIT) {
-      throw new RegistryError(`manifest ${what} is more than the ${MANIFEST_LIMIT} bytes allowed`, {});
-    }
     const digest = digestOfBytes(bytes);
     if (ref.digest !== undefined && digest !== ref.digest) {
       throw new DigestMismatchError(`manifest ${what}`, ref.digest, digest);
@@ -441,4 +445,29 @@ function manifestMediaTypeOf(contentType: string | null, bytes: Uint8Array, what
   if (probe.manifests !== undefined) return MediaType.OciIndex;
   if (probe.config !== undefined) return MediaType.OciManifest;
   throw new KilnError('INVALID_DOCUMENT', `manifest ${what}: cannot tell its media type`);
+}
+
+/**
+ * A small body read into memory, refused as soon as it passes `limit` (an endless body costs at most
+ * `limit` bytes); a connection that breaks or goes quiet is a retryable RegistryError naming the registry.
+ */
+async function readBodyLimited(res: Response, limit: number, what: string, registry: string): Promise<Uint8Array> {
+  const body = res.body;
+  if (body === null) return new Uint8Array(0);
+  const chunks: Buffer[] = [];
+  let total = 0;
+  try {
+    for await (const chunk of body as AsyncIterable<Buffer>) {
+      total += chunk.length;
+      if (total > limit) {
+        (body as Readable).destroy();
+        throw new RegistryError(`${what} is more than the ${limit} bytes allowed`, {});
+      }
+      chunks.push(chunk);
+    }
+  } catch (err) {
+    if (err instanceof RegistryError) throw err;
+    throw new RegistryError(`${what} from registry ${registry}: ${networkReason(err)}`, { retryable: true }, { cause: err });
+  }
+  return new Uint8Array(Buffer.concat(chunks));
 }

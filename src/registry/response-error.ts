@@ -48,7 +48,10 @@ export async function errorFromResponse(method: string, url: string | URL, res: 
 
 /** `unable to reach registry HOST: connect ECONNREFUSED 127.0.0.1:1` (always retryable). */
 export function unreachableError(registry: string, url: string | URL, err: unknown): RegistryError {
-  return new RegistryError(`unable to reach registry ${registry}: ${networkReason(err)}`, {
+  const reason = networkReason(err);
+  // A bounded wait that ran out (bounded-agent.ts) already says which host and what for.
+  const timedOut = err instanceof Error && (err as Error & { code?: unknown }).code === 'TIMEOUT';
+  return new RegistryError(timedOut ? `registry ${registry}: ${reason}` : `unable to reach registry ${registry}: ${reason}`, {
     retryable: true,
     url: displayUrl(url),
   }, { cause: err });

@@ -2,8 +2,7 @@
 // /v2/), attaches credentials (Basic, or a bearer token cached per scope), answers a 401 by
 // re-authenticating once, and retries network errors and 5xx with exponential backoff.
 // All state (endpoints, tokens, sockets) belongs to one Transport, i.e. to one build.
-import { Agent as HttpAgent } from 'node:http';
-import { Agent as HttpsAgent } from 'node:https';
+import type { Agent as HttpAgent } from 'node:http';
 import { Readable } from 'node:stream';
 import { rootCertificates } from 'node:tls';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -11,6 +10,7 @@ import fetch, { type BodyInit, type RequestInit, type Response } from 'node-fetc
 import { RegistryError } from '../errors.js';
 import type { SecretMask } from '../log/logger.js';
 import type { RunContext } from '../log/run-context.js';
+import { BoundedHttpAgent, BoundedHttpsAgent, DEFAULT_WAIT_LIMITS } from './bounded-agent.js';
 import { fetchBearerToken, type BearerToken } from './bearer-token.js';
 import { preferredChallenge, type Challenge } from './challenge.js';
 import { apiHost, schemesFor } from './endpoint.js';
@@ -76,16 +76,21 @@ export class Transport {
   readonly #endpoints = new Map<string, Promise<Endpoint>>();
   readonly #tokens = new Map<string, Promise<BearerToken>>();
   readonly #credentials = new Map<string, Promise<Credential>>();
-  readonly #httpAgent = new HttpAgent({ keepAlive: true });
-  readonly #httpsAgent = new HttpsAgent({ keepAlive: true });
-  readonly #httpsNoVerifyAgent = new HttpsAgent({ keepAlive: true, rejectUnauthorized: false });
+  // Every socket, token servers' and storage hosts' included, has bounded waits (bounded-agent.ts).
+  readonly #httpAgent: BoundedHttpAgent;
+  readonly #httpsAgent: BoundedHttpsAgent;
+  readonly #httpsNoVerifyAgent: BoundedHttpsAgent;
   /** Agents for hosts with their own TLS settings (a CA, a client certificate), made on first use. */
-  readonly #hostAgents = new Map<string, HttpsAgent>();
+  readonly #hostAgents = new Map<string, BoundedHttpsAgent>();
   readonly userAgent: string;
 
   constructor(opts: TransportOptions) {
     this.#opts = opts;
     this.userAgent = opts.userAgent ?? 'kiln';
+    const waits = opts.ctx.waits ?? DEFAULT_WAIT_LIMITS;
+    this.#httpAgent = new BoundedHttpAgent(waits, { keepAlive: true });
+    this.#httpsAgent = new BoundedHttpsAgent(waits, { keepAlive: true });
+    this.#httpsNoVerifyAgent = new BoundedHttpsAgent(waits, { keepAlive: true, rejectUnauthorized: false });
   }
 
   get ctx(): RunContext {
@@ -112,7 +117,7 @@ export class Transport {
     if (tls === undefined) return skipVerify ? this.#httpsNoVerifyAgent : this.#httpsAgent;
     let agent = this.#hostAgents.get(url.host);
     if (agent === undefined) {
-      agent = new HttpsAgent({
+      agent = new BoundedHttpsAgent(this.#opts.ctx.waits ?? DEFAULT_WAIT_LIMITS, {
         keepAlive: true,
         rejectUnauthorized: !skipVerify,
         // Node's `ca` replaces the bundled roots; kaniko adds the registry's CA to the system pool.

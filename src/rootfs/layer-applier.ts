@@ -51,7 +51,7 @@ import {
   type Stats,
 } from 'node:fs';
 import { KilnError, UnpackError } from '../errors.js';
-import type { RunContext } from '../log/run-context.js';
+import type { ArchiveLimits, RunContext } from '../log/run-context.js';
 import type { Digest } from '../oci/digest.js';
 import type { IgnoreList } from './ignore-list.js';
 import { nativeFs, type NativeFs } from './native-fs.js';
@@ -84,6 +84,8 @@ export interface UnpackOptions {
   readonly onPath?: (rel: string) => void;
   /** Apply the entries on a worker thread where one can (a large layer: unpack-worker.ts). */
   readonly offThread?: boolean;
+  /** An archive from outside (a context, an ADD file) is refused past these, counted from the headers. */
+  readonly limits?: ArchiveLimits;
 }
 
 /** An entry the unpacker will not apply because it would land outside the root (or `within`). */
@@ -159,6 +161,9 @@ export class LayerApplier implements TarEntrySink {
    * removing a directory or a symlink can change it, so every such removal empties the cache.
    */
   readonly #parents = new Map<string, string>();
+  readonly #limits: ArchiveLimits | undefined;
+  /** Body bytes the headers so far declared. */
+  #declared = 0;
   #current: Current = SKIP;
   #name = '';
   readonly #counts = { entries: 0, files: 0, directories: 0, symlinks: 0, hardlinks: 0, fifos: 0, whiteouts: 0, opaqueWhiteouts: 0, capabilities: 0, ignored: 0, skipped: 0, bytes: 0 };
@@ -173,10 +178,22 @@ export class LayerApplier implements TarEntrySink {
     this.#whiteouts = opts.whiteouts ?? true;
     this.#owner = opts.owner;
     this.#onPath = opts.onPath;
+    this.#limits = opts.limits;
     const within = opts.within === undefined ? undefined : cleanEntryName(opts.within);
     if (within === null) throw new RangeError(`unpack: "within" climbs out of the root: ${opts.within ?? ''}`);
     this.#within = within;
     this.#scope = opts.within === undefined ? 'root' : 'destination';
+  }
+
+  /** Refuses the archive before the entry that would pass a limit is written (the header says its size). */
+  #checkLimits(limits: ArchiveLimits, size: number): void {
+    this.#declared += size;
+    if (this.#counts.entries > limits.maxEntries) {
+      throw new UnpackError(`${this.#what}: more than ${limits.maxEntries} entries (--archive-max-entries)`);
+    }
+    if (this.#declared > limits.maxBytes) {
+      throw new UnpackError(`${this.#what}: unpacks to more than ${Math.floor(limits.maxBytes / 1024 ** 2)} MiB (--archive-max-mib)`);
+    }
   }
 
   stats(): UnpackStats {
@@ -186,6 +203,7 @@ export class LayerApplier implements TarEntrySink {
   entry(recorded: TarHeader): void {
     const h = this.#owner === undefined ? recorded : { ...recorded, uid: this.#owner.uid, gid: this.#owner.gid };
     this.#counts.entries++;
+    if (this.#limits !== undefined) this.#checkLimits(this.#limits, h.size);
     this.#name = h.name;
     this.#current = SKIP;
     this.#guard(() => this.#apply(h));

@@ -1,6 +1,6 @@
 // The pure parts of the tmpfs decision: policy, /proc/meminfo, and finding kiln's own mounts.
 import { describe, expect, it } from 'vitest';
-import { chooseTmpfs, kilnTmpfsMounts, parseMemAvailable } from '../../src/builder/rootfs-area.js';
+import { cgroupAvailable, chooseTmpfs, kilnTmpfsMounts, kilnTmpfsSizes, parseMemAvailable } from '../../src/builder/rootfs-area.js';
 
 const GiB = 1024 ** 3;
 const base = { policy: 'auto' as const, sandbox: true, root: true, memAvailableBytes: 16 * GiB, baseCompressedBytes: 100 * 1024 ** 2, sizeMiB: undefined };
@@ -27,6 +27,35 @@ describe('chooseTmpfs', () => {
   });
   it('always: ignores the estimate and takes --rootfs-tmpfs-size', () => {
     expect(chooseTmpfs({ ...base, policy: 'always', memAvailableBytes: 1 * GiB, baseCompressedBytes: 10 * GiB, sizeMiB: 64 })).toMatchObject({ use: true, sizeBytes: 64 * 1024 ** 2 });
+  });
+});
+
+describe('chooseTmpfs with other builds and a cgroup limit (issue 14)', () => {
+  it('six builds started one after another on a 24 GiB machine promise no more than it has', () => {
+    const claims: number[] = [];
+    for (let i = 0; i < 6; i++) {
+      const c = chooseTmpfs({ ...base, memAvailableBytes: 24 * GiB, claimedBytes: claims.reduce((a, b) => a + b, 0) });
+      if (c.use) claims.push(c.sizeBytes);
+    }
+    expect(claims.reduce((a, b) => a + b, 0)).toBeLessThanOrEqual(24 * GiB);
+    // The first ones get a tmpfs; once what is left is under 8 GiB, the rest build on disk.
+    expect(claims).toEqual([12 * GiB, 6 * GiB]);
+  });
+  it('a cgroup limit tighter than the machine decides', () => {
+    expect(chooseTmpfs({ ...base, memAvailableBytes: 64 * GiB, cgroupAvailableBytes: 4 * GiB }).use).toBe(false);
+    expect(chooseTmpfs({ ...base, memAvailableBytes: 64 * GiB, cgroupAvailableBytes: 16 * GiB })).toMatchObject({ use: true, sizeBytes: 8 * GiB });
+  });
+  it('reads tmpfs size limits of kiln mounts from mountinfo', () => {
+    const info = [
+      '120 29 0:50 / /w/rootfs-tmpfs-a rw,relatime shared:60 - tmpfs kiln-rootfs-4242 rw,size=11890688k,mode=755',
+      '121 29 0:51 / /tmp rw - tmpfs tmpfs rw,size=1024k',
+    ].join('\n');
+    expect(kilnTmpfsSizes(info)).toEqual([{ pid: 4242, bytes: 11890688 * 1024 }]);
+  });
+  it('reads a cgroup v2 limit, unlimited as undefined', () => {
+    expect(cgroupAvailable('8589934592\n', '1073741824\n')).toBe(7 * GiB);
+    expect(cgroupAvailable('max\n', '1073741824\n')).toBeUndefined();
+    expect(cgroupAvailable(undefined, undefined)).toBeUndefined();
   });
 });
 

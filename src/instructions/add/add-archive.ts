@@ -21,7 +21,7 @@ import { pipeline } from 'node:stream/promises';
 import { createGunzip } from 'node:zlib';
 import { detectCompression, isTarHeader, type Compression } from '../../blob/archive-sniff.js';
 import { DockerfileError } from '../../errors.js';
-import type { RunContext } from '../../log/run-context.js';
+import { DEFAULT_ARCHIVE_LIMITS, type RunContext } from '../../log/run-context.js';
 import type { IgnoreList } from '../../rootfs/ignore-list.js';
 import type { Owner } from '../../rootfs/in-root.js';
 import { resolveInRoot } from '../../rootfs/root-path.js';
@@ -120,6 +120,7 @@ export async function extractArchive(o: ExtractOptions): Promise<UnpackStats> {
       what,
       whiteouts: false,
       within,
+      limits: o.ctx.archiveLimits ?? DEFAULT_ARCHIVE_LIMITS,
       ...(o.owner !== undefined ? { owner: o.owner } : {}),
     });
   } catch (err) {

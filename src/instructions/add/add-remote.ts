@@ -10,6 +10,8 @@ import { Transform, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import fetch from 'node-fetch';
 import { DockerfileError } from '../../errors.js';
+import type { RunContext } from '../../log/run-context.js';
+import { boundedAgents, DEFAULT_WAIT_LIMITS } from '../../registry/bounded-agent.js';
 import type { InstructionSite } from '../handler.js';
 
 export interface Download {
@@ -33,7 +35,7 @@ export function fileNameOf(url: URL): string {
   return base === '' || base === '/' || base === '.' || base === '..' ? 'index' : base;
 }
 
-export async function download(url: string, dir: string, checksum: string | undefined, signal: AbortSignal, site: InstructionSite): Promise<Download> {
+export async function download(url: string, dir: string, checksum: string | undefined, ctx: RunContext, site: InstructionSite): Promise<Download> {
   let parsed: URL;
   try {
     parsed = new URL(url);
@@ -41,7 +43,7 @@ export async function download(url: string, dir: string, checksum: string | unde
     throw new DockerfileError(`invalid URL ${url}`, site, { cause: err });
   }
   const shown = redactUrl(parsed);
-  const res = await fetch(url, { signal, redirect: 'follow' }).catch((err: unknown) => {
+  const res = await fetch(url, { signal: ctx.signal, redirect: 'follow', agent: boundedAgents(ctx.waits ?? DEFAULT_WAIT_LIMITS) }).catch((err: unknown) => {
     throw new DockerfileError(`ADD ${shown}: ${(err as Error).message}`, site, { cause: err });
   });
   if (!res.ok || res.body === null) throw new DockerfileError(`ADD ${shown}: HTTP ${res.status} ${res.statusText}`, site);

@@ -114,7 +114,7 @@ export const add: Handler<AddInstruction> = async (instr, state, e) => {
     await mkdir(e.runMounts.scratchDir, { recursive: true, mode: 0o755 });
     const dir = await mkdtemp(join(e.runMounts.scratchDir, 'add-'));
     try {
-      const got = await download(url, dir, checksum, e.ctx.signal, e.site);
+      const got = await download(url, dir, checksum, e.ctx, e.site);
       const named = join(dir, got.name);
       await rename(got.file, named);
       if (got.mtime !== undefined) await utimes(named, got.mtime, got.mtime);

@@ -1,0 +1,120 @@
+// A peer that accepts and then never answers (a hung proxy, a half-dead load balancer) must fail the
+// build in bounded time, with one line naming the host and what kiln waited for, after the retries
+// the retry flags ask for, and with nothing pushed. Small --connect-timeout/--idle-timeout values keep
+// these quick; the bound asserted is only "fails instead of hanging".
+import { rm } from 'node:fs/promises';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { executor, tagExists, writeContext } from '../support/executor.js';
+import { startSilentServer, startStallingServer, type SilentServer, type StallingServer } from '../support/stalling-servers.js';
+
+const WAITS = ['--connect-timeout', '300ms', '--idle-timeout', '500ms'];
+
+function errorLines(stderr: string): string[] {
+  return stderr.split('\n').filter((l) => l.startsWith('error building image: '));
+}
+
+describe('bounded waits', () => {
+  const registry = inject('registry');
+  const images = inject('images');
+  const dirs: string[] = [];
+  let silent: SilentServer;
+  /** A registry whose manifest response sends its headers and the first bytes, then stalls. */
+  let stallingBody: StallingServer;
+  /** A registry whose token realm is the silent server. */
+  let silentRealm: StallingServer;
+  /** A web server for ADD whose file stalls after its headers. */
+  let stallingFile: StallingServer;
+
+  beforeAll(async () => {
+    silent = await startSilentServer();
+    stallingBody = await startStallingServer((req, res) => {
+      if (req.url === '/v2/') {
+        res.writeHead(200, { 'Content-Type': 'application/json' }).end('{}');
+        return;
+      }
+      res.writeHead(200, { 'Content-Type': 'application/vnd.oci.image.manifest.v1+json', 'Content-Length': '4000' });
+      res.write('{"schemaVersion":2,');
+    });
+    silentRealm = await startStallingServer((_req, res) => {
+      res.writeHead(401, { 'WWW-Authenticate': `Bearer realm="http://${silent.host}/token",service="test"` }).end('{}');
+    });
+    stallingFile = await startStallingServer((_req, res) => {
+      res.writeHead(200, { 'Content-Type': 'application/octet-stream', 'Content-Length': '100000' });
+      res.write(Buffer.alloc(1000, 'x'));
+    });
+  });
+  afterAll(async () => {
+    await Promise.all([silent.stop(), stallingBody.stop(), silentRealm.stop(), stallingFile.stop()]);
+    for (const d of dirs) await rm(d, { recursive: true, force: true });
+  });
+
+  const build = async (dockerfile: string, dest: string, extra: string[] = []) => {
+    const ctx = await writeContext({ Dockerfile: dockerfile });
+    dirs.push(ctx);
+    return executor(['--context', ctx, '--destination', dest, '--insecure', '--insecure-pull', ...WAITS, ...extra]);
+  };
+
+  it('a registry that accepts and never answers fails the FROM, retried, naming the host', async () => {
+    const dest = `${registry}/e2e/waits-silent:1`;
+    const before = silent.connections();
+    const r = await build(`FROM ${silent.host}/x/y:1\n`, dest, ['--image-download-retry', '1']);
+    expect(r.code).toBe(1);
+    const lines = errorLines(r.stderr);
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toContain(silent.host);
+    // https first: the TLS handshake never completes, which is what the line reports.
+    expect(lines[0]).toMatch(/waited for TCP connect and TLS handshake|waited for response headers/);
+    // Two attempts (one retry), each trying https and then plain http.
+    expect(silent.connections() - before).toBeGreaterThanOrEqual(4);
+    expect(await tagExists(dest)).toBe(false);
+  }, 60_000);
+
+  it('a manifest body that stalls after its headers fails with the idle wait named', async () => {
+    const dest = `${registry}/e2e/waits-body:1`;
+    const r = await build(`FROM ${stallingBody.host}/x/y:1\n`, dest, ['--image-download-retry', '1']);
+    expect(r.code).toBe(1);
+    const lines = errorLines(r.stderr);
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toContain(stallingBody.host);
+    expect(lines[0]).toContain('waited for the rest of the response body; --idle-timeout');
+    // Retried: two GETs of the manifest.
+    expect(stallingBody.requests.filter((q) => q.includes('/manifests/'))).toHaveLength(2);
+    expect(await tagExists(dest)).toBe(false);
+  }, 60_000);
+
+  it('a token server that never answers fails with its host named', async () => {
+    const dest = `${registry}/e2e/waits-token:1`;
+    const r = await build(`FROM ${silentRealm.host}/x/y:1\n`, dest);
+    expect(r.code).toBe(1);
+    const lines = errorLines(r.stderr);
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toContain(`no response from ${silent.host}`);
+    expect(lines[0]).toContain('waited for response headers');
+    expect(await tagExists(dest)).toBe(false);
+  }, 60_000);
+
+  it('an ADD URL whose body stalls fails the ADD line', async () => {
+    const dest = `${registry}/e2e/waits-add:1`;
+    const r = await build(`FROM ${images.busybox}\nADD http://${stallingFile.host}/f.bin /f.bin\n`, dest);
+    expect(r.code).toBe(1);
+    const lines = errorLines(r.stderr);
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toContain('ADD http://');
+    expect(lines[0]).toContain(`no data from ${stallingFile.host}`);
+    expect(await tagExists(dest)).toBe(false);
+  }, 60_000);
+
+  it('an https context on a host that never answers fails naming it', async () => {
+    const r = await executor(['--context', `https://${silent.host}/ctx.tar.gz`, '--no-push', ...WAITS]);
+    expect(r.code).toBe(1);
+    const lines = errorLines(r.stderr);
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toContain(`no connection to ${silent.host}`);
+  }, 60_000);
+
+  it('a bad duration is refused before anything runs', async () => {
+    const r = await executor(['--context', '/nonexistent', '--no-push', '--idle-timeout', 'soon']);
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toContain('invalid --idle-timeout "soon"');
+  });
+});
