@@ -10,13 +10,11 @@
 // CommonJS, like bin/executor.js (bin/package.json): a CommonJS entry point starts ~6 ms sooner than an
 // ES module, whose loader Node then never sets up.
 'use strict';
-const { isAscii } = require('node:buffer');
-const { createHash } = require('node:crypto');
+// fs and path only, up front: `executor version` and `--help` are answered with them alone. The
+// others are required where used; node:crypto alone costs ~20 ms of a start (OpenSSL's set-up), which
+// the bundle pays anyway when it loads, but those two answers need not.
 const { readFileSync, renameSync, statSync, writeFileSync } = require('node:fs');
-const { createRequire } = require('node:module');
 const { dirname, join } = require('node:path');
-const { pathToFileURL } = require('node:url');
-const vm = require('node:vm');
 
 const BUNDLE = join(__dirname, '../dist/bundle/kiln.cjs');
 const DIST_MAIN = join(__dirname, '../dist/cli/main.js');
@@ -45,7 +43,7 @@ async function loadMain(name = 'main') {
     // src/*.ts), and no code cache; vm.Script would ignore the map.
     return process.sourceMapsEnabled ? require(BUNDLE)[name] : runBundle(BUNDLE).exports[name];
   }
-  return (await import(pathToFileURL(DIST_MAIN).href))[name];
+  return (await import(require('node:url').pathToFileURL(DIST_MAIN).href))[name];
 }
 
 /**
@@ -56,7 +54,7 @@ async function loadMain(name = 'main') {
  * @param {string} what
  */
 function runMain(name, what) {
-  if (printVersion()) return;
+  if (printVersion() || printHelp(name)) return;
   let settled = false;
   process.on('exit', (code) => {
     if (!settled && code === 0) {
@@ -103,6 +101,34 @@ function printVersion() {
   return true;
 }
 
+/** The file beside the bundle that holds `--help`'s text for the CLI entry `name` (scripts/bundle.mjs). */
+function helpFile(name) {
+  return join(dirname(BUNDLE), name === 'warmerMain' ? 'help-warmer.txt' : 'help-executor.txt');
+}
+
+/**
+ * `--help` (or `-h`) alone, answered from the text scripts/bundle.mjs had the bundle print (~0.1 s of
+ * loading saved). Only when stdout is no terminal: commander wraps the text to a terminal's width, and
+ * the file holds what it prints otherwise (80 columns). Only when the bundle is what would run, as for
+ * the version. test/cli/help.test.ts holds the file to the bundle's own answer.
+ */
+function printHelp(name) {
+  const args = process.argv.slice(2);
+  if (args.length !== 1 || (args[0] !== '--help' && args[0] !== '-h') || process.stdout.isTTY) return false;
+  const bundleTime = statSync(BUNDLE, { throwIfNoEntry: false })?.mtimeMs;
+  const distTime = statSync(DIST_MAIN, { throwIfNoEntry: false })?.mtimeMs;
+  if (bundleTime === undefined || (distTime !== undefined && distTime > bundleTime)) return false;
+  let text;
+  try {
+    text = readFileSync(helpFile(name), 'utf8');
+  } catch {
+    return false;
+  }
+  if (text === '') return false;
+  process.stdout.write(text);
+  return true;
+}
+
 /**
  * Compiles and runs the bundle as Node's CommonJS loader would (the same wrapper, so stack traces keep
  * its line numbers), with its code cache when one matches; an `import()` left in it works as in a file
@@ -111,7 +137,8 @@ function printVersion() {
 function runBundle(file) {
   const bytes = readFileSync(file);
   // scripts/bundle.mjs writes ASCII only: latin1 is then the same text, ~15 times faster to decode.
-  const source = isAscii(bytes) ? bytes.toString('latin1') : bytes.toString('utf8');
+  const vm = require('node:vm');
+  const source = require('node:buffer').isAscii(bytes) ? bytes.toString('latin1') : bytes.toString('utf8');
   const importModuleDynamically = vm.constants?.USE_MAIN_CONTEXT_DEFAULT_LOADER;
   const script = new vm.Script(`(function (exports, require, module, __filename, __dirname) { ${source}\n})`, {
     filename: file,
@@ -119,7 +146,7 @@ function runBundle(file) {
     ...(importModuleDynamically !== undefined ? { importModuleDynamically } : {}),
   });
   const module = { exports: {} };
-  script.runInThisContext()(module.exports, createRequire(file), module, file, dirname(file));
+  script.runInThisContext()(module.exports, require('node:module').createRequire(file), module, file, dirname(file));
   return { exports: module.exports, script };
 }
 
@@ -137,7 +164,7 @@ function matchingCache(file, source) {
   const id = bundleId(source);
   if (id === undefined || cache.length <= CACHE_HEADER || cache.toString('latin1', 0, BUNDLE_ID_LENGTH) !== id) return undefined;
   const data = cache.subarray(CACHE_HEADER);
-  return createHash('sha256').update(data).digest().equals(cache.subarray(BUNDLE_ID_LENGTH, CACHE_HEADER)) ? data : undefined;
+  return require('node:crypto').createHash('sha256').update(data).digest().equals(cache.subarray(BUNDLE_ID_LENGTH, CACHE_HEADER)) ? data : undefined;
 }
 
 /** Saves the code cache of a script `runBundle` ran (scripts/bundle.mjs); replaces the file whole. */
@@ -145,8 +172,8 @@ function writeCache(file, script) {
   const id = bundleId(readFileSync(file, 'latin1'));
   if (id === undefined) throw new Error(`${file} does not start with ${BUNDLE_ID_PREFIX}`);
   const data = script.createCachedData();
-  writeFileSync(`${file}.v8cache.tmp`, Buffer.concat([Buffer.from(id, 'latin1'), createHash('sha256').update(data).digest(), data]));
+  writeFileSync(`${file}.v8cache.tmp`, Buffer.concat([Buffer.from(id, 'latin1'), require('node:crypto').createHash('sha256').update(data).digest(), data]));
   renameSync(`${file}.v8cache.tmp`, `${file}.v8cache`);
 }
 
-module.exports = { BUNDLE, BUNDLE_ID_PREFIX, BUNDLE_ID_LENGTH, loadMain, runBundle, runMain, writeCache };
+module.exports = { BUNDLE, BUNDLE_ID_PREFIX, BUNDLE_ID_LENGTH, helpFile, loadMain, runBundle, runMain, writeCache };

@@ -26,7 +26,7 @@ import { build, formatMessagesSync } from 'esbuild';
 
 const repo = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const loader = join(repo, 'bin/load-kiln.js');
-const { BUNDLE, BUNDLE_ID_LENGTH, BUNDLE_ID_PREFIX } = createRequire(import.meta.url)(loader);
+const { BUNDLE, BUNDLE_ID_LENGTH, BUNDLE_ID_PREFIX, helpFile } = createRequire(import.meta.url)(loader);
 const entry = join(repo, 'dist/cli/main.js');
 
 // src/rootfs/native-fs.ts finds the addon at ADDON from its own import.meta.url, which in the bundle is
@@ -111,6 +111,7 @@ function replaceFile(path, data) {
 }
 mkdirSync(dirname(BUNDLE), { recursive: true });
 rmSync(`${BUNDLE}.v8cache`, { force: true });
+for (const name of ['main', 'warmerMain']) rmSync(helpFile(name), { force: true });
 replaceFile(`${BUNDLE}.map`, map.contents);
 replaceFile(BUNDLE, text);
 // The same commit beside the bundle, for bin/load-kiln.js's `executor version` (answered without it).
@@ -158,4 +159,17 @@ execFileSync(process.execPath, ['-e', `const k = require(${JSON.stringify(loader
   stdio: 'inherit',
   env,
 });
-console.error(`bundle: ${relative(repo, BUNDLE)} (${Math.round(text.length / 1024)} KiB) and its code cache`);
+// `--help`'s text, as the bundle prints it to a pipe (no terminal: commander's 80 columns), for
+// bin/load-kiln.js to answer `--help` without loading the bundle. Written after the bundle, so that a
+// failure here leaves no file and `--help` goes through the bundle as before.
+for (const name of ['main', 'warmerMain']) {
+  const program = name === 'main' ? 'executor' : 'warmer';
+  const help = execFileSync(
+    process.execPath,
+    ['-e', `require(${JSON.stringify(loader)}).loadMain(${JSON.stringify(name)}).then((m) => m(['node', ${JSON.stringify(program)}, '--help'], process.env)).then((c) => { process.exitCode = c; })`],
+    { encoding: 'utf8', env, stdio: ['ignore', 'pipe', 'inherit'] },
+  );
+  if (!help.includes('--help')) throw new Error(`bundle: ${program} --help printed no help`);
+  replaceFile(helpFile(name), help);
+}
+console.error(`bundle: ${relative(repo, BUNDLE)} (${Math.round(text.length / 1024)} KiB), its code cache and --help texts`);

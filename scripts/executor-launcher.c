@@ -16,8 +16,8 @@
  * of it. KILN_LOADER (e.g. /kaniko/lib/ld-linux-aarch64.so.1 on arm64) is set at compile time by
  * scripts/make-executor-root.sh from what ldd reports for node.
  *
- * KILN_NODE_FLAG, when set, is one option for node before the script: the image passes a fixed
- * --hash-seed, the one its V8 code cache was made with (see scripts/make-executor-root.sh).
+ * node gets no option of ours: any V8 flag would make node reject the code caches of its own built-in
+ * modules and of kiln's bundle (V8 hashes the flags into them; see scripts/make-executor-root.sh).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -36,7 +36,7 @@
 int main(int argc, char **argv) {
   const char *name = argc > 0 ? strrchr(argv[0], '/') : NULL;
   name = name != NULL ? name + 1 : (argc > 0 ? argv[0] : "");
-  /* loader, --library-path, dir, program, node's flag, script, the user's arguments, NULL */
+  /* loader, --library-path, dir, program, script, the user's arguments, NULL */
   char **args = calloc((size_t)argc + 6, sizeof *args);
   if (args == NULL) {
     perror("executor");
@@ -51,9 +51,6 @@ int main(int argc, char **argv) {
   } else {
     /* Any other name is the executor: a user's own symlink to it keeps working. */
     args[n++] = KILN_NODE;
-#ifdef KILN_NODE_FLAG
-    args[n++] = KILN_NODE_FLAG;
-#endif
     args[n++] = strcmp(name, "warmer") == 0 ? KILN_WARMER_SCRIPT : KILN_EXECUTOR_SCRIPT;
   }
   for (int i = 1; i < argc; i++) args[n++] = argv[i];

@@ -51,14 +51,15 @@ if [[ -n $busybox ]]; then
 fi
 [[ -e $out/kaniko ]] && die "$out/kaniko already exists"
 
-# The image's node runs with this hash seed, and the code cache below is made with it. Why fixed: V8's
-# code cache lays out its tables by the seed's string hashes, so a random seed (node's default) gives a
-# different cache, and so a different image digest, on every build. A node with another seed rejects the
-# cache (V8 hashes its flags into it), so the seed goes into the launcher, never into NODE_OPTIONS.
-# What a fixed seed gives up is V8's resistance to hash flooding: whoever controls JSON that kiln parses
-# (a registry's responses, a base image's config) could make parsing it slow. Those can already make a
-# build slow (an endless body, a huge layer), and a base image can run code in it (ONBUILD RUN).
-readonly HASH_SEED=1802071150
+# The code cache below is made with this V8 random seed, so that the same sources give the same cache
+# (and image digest): V8 lays out a code cache by its string hashes, whose seed is random in every
+# process, so a cache made with node's defaults differs on every build. --random-seed fixes that seed
+# for the one node that makes the cache, and V8 leaves --random-seed out of the flags it hashes into a
+# cache, so a node started with no flag at all (the image's, by the launcher) takes the cache, with a
+# random hash seed of its own (hash-flooding resistance kept). Before, the image's node ran with a
+# fixed --hash-seed: V8 hashes that flag into every code cache, so node rejected its own built-in
+# modules' caches and compiled crypto, tls, http and streams at every start (~25-40 ms of CPU).
+readonly CACHE_RANDOM_SEED=1802071150
 
 k=$out/kaniko
 install -d -m 0755 "$k/bin" "$k/lib" "$k/app" "$k/ssl/certs" "$k/.docker" "$out/workspace"
@@ -85,7 +86,7 @@ copy_libs "$node_bin"
 # need none of them.
 strip -o "$k/bin/node" "$node_bin"
 # One static launcher, hard-linked under each name it answers to (see scripts/executor-launcher.c).
-"$cc" -static -Os -s -DKILN_LOADER="\"/kaniko/lib/$loader\"" -DKILN_NODE_FLAG="\"--hash-seed=$HASH_SEED\"" \
+"$cc" -static -Os -s -DKILN_LOADER="\"/kaniko/lib/$loader\"" \
   -o "$k/executor" "$repo/scripts/executor-launcher.c"
 ln "$k/executor" "$k/warmer"
 
@@ -109,6 +110,11 @@ install -m 0755 "$repo/bin/executor.js" "$repo/bin/warmer.js" "$k/app/bin/"
 install -m 0644 "$bundle" "$k/app/dist/bundle/kiln.cjs"
 # The bundle's commit: bin/load-kiln.js answers `executor version` from it without loading the bundle.
 [[ -f $repo/dist/bundle/commit.txt ]] && install -m 0644 "$repo/dist/bundle/commit.txt" "$k/app/dist/bundle/commit.txt"
+# And `--help`'s texts, which it prints from these files without loading the bundle either.
+for help in help-executor.txt help-warmer.txt; do
+  [[ -f $repo/dist/bundle/$help ]] || die "dist/bundle/$help is missing: run npm run build"
+  install -m 0644 "$repo/dist/bundle/$help" "$k/app/dist/bundle/$help"
+done
 # The clouds' SDKs, each in a bundle of its own that src/cloud/load.ts requires only when a build uses
 # that cloud (s3://, gs://, Azure Blob contexts; ECR, GCR/Artifact Registry, ACR logins). Brotli-
 # compressed (2.9 MB -> 0.6 MB unpacked; load.ts decompresses one in ~5 ms); the output depends on
@@ -133,11 +139,13 @@ fi
 install -d -m 0755 "$k/app/build/Release"
 "$cc" -static -Os -s -D_GNU_SOURCE -o "$k/app/build/Release/kiln-isolate" "$repo/native/kiln-isolate.c"
 
-# The code cache, made by the image's own node with the launcher's flag (a cache made by another node,
-# or with other flags, is rejected and the bundle compiled at every start: ~40 ms). Its loader and
-# libraries are the ones just copied, so it runs as it will in the image.
-run_image_node() { "$k/lib/$loader" --library-path "$k/lib" "$k/bin/node" --hash-seed=$HASH_SEED "$@"; }
-run_image_node -e 'const k = require(process.argv[1]); k.writeCache(k.BUNDLE, k.runBundle(k.BUNDLE).script);' "$k/app/bin/load-kiln.js"
+# The code cache, made by the image's own node (a cache made by another node, or with other flags, is
+# rejected and the bundle compiled at every start: ~40 ms), from no cache (a cache made while running
+# from one holds other functions), with CACHE_RANDOM_SEED. Its loader and libraries are the ones just
+# copied, so it runs as it will in the image; the check runs it as the launcher does, with no flag.
+run_image_node() { "$k/lib/$loader" --library-path "$k/lib" "$k/bin/node" "$@"; }
+rm -f "$k/app/dist/bundle/kiln.cjs.v8cache"
+run_image_node --random-seed=$CACHE_RANDOM_SEED -e 'const k = require(process.argv[1]); k.writeCache(k.BUNDLE, k.runBundle(k.BUNDLE).script);' "$k/app/bin/load-kiln.js"
 run_image_node -e 'const k = require(process.argv[1]); process.exit(k.runBundle(k.BUNDLE).script.cachedDataRejected === false ? 0 : 1)' \
   "$k/app/bin/load-kiln.js" || die "the image's node rejects the code cache it just made"
 chmod 0644 "$k/app/dist/bundle/kiln.cjs.v8cache"

@@ -63,6 +63,19 @@ for (const [name, program, groups, kiln] of [
         }
       }
     });
+
+    it('answers without loading the bundle (bin/load-kiln.js) with the very text the bundle prints', async () => {
+      const loader = EXECUTOR.replace(/executor\.js$/, 'load-kiln.js');
+      const entry = name === 'executor' ? 'main' : 'warmerMain';
+      const fast = await run(process.execPath, [program, '--help']);
+      const short = await run(process.execPath, [program, '-h']);
+      // The bundle's own answer, through commander, as a pipe gets it (80 columns).
+      const script = `require(${JSON.stringify(loader)}).loadMain(${JSON.stringify(entry)}).then((m) => m(['node', ${JSON.stringify(name)}, '--help'], process.env)).then((c) => { process.exitCode = c; })`;
+      const viaBundle = await run(process.execPath, ['-e', script]);
+      expect(viaBundle.stdout).toContain('--help');
+      expect(fast.stdout).toBe(viaBundle.stdout);
+      expect(short.stdout).toBe(viaBundle.stdout);
+    });
   });
 }
 
