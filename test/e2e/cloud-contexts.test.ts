@@ -13,7 +13,7 @@ import { PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { BlobServiceClient, StorageSharedKeyCredential } from '@azure/storage-blob';
 import { Storage } from '@google-cloud/storage';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { startAzurite, startGcsEmulator, startS3, type BlobServer, type GcsServer, type S3Server } from '../support/cloud-servers.js';
+import { startAzurite, startGcsEmulator, startRegionFront, startS3, type BlobServer, type GcsServer, type S3Server } from '../support/cloud-servers.js';
 import { executor, unpackWithUmoci, writeContext } from '../support/executor.js';
 
 const run = promisify(execFile);
@@ -186,6 +186,23 @@ describe('build contexts from S3, Azure Blob and Cloud Storage', () => {
       expect(await failure(['--context', `s3://${BUCKET}/not-an-archive.txt`], s3Env({ AWS_REGION: 'us-east-1' }), secrets)).toMatch(
         new RegExp(`^error building image: build context s3://${BUCKET}/not-an-archive\\.txt: `),
       );
+    });
+  });
+
+  describe('s3:// and the bucket\'s region', () => {
+    it("a bucket in another region than AWS_REGION: S3's PermanentRedirect names both, in one line; the bucket's region builds", async () => {
+      // s3rver has no regions: a front answers as AWS does for a bucket homed in eu-west-3.
+      const front = await startRegionFront(s3.endpoint, BUCKET, 'eu-west-3');
+      try {
+        const env = (region: string): Record<string, string> => ({ ...s3Env({ AWS_REGION: region }), S3_ENDPOINT: front.endpoint });
+        expect(await failure(['--context', `s3://${BUCKET}/app/context.tar.gz`], env('us-east-1'), [DEFAULT_KEY.secret])).toBe(
+          `error building image: build context s3://${BUCKET}/app/context.tar.gz: the bucket is in eu-west-3, not us-east-1 (PermanentRedirect): set AWS_REGION`,
+        );
+        const img = await buildAndRead('s3-region', ['--context', `s3://${BUCKET}/app/context.tar.gz`], env('eu-west-3'));
+        expect(img.fromRun).toBe('from the cloud\n');
+      } finally {
+        await front.stop();
+      }
     });
   });
 

@@ -12,7 +12,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
-import type { Server } from 'node:http';
+import { createServer as createHttpServer, request as httpRequest, type Server } from 'node:http';
 import { createRequire } from 'node:module';
 import { createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -69,6 +69,42 @@ export async function startS3(buckets: readonly string[], keys: Readonly<Record<
       await server.close();
       await rm(directory, { recursive: true, force: true });
     },
+  };
+}
+
+/**
+ * A front for an S3 server (s3rver ignores regions) that homes `bucket` in `region`, as AWS does: a
+ * request for that bucket signed for any other region gets AWS's documented answer, 301
+ * PermanentRedirect with the bucket's region in `x-amz-bucket-region` (and the error XML, but for
+ * HEAD); everything else goes through to `upstream` unchanged. S3's own behaviour here, not kiln's:
+ * see "Making requests using the REST API" / "Error responses" (PermanentRedirect) in the S3 docs.
+ */
+export async function startRegionFront(upstream: string, bucket: string, region: string): Promise<{ readonly endpoint: string; stop(): Promise<void> }> {
+  const up = new URL(upstream);
+  const server = createHttpServer((req, res) => {
+    const path = new URL(req.url ?? '/', 'http://x').pathname;
+    const signedFor = /Credential=[^/]+\/\d{8}\/([^/]+)\//.exec(String(req.headers.authorization ?? ''))?.[1];
+    if ((path === `/${bucket}` || path.startsWith(`/${bucket}/`)) && signedFor !== region) {
+      req.resume();
+      res.writeHead(301, { 'x-amz-bucket-region': region, 'content-type': 'application/xml' });
+      res.end(
+        req.method === 'HEAD'
+          ? undefined
+          : `<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>PermanentRedirect</Code><Message>The bucket you are attempting to access must be addressed using the specified endpoint. Please send all future requests to this endpoint.</Message><Endpoint>${bucket}.s3.${region}.amazonaws.com</Endpoint><Bucket>${bucket}</Bucket></Error>`,
+      );
+      return;
+    }
+    const out = httpRequest({ host: up.hostname, port: up.port, method: req.method, path: req.url, headers: req.headers }, (r) => {
+      res.writeHead(r.statusCode ?? 502, r.headers);
+      r.pipe(res);
+    });
+    out.on('error', () => res.destroy());
+    req.pipe(out);
+  });
+  await new Promise<void>((ok) => server.listen(0, '127.0.0.1', ok));
+  return {
+    endpoint: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    stop: () => new Promise<void>((ok) => server.close(() => ok())),
   };
 }
 
