@@ -12,6 +12,18 @@ import { oneLine } from './text.js';
 
 const SCOPES = ['https://www.googleapis.com/auth/cloud-platform'];
 
+/**
+ * The project the auth library is told, so that it never goes looking for one: reading an object and
+ * getting a registry token need none, and without it google-auth-library finds one before it gives
+ * any token (running `gcloud`, asking the metadata server, or, for workload identity federation's
+ * `external_account` credentials, calling Cloud Resource Manager with the fresh token), which fails
+ * where the identity may not read its project: a login that docker-credential-gcr would have made.
+ * The user's own project variable when set; else a name no request carries.
+ */
+function projectFor(env: CloudCall['env']): string {
+  return env['GOOGLE_CLOUD_PROJECT'] || env['GCLOUD_PROJECT'] || 'kiln-unused-project';
+}
+
 /** The API's or the auth library's failure, in words a user can act on. */
 function gcsCause(err: unknown): string {
   const e = err as { code?: unknown; message?: unknown };
@@ -40,7 +52,7 @@ export interface GcsLocation {
 
 /** The object's bytes as they arrive (the SDK checks its CRC32C at the end), after the response began. */
 export async function openGcsObject(loc: GcsLocation, call: CloudCall): Promise<CloudObject> {
-  const storage = new Storage({ retryOptions: { autoRetry: true, maxRetries: 3 } });
+  const storage = new Storage({ projectId: projectFor(call.env), retryOptions: { autoRetry: true, maxRetries: 3 } });
   const body: Readable = storage.bucket(loc.bucket).file(loc.object).createReadStream();
   const onAbort = (): void => {
     body.destroy(call.signal.reason instanceof Error ? call.signal.reason : new Error('aborted'));
@@ -66,7 +78,7 @@ export async function openGcsObject(loc: GcsLocation, call: CloudCall): Promise<
 
 /** `oauth2accesstoken` and an access token from Application Default Credentials. */
 export async function gcrLogin(host: string, call: CloudCall): Promise<CloudRegistryLogin> {
-  const auth = new GoogleAuth({ scopes: SCOPES });
+  const auth = new GoogleAuth({ scopes: SCOPES, projectId: projectFor(call.env) });
   let token: string | null | undefined;
   try {
     token = await auth.getAccessToken();
