@@ -1,5 +1,7 @@
 // The executor's entry point: the only place that reads process.*. Builds dependencies once
 // (logger, abort signal, secret mask) and hands them down.
+// First: zod's setting, before any module that builds a schema is evaluated.
+import './zod-jitless.js';
 import { existsSync, statSync } from 'node:fs';
 import { availableParallelism, tmpdir } from 'node:os';
 import { runBuild } from '../builder/executor.js';
