@@ -30,6 +30,13 @@ export class KilnError extends Error {
   get exitCode(): number {
     return 1;
   }
+  /**
+   * What the failure line starts with instead of the command's own words (`error building image`),
+   * where kaniko's line starts otherwise: pipelines grep those words.
+   */
+  get headline(): string | undefined {
+    return undefined;
+  }
 }
 
 export class UsageError extends KilnError {
@@ -88,6 +95,18 @@ export class RegistryError extends KilnError {
     this.registryCodes = details.registryCodes ?? [];
     this.retryable = details.retryable ?? false;
     this.url = details.url;
+  }
+}
+
+/**
+ * A destination refused before anything was built (kaniko's CheckPushPermissions). kaniko's line for
+ * it is its own, not "error building image": `error checking push permissions -- make sure you
+ * entered the correct tag name, and that you are authenticated correctly, and try again: checking
+ * push permission for "REF": CAUSE`.
+ */
+export class PushPermissionError extends RegistryError {
+  override get headline(): string {
+    return 'error checking push permissions -- make sure you entered the correct tag name, and that you are authenticated correctly, and try again';
   }
 }
 

@@ -69,7 +69,7 @@ export async function runCommand<F extends { verbosity: string; logFormat: LogFo
     return 0;
   } catch (err) {
     log.debug({ err }, spec.failureLog);
-    out.write(`${spec.failure}: ${mask.apply(describeError(err))}\n`);
+    out.write(`${(err instanceof KilnError ? err.headline : undefined) ?? spec.failure}: ${mask.apply(describeError(err))}\n`);
     return err instanceof KilnError ? err.exitCode : 1;
   } finally {
     process.off('SIGINT', onSignal);

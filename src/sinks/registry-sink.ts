@@ -2,7 +2,7 @@
 // config) is checked with HEAD and uploaded only when missing, once however many tags name that
 // repository; the manifest goes last, so a tag never points at an image whose blobs are not all in.
 import { Readable } from 'node:stream';
-import { RegistryError } from '../errors.js';
+import { PushPermissionError, RegistryError } from '../errors.js';
 import type { Digest } from '../oci/digest.js';
 import type { BlobOrigin, Image } from '../oci/image.js';
 import { formatReference, type Reference } from '../oci/reference.js';
@@ -47,8 +47,8 @@ export async function checkPushPermissions(client: RegistryClient, destinations:
       await client.checkPushPermission(dest.registry, dest.repository);
     } catch (err) {
       if (!(err instanceof RegistryError)) throw err;
-      throw new RegistryError(
-        `checking push permission for ${formatReference(dest)}: ${err.message}`,
+      throw new PushPermissionError(
+        `checking push permission for ${JSON.stringify(formatReference(dest))}: ${err.message}`,
         {
           ...(err.status !== undefined ? { status: err.status } : {}),
           registryCodes: err.registryCodes,

@@ -61,6 +61,6 @@ describe('--dry-run', () => {
     expect(unknown.stdout).toBe('');
     const denied = await executor(['--context', ctx, '-d', `${authReg.host}/test/x:1`, '--insecure', '--insecure-pull', '--dry-run']);
     expect(denied.code).toBe(1);
-    expect(denied.stderr).toMatch(/error building image: checking push permission for \S+\/test\/x:1: .*401/);
+    expect(denied.stderr).toMatch(/^error checking push permissions -- make sure you entered the correct tag name, and that you are authenticated correctly, and try again: checking push permission for "\S+\/test\/x:1": .*401/m);
   });
 });

@@ -1,9 +1,9 @@
-// Bad input ends with one `error building image: ...` line naming the cause, a non-zero exit, and
-// nothing pushed under the tag.
+// Bad input ends with one `error building image: ...` line naming the cause (a destination refused
+// before the build: kaniko's push-check line instead), a non-zero exit, and nothing pushed under the tag.
 import { rm } from 'node:fs/promises';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { startRegistry, type RunningRegistry } from '../support/registry.js';
-import { executor, tagExists, writeContext } from '../support/executor.js';
+import { executor, failureLines, PUSH_CHECK_HEADLINE, tagExists, writeContext } from '../support/executor.js';
 
 function errorLines(stderr: string): string[] {
   return stderr.split('\n').filter((l) => l.startsWith('error building image: '));
@@ -59,9 +59,9 @@ describe('failures', () => {
   it('an unreachable registry is named in one line', async () => {
     const r = await build(`FROM ${images.busybox}\nRUN true\n`, '127.0.0.1:1/e2e/x:1');
     expect(r.code).toBe(1);
-    const lines = errorLines(r.stderr);
+    const lines = failureLines(r.stderr);
     expect(lines).toHaveLength(1);
-    expect(lines[0]).toContain('127.0.0.1:1');
+    expect(lines[0]).toContain(`${PUSH_CHECK_HEADLINE}: checking push permission for "127.0.0.1:1/e2e/x:1": `);
     expect(lines[0]).toMatch(/ECONNREFUSED/);
   });
 
@@ -76,9 +76,9 @@ describe('failures', () => {
       const dest = `${guarded.host}/e2e/refused:1`;
       const r = await build(`FROM ${images.busybox}\nRUN echo hi > /x\n`, dest);
       expect(r.code).toBe(1);
-      const lines = errorLines(r.stderr);
+      const lines = failureLines(r.stderr);
       expect(lines).toHaveLength(1);
-      expect(lines[0]).toContain(guarded.host);
+      expect(lines[0]).toContain(`${PUSH_CHECK_HEADLINE}: checking push permission for "${dest}": `);
       expect(lines[0]).toMatch(/401|UNAUTHORIZED/);
     });
   });

@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { executorImage } from '../support/executor-image.js';
+import { PUSH_CHECK_HEADLINE } from '../support/executor.js';
 import { podmanAvailable, RUN_DEFAULTS, startPodman, type Podman, type PodmanResult } from '../support/podman.js';
 import { startRegistry, type RunningRegistry } from '../support/registry.js';
 
@@ -205,14 +206,17 @@ describe.skipIf(!available)(`kiln's executor image, run in podman as kaniko's is
       expect(await podman.ok(['run', '--rm', destination])).toBe('built with credentials\nfrom the context\n');
     });
 
-    it('without the config mounted, exits 1 with one `error building image:` line before building, and pushes nothing', async () => {
+    it("without the config mounted, exits 1 with kaniko's one push-permission line before building, and pushes nothing", async () => {
       const ctx = await context(dockerfile(), { 'note.txt': 'from the context\n' });
       const destination = `${authRegistry.host}/executor-run/no-login:1`;
 
       const r = await executor(ctx, [], ['--destination', destination]);
       expect(r.code, r.stderr).toBe(1);
-      const lines = errorLines(r.stderr);
+      expect(errorLines(r.stderr), r.stderr).toEqual([]);
+      // kaniko's own line for a refused push check (pipelines grep it), then the destination quoted.
+      const lines = r.stderr.split('\n').filter((l) => l.startsWith(`${PUSH_CHECK_HEADLINE}: `));
       expect(lines, r.stderr).toHaveLength(1);
+      expect(lines[0]).toContain(`: checking push permission for "${destination}": `);
       // Names the destination and the registry's answer, so that the user knows to log in.
       expect(lines[0]).toContain(destination);
       expect(lines[0]).toMatch(/401|unauthorized/i);

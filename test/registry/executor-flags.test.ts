@@ -12,8 +12,9 @@ import { skopeo } from './fixtures.js';
 const USER = 'alice';
 const PASSWORD = 'alice-registry-password';
 
+/** The failure lines: kaniko's `error building image: `, or its own line for a refused push check. */
 function errorLines(stderr: string): string[] {
-  return stderr.split('\n').filter((l) => l.startsWith('error building image: '));
+  return stderr.split('\n').filter((l) => l.startsWith('error building image: ') || l.startsWith('error checking push permissions -- '));
 }
 
 describe('executor registry flags', () => {
@@ -57,9 +58,12 @@ describe('executor registry flags', () => {
     const r = await executor(['--context', ctx, '--destination', dest], { env: { DOCKER_CONFIG: cfg } });
     expect(Date.now() - started).toBeLessThan(10_000); // in practice well under a second of registry work
     expect(r.code).toBe(1);
+    // kaniko's line, word for word up to the cause: not "error building image".
     expect(errorLines(r.stderr)).toEqual([
       expect.stringMatching(
-        new RegExp(`^error building image: checking push permission for ${dest}: POST http://${guarded.host}/v2/e2e/perm/blobs/uploads/: 401 Unauthorized: UNAUTHORIZED`),
+        new RegExp(
+          `^error checking push permissions -- make sure you entered the correct tag name, and that you are authenticated correctly, and try again: checking push permission for "${dest}": POST http://${guarded.host}/v2/e2e/perm/blobs/uploads/: 401 Unauthorized: UNAUTHORIZED`,
+        ),
       ),
     ]);
     // Base manifests are fetched while the check runs; nothing is built or downloaded beyond them.

@@ -83,7 +83,7 @@ describe('bearer tokens', () => {
     client.close();
     expect(err).toBeInstanceOf(RegistryError);
     expect((err as RegistryError).status).toBe(401);
-    expect((err as Error).message).toMatch(new RegExp(`^checking push permission for ${reg.host}/kiln/perm:c: authenticating to ${reg.host}: GET http://127\\.0\\.0\\.1:\\d+/token: 401`));
+    expect((err as Error).message).toMatch(new RegExp(`^checking push permission for "${reg.host}/kiln/perm:c": authenticating to ${reg.host}: GET http://127\\.0\\.0\\.1:\\d+/token: 401`));
     expect((err as Error).message).not.toContain('wrong-token-flow-pw');
   });
 });

@@ -11,6 +11,14 @@ const run = promisify(execFile);
 const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 export const EXECUTOR = join(REPO, 'bin/executor.js');
 
+/** kaniko's own first words for a push check that failed (not `error building image`). */
+export const PUSH_CHECK_HEADLINE = 'error checking push permissions -- make sure you entered the correct tag name, and that you are authenticated correctly, and try again';
+
+/** The lines that say a build failed: kaniko's `error building image: `, or its push check's line. */
+export function failureLines(stderr: string): string[] {
+  return stderr.split('\n').filter((l) => l.startsWith('error building image: ') || l.startsWith(`${PUSH_CHECK_HEADLINE}: `));
+}
+
 export interface ExecResult {
   readonly code: number;
   readonly stdout: string;
