@@ -43,6 +43,7 @@ import { compressedSize, moveContainerRoot, PristineRootfsStore, unpackImage } f
 import { buildStage, mayDefer, type StageResult } from './stage-builder.js';
 import { buildScheduled, hasIndependentStages, type StageGraph } from './stage-scheduler.js';
 import { endStream, prefixLines } from '../log/line-prefixer.js';
+import { inBackground } from '../log/log-scope.js';
 
 /** Build args that reach RUN without an ARG and stay out of the image (docker's predefined proxy ARGs). */
 const PROXY_ARGS = ['HTTP_PROXY', 'http_proxy', 'HTTPS_PROXY', 'https_proxy', 'FTP_PROXY', 'ftp_proxy', 'NO_PROXY', 'no_proxy', 'ALL_PROXY', 'all_proxy'];
@@ -57,7 +58,7 @@ export interface BuildResult {
  * written to `--summary-file`.
  */
 export async function runBuild(request: BuildRequest, buildDeps: BuildDeps): Promise<BuildResult> {
-  const deps: BuildDeps = { ...buildDeps, transfers: buildDeps.transfers ?? new Transfers() };
+  const deps: BuildDeps = { ...buildDeps, transfers: buildDeps.transfers ?? new Transfers(Date.now, buildDeps.scope) };
   const report = new BuildReport({ log: deps.log, json: request.logFormat === 'json', transfers: deps.transfers as Transfers, scope: deps.scope });
   report.events.emit(
     'build-start',
@@ -380,7 +381,12 @@ async function buildStages(
     const sp = plan.stages[index];
     // Errors surface when the stage awaits the same pull (or parses its platform), with its line.
     try {
-      if (sp?.base.kind === 'image') pull(sp.base.ref, sp.platform !== undefined ? parsePlatform(sp.platform) : request.platform).catch(() => undefined);
+      // Started before any stage, awaited by one later: its lines name no stage (inBackground).
+      const base = sp?.base;
+      if (sp !== undefined && base?.kind === 'image') {
+        const platform = sp.platform !== undefined ? parsePlatform(sp.platform) : request.platform;
+        void inBackground(bctx, () => pull(base.ref, platform).catch(() => undefined));
+      }
     } catch {
       // An invalid platform: reported by the stage itself.
     }
@@ -499,9 +505,11 @@ async function buildStages(
 function prefetchBases(bctx: BuildContext, df: Dockerfile, plan: BuildPlan, order: readonly number[], pull: (ref: string, platform: Platform) => Promise<Image>): void {
   if (bctx.request.layerCache !== undefined) return;
   const fetch = (ref: string, platform: Platform): void => {
-    pull(ref, platform)
-      .then((img) => (isSpooling(img) ? img.spoolAll() : undefined))
-      .catch(() => undefined);
+    void inBackground(bctx, () =>
+      pull(ref, platform)
+        .then((img) => (isSpooling(img) ? img.spoolAll() : undefined))
+        .catch(() => undefined),
+    );
   };
   for (const index of order) {
     const stage = df.stages[index];

@@ -5,6 +5,7 @@
 // exits. Neither ever fails the build: a registry that cannot be reached, refuses the credentials or
 // holds something unexpected makes the instruction run (lookup) or goes unstored (push), with a warning.
 import { describeError, RegistryError } from '../errors.js';
+import { inBackground } from '../log/log-scope.js';
 import type { RunContext } from '../log/run-context.js';
 import { assembleImage } from '../oci/assemble.js';
 import type { Layer } from '../oci/image.js';
@@ -110,12 +111,15 @@ export class LayerCache {
       layers: layer === null ? [] : [layer],
     });
     this.#ctx.log.info(`Pushing layer ${ref.original} to cache now`);
-    const pushed = pushImage(this.#client, image, [ref], this.#ctx).then(
-      () => true,
-      (err: unknown) => {
-        this.#ctx.log.warn(`Error uploading layer to cache: ${describeError(err)}`);
-        return false;
-      },
+    // Its lines (uploads, the warning) name this step, though later steps run meanwhile.
+    const pushed = inBackground(this.#ctx, () =>
+      pushImage(this.#client, image, [ref], this.#ctx).then(
+        () => true,
+        (err: unknown) => {
+          this.#ctx.log.warn(`Error uploading layer to cache: ${describeError(err)}`);
+          return false;
+        },
+      ),
     );
     this.#pushes.push(pushed.then(() => undefined));
     if (layer !== null) this.#stored.push({ layer, pushed });
