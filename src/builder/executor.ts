@@ -182,7 +182,7 @@ async function buildImage(request: BuildRequest, deps: BuildDeps, report: BuildR
     }),
     // Cache images are read and written with the push settings and the destinations' keychain; the
     // cache repo gets no push-permission check (a cache that refuses is a warning, never a failure).
-    layerCache: request.layerCache === undefined ? undefined : new LayerCache(request.layerCache, pushClient, deps),
+    layerCache: request.layerCache === undefined ? undefined : new LayerCache(request.layerCache, pushClient, deps, { dir: join(request.workDir, 'base-blobs'), retries: request.registry.imageDownloadRetry }),
     // With --cache the layers go to the cache repo as they are made, and the push mounts them from there.
     earlyUploads: earlyUploadsFor(request, pushClient, deps),
     runIsolation: once(() => chooseIsolation(request, request.registry.cloudEnv, deps)),
