@@ -10,8 +10,7 @@ import { DockerfileError, KilnError, OutputError, UsageError } from '../errors.j
 import type { ContextFiles, InstructionSite } from '../instructions/handler.js';
 import type { Image } from '../oci/image.js';
 import { formatPlatform, parsePlatform } from '../oci/platform.js';
-import type { Digest } from '../oci/digest.js';
-import { formatReference, parseReference, type Reference } from '../oci/reference.js';
+import { formatReference, parseReference } from '../oci/reference.js';
 import type { Platform } from '../oci/schemas.js';
 import { RegistryClient } from '../registry/client.js';
 import { cloudHelpers, withCloudRegistries } from '../registry/cloud-keychain.js';
@@ -19,7 +18,6 @@ import { loadDockerConfigKeychain, withGitLabCi } from '../registry/keychain.js'
 import { anonymousKeychain } from '../registry/keychain.js';
 import { loadRegistryTls } from '../registry/tls-files.js';
 import { defaultIgnoreList, type IgnoreList } from '../rootfs/ignore-list.js';
-import { pullImageVia } from '../sources/registry-source.js';
 import { spoolingImage, type SpoolingImage } from '../sources/registry-spool.js';
 import { checkPushPermissions } from '../sinks/registry-sink.js';
 import { scratchImage } from '../sources/scratch.js';
@@ -33,6 +31,7 @@ import type { BuildContext, BuildDeps } from './build-deps.js';
 import { findExecutable } from './find-executable.js';
 import { LayerCache } from './layer-cache.js';
 import { readMountPoints } from './mount-points.js';
+import { resolveImageSource } from './resolve-image.js';
 import { chooseIsolation, once } from './run-isolation.js';
 import { fetchedContextDir, resolveInputs } from './inputs.js';
 import { writeOutputs } from './outputs.js';
@@ -293,21 +292,13 @@ async function buildStages(
     if (p === undefined) {
       p = (async () => {
         const parsed = parseReference(ref);
-        const origin = { registry: parsed.registry, repository: parsed.repository };
-        // --cache-dir: a digest reference is looked up before any request; a tag once its manifest is in.
-        const early = parsed.digest !== undefined ? await baseCache?.lookup(parsed.digest, ref, origin) : undefined;
-        if (early !== undefined) return early;
-        log.info(`Retrieving image manifest ${ref}`);
         const routes = { registryMap: request.registry.registryMap, skipDefaultRegistryFallback: request.registry.skipDefaultRegistryFallback };
-        let cached: Image | undefined;
-        const local = async (digest: Digest, at: Reference): Promise<Image | undefined> =>
-          digest === parsed.digest ? undefined : (cached = await baseCache?.lookup(digest, ref, { registry: at.registry, repository: at.repository }));
         const startedAt = bctx.transfers?.now() ?? Date.now();
-        const pulledImage = await pullImageVia(bctx.pullClient, parsed, { platform, routes, ctx: bctx, ...(baseCache !== undefined ? { local } : {}) });
-        bctx.report.pulled(ref, await pulledImage.digest(), formatPlatform(platform), startedAt);
-        if (cached !== undefined) return cached;
+        const source = await resolveImageSource(ref, platform, { client: bctx.pullClient, routes, baseCache, ctx: bctx });
+        if (source.askedRegistry) bctx.report.pulled(ref, await source.image.digest(), formatPlatform(platform), startedAt);
+        if (source.fromCacheDir) return source.image;
         // Layers download (several at once, into the work dir) when prefetchBases or a stage first reads them.
-        const img = spoolingImage(pulledImage, {
+        const img = spoolingImage(source.image, {
           dir: join(request.workDir, 'base-blobs'),
           retries: request.registry.imageDownloadRetry,
           ctx: bctx,

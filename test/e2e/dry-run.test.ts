@@ -44,7 +44,7 @@ describe('--dry-run', () => {
     const plan = JSON.parse(j.stdout) as { runs: string[]; skipped: string[]; images: { image: string; digest: string; platform: string }[]; stages: { stage: string; from: unknown[] }[] };
     expect(plan.runs).toEqual(['build', 'stage-2']);
     expect(plan.skipped).toEqual(['unused']);
-    expect(plan.images).toContainEqual({ image: images.busybox, digest, platform: 'linux/amd64' });
+    expect(plan.images).toContainEqual({ image: images.busybox, digest, platform: 'linux/amd64', source: 'registry' });
     expect(plan.stages.find((s) => s.stage === 'stage-2')?.from).toHaveLength(2);
   });
 
