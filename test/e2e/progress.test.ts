@@ -1,5 +1,6 @@
 // Progress of downloads and uploads through a slow link (slow-proxy.ts): plain lines every interval in
-// a log, progress events in JSON, and on a terminal (tmux) one live line per transfer, gone at the end.
+// a log, progress events in JSON, and on a terminal (tmux) one live line per transfer, gone at the end;
+// a large layer file being written; a layer cache hit's download, in the lines and the summary.
 import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
@@ -63,6 +64,19 @@ describe('progress', () => {
     expect(progress.length).toBeGreaterThan(0);
     expect(progress[0]).toMatchObject({ transfer: 'download', total: expect.any(Number) });
     expect(messages.some((m) => LINE.test(m.msg))).toBe(false);
+  });
+
+  it('a large layer file being written shows its progress too (plain)', async () => {
+    const big = await writeContext({ Dockerfile: `FROM ${images.busybox}\nRUN head -c 60000000 /dev/urandom > /big\n` });
+    try {
+      const r = await executor(['--context', big, '--no-push', '--insecure-pull', '--progress', 'plain'], { env: { KILN_PROGRESS_INTERVAL_MS: '100' } });
+      expect(r.code, r.stderr).toBe(0);
+      // The compressed size is not known while it is written: bytes and rate, no total or ETA.
+      const writing = r.stderr.split('\n').filter((l) => /^INFO\[\d{4}\] Writing layer stage0-0\.tar\.gz: [\d.]+ (B|KiB|MiB), [\d.]+ (B|KiB|MiB)\/s$/.test(l));
+      expect(writing.length, r.stderr).toBeGreaterThan(0);
+    } finally {
+      await rm(big, { recursive: true, force: true });
+    }
   });
 
   it('a layer cache hit is downloaded like a base layer: its progress is shown and "pulled" counts it', async () => {
