@@ -143,6 +143,10 @@ async function buildImage(request: BuildRequest, deps: BuildDeps, report: BuildR
   });
   if (request.dryRun) {
     try {
+      // What the build checks before any stage fails a dry run too: `--ssh` sources (key files loaded
+      // into an agent, stopped at once), and the ignore list (container mode refuses a context at /).
+      await (await startSshAgents(request.ssh, { ...deps, dir: join(request.workDir, 'ssh-agents'), find: (name) => findExecutable(name, deps.hostPath) })).close();
+      await ignoreListFor(request, inputs.context.dir);
       const p = await dryRun({ df, plan, order: [...order], request, pullClient, pushClient, ctx: deps });
       // Masked: a global ARG's value may be a secret given with --build-arg.
       deps.stdout.write(deps.mask.apply(request.logFormat === 'json' ? `${JSON.stringify(p)}\n` : dryRunText(p)));
