@@ -105,6 +105,23 @@ describe('progress', () => {
     expect(lines.some((l) => l.includes(`Downloading ${cached}: `)), again.stderr).toBe(true);
   });
 
+  it("the warmer shows the progress of the layers it downloads (plain), as the executor's", async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'kiln-warm-progress-'));
+    try {
+      const image = images.busybox.replace(registry, proxy.host);
+      const r = await run(process.execPath, [EXECUTOR.replace(/executor\.js$/, 'warmer.js'), '--cache-dir', dir, '--image', image, '--insecure-pull', '--progress', 'plain'], {
+        env: { PATH: process.env['PATH'] ?? '/usr/bin:/bin', HOME: dir, DOCKER_CONFIG: dir, KILN_PROGRESS_INTERVAL_MS: '1000' },
+      });
+      const base = (await skopeoJson(['inspect', '--tls-verify=false', '--raw', `docker://${images.busybox}`])) as { layers: { digest: string; size: number }[] };
+      const largest = [...base.layers].sort((x, y) => y.size - x.size)[0]?.digest.slice(0, 'sha256:'.length + 12) ?? 'none';
+      const lines = r.stderr.split('\n').filter((l) => LINE.test(l.replace(/^INFO\[\d{4}\] /, '')));
+      expect(lines.some((l) => l.includes(`Downloading ${largest}: `)), r.stderr).toBe(true);
+      expect(r.stderr).toContain(`Wrote ${image} to cache`);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
   it('on a terminal (tmux): one live line per transfer at the bottom, updated, and cleared when done', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'kiln-tty-'));
     const socket = `kiln-progress-${process.pid}`;
