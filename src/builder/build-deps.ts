@@ -3,7 +3,6 @@
 import type { Writable } from 'node:stream';
 import type { IgnoreList } from '../rootfs/ignore-list.js';
 import type { SecretMask } from '../log/logger.js';
-import type { LogScope } from '../log/log-scope.js';
 import type { RunContext } from '../log/run-context.js';
 import type { RegistryClient } from '../registry/client.js';
 import type { ContainerIsolation } from '../sandbox/container-sandbox.js';
@@ -19,8 +18,6 @@ export interface BuildDeps extends RunContext {
   readonly mask: SecretMask;
   readonly stdout: Writable;
   readonly stderr: Writable;
-  /** The stage and step the JSON log lines name (set by the build report). */
-  readonly scope?: LogScope | undefined;
 }
 
 export interface BuildContext extends BuildDeps {

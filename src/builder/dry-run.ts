@@ -2,23 +2,28 @@
 // Dockerfile is parsed and planned (by the caller), each base image and `--from` image is resolved to a
 // digest and platform (manifests and configs only: no layer is downloaded), push permission is checked
 // as a real build checks it, and the plan is printed: text, or one JSON document with --log-format json.
+// With --cache-dir an image comes from there as the build would take it (resolve-image.ts): a digest
+// reference the cache dir holds asks no registry at all.
 import type { Dockerfile } from '../dockerfile/instructions.js';
 import { printablePlan, stageLabel, type BuildPlan, type PrintablePlan } from '../dockerfile/plan.js';
 import { DockerfileError, KilnError } from '../errors.js';
 import type { RunContext } from '../log/run-context.js';
 import { formatPlatform, parsePlatform } from '../oci/platform.js';
-import { formatReference, parseReference } from '../oci/reference.js';
+import { formatReference } from '../oci/reference.js';
 import type { Platform } from '../oci/schemas.js';
 import type { RegistryClient } from '../registry/client.js';
 import { checkPushPermissions } from '../sinks/registry-sink.js';
-import { pullImageVia } from '../sources/registry-source.js';
+import { BaseImageCache } from './base-image-cache.js';
 import type { BuildRequest } from './build-request.js';
+import { resolveImageSource } from './resolve-image.js';
 
 export interface ResolvedImage {
   readonly image: string;
   /** The manifest the build would use (for an index: the platform's manifest). */
   readonly digest: string;
   readonly platform: string;
+  /** Where the build would take it from: its registry, or the `--cache-dir` (config and layers there). */
+  readonly source: 'registry' | 'cache dir';
 }
 
 export interface DryRunPlan extends PrintablePlan {
@@ -49,16 +54,16 @@ export async function dryRun(i: DryRunInputs): Promise<DryRunPlan> {
   const label = (index: number): string => stageLabel(df.stages[index] ?? { index });
   const routes = { registryMap: request.registry.registryMap, skipDefaultRegistryFallback: request.registry.skipDefaultRegistryFallback };
   const resolved = new Map<string, Promise<ResolvedImage>>();
+  const baseCache = request.baseImageCache === undefined ? undefined : new BaseImageCache(request.baseImageCache, ctx);
   const resolve = (ref: string, platform: Platform, at: { line: number; source: string }): Promise<ResolvedImage> => {
     const key = `${ref}|${formatPlatform(platform)}`;
     let p = resolved.get(key);
     if (p === undefined) {
-      p = (async () => {
-        ctx.log.info(`Retrieving image manifest ${ref}`);
-        const image = await pullImageVia(i.pullClient, parseReference(ref), { platform, routes, ctx });
+      p = (async (): Promise<ResolvedImage> => {
+        const { image, fromCacheDir } = await resolveImageSource(ref, platform, { client: i.pullClient, routes, baseCache, ctx });
         const config = await image.configFile();
         const got = formatPlatform({ os: config.os ?? platform.os, architecture: config.architecture ?? platform.architecture, ...(config.variant !== undefined ? { variant: config.variant } : {}) });
-        return { image: ref, digest: await image.digest(), platform: got };
+        return { image: ref, digest: await image.digest(), platform: got, source: fromCacheDir ? 'cache dir' : 'registry' };
       })().catch((err: unknown) => {
         // Named as the real build names it: the Dockerfile line that wants the image.
         if (err instanceof KilnError && !(err instanceof DockerfileError)) {
@@ -107,6 +112,11 @@ export async function dryRun(i: DryRunInputs): Promise<DryRunPlan> {
   };
 }
 
+/** " from cache dir" when the build would take the image from --cache-dir. */
+function fromCache(r: ResolvedImage): string {
+  return r.source === 'cache dir' ? ' from cache dir' : '';
+}
+
 /** The plan as text, for a person. */
 export function dryRunText(p: DryRunPlan): string {
   const out: string[] = [];
@@ -118,11 +128,11 @@ export function dryRunText(p: DryRunPlan): string {
     if (s === undefined) continue;
     out.push(`  [${s.index}] ${s.stage}: FROM ${s.base.replace(/^image /, '')}${s.platform !== undefined ? ` (--platform ${s.platform})` : ''}, ${s.instructions} instructions`);
     const img = s.base.startsWith('image ') ? byImage.get(s.base.slice('image '.length)) : undefined;
-    if (img !== undefined) out.push(`        base: ${img.digest} (${img.platform})`);
+    if (img !== undefined) out.push(`        base: ${img.digest} (${img.platform})${fromCache(img)}`);
     for (const f of s.from) {
       const what = f.via === 'copy' ? 'copies from' : 'mounts';
       const r = f.source.startsWith('image ') ? byImage.get(f.source.slice('image '.length)) : undefined;
-      out.push(`        line ${f.line}: ${what} ${f.source}${r !== undefined ? ` (${r.digest})` : ''}`);
+      out.push(`        line ${f.line}: ${what} ${f.source}${r !== undefined ? ` (${r.digest})${fromCache(r)}` : ''}`);
     }
   }
   if (p.skipped.length > 0) out.push(`Skipped (the target does not need them): ${p.skipped.join(', ')}`);

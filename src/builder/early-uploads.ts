@@ -9,6 +9,7 @@
 // StageRootfs.snapshot), which the push's HEAD would spare from being sent at all.
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { LayerWriting } from '../blob/layer-file.js';
+import { inBackground } from '../log/log-scope.js';
 import type { RunContext } from '../log/run-context.js';
 import { counted } from '../log/transfers.js';
 import type { RegistryClient } from '../registry/client.js';
@@ -33,7 +34,8 @@ export class EarlyUploads {
 
   /** A layer file being written (Snapshotter's hook): uploaded as it grows if it gets large enough. */
   watch(writing: LayerWriting): void {
-    const p = this.#upload(writing);
+    // It goes on after the step that wrote the layer: its lines keep naming that step.
+    const p = inBackground(this.#ctx, () => this.#upload(writing));
     this.#running.add(p);
     void p.finally(() => this.#running.delete(p));
   }

@@ -10,8 +10,7 @@ import { DockerfileError, KilnError, OutputError, UsageError } from '../errors.j
 import type { ContextFiles, InstructionSite } from '../instructions/handler.js';
 import type { Image } from '../oci/image.js';
 import { formatPlatform, parsePlatform } from '../oci/platform.js';
-import type { Digest } from '../oci/digest.js';
-import { formatReference, parseReference, type Reference } from '../oci/reference.js';
+import { formatReference, parseReference } from '../oci/reference.js';
 import type { Platform } from '../oci/schemas.js';
 import { RegistryClient } from '../registry/client.js';
 import { cloudHelpers, withCloudRegistries } from '../registry/cloud-keychain.js';
@@ -19,7 +18,6 @@ import { loadDockerConfigKeychain, withGitLabCi } from '../registry/keychain.js'
 import { anonymousKeychain } from '../registry/keychain.js';
 import { loadRegistryTls } from '../registry/tls-files.js';
 import { defaultIgnoreList, type IgnoreList } from '../rootfs/ignore-list.js';
-import { pullImageVia } from '../sources/registry-source.js';
 import { spoolingImage, type SpoolingImage } from '../sources/registry-spool.js';
 import { checkPushPermissions } from '../sinks/registry-sink.js';
 import { scratchImage } from '../sources/scratch.js';
@@ -33,6 +31,7 @@ import type { BuildContext, BuildDeps } from './build-deps.js';
 import { findExecutable } from './find-executable.js';
 import { LayerCache } from './layer-cache.js';
 import { readMountPoints } from './mount-points.js';
+import { resolveImageSource } from './resolve-image.js';
 import { chooseIsolation, once } from './run-isolation.js';
 import { fetchedContextDir, resolveInputs } from './inputs.js';
 import { writeOutputs } from './outputs.js';
@@ -43,6 +42,7 @@ import { compressedSize, moveContainerRoot, PristineRootfsStore, unpackImage } f
 import { buildStage, mayDefer, type StageResult } from './stage-builder.js';
 import { buildScheduled, hasIndependentStages, type StageGraph } from './stage-scheduler.js';
 import { endStream, prefixLines } from '../log/line-prefixer.js';
+import { inBackground } from '../log/log-scope.js';
 
 /** Build args that reach RUN without an ARG and stay out of the image (docker's predefined proxy ARGs). */
 const PROXY_ARGS = ['HTTP_PROXY', 'http_proxy', 'HTTPS_PROXY', 'https_proxy', 'FTP_PROXY', 'ftp_proxy', 'NO_PROXY', 'no_proxy', 'ALL_PROXY', 'all_proxy'];
@@ -57,7 +57,7 @@ export interface BuildResult {
  * written to `--summary-file`.
  */
 export async function runBuild(request: BuildRequest, buildDeps: BuildDeps): Promise<BuildResult> {
-  const deps: BuildDeps = { ...buildDeps, transfers: buildDeps.transfers ?? new Transfers() };
+  const deps: BuildDeps = { ...buildDeps, transfers: buildDeps.transfers ?? new Transfers(Date.now, buildDeps.scope) };
   const report = new BuildReport({ log: deps.log, json: request.logFormat === 'json', transfers: deps.transfers as Transfers, scope: deps.scope });
   report.events.emit(
     'build-start',
@@ -143,6 +143,10 @@ async function buildImage(request: BuildRequest, deps: BuildDeps, report: BuildR
   });
   if (request.dryRun) {
     try {
+      // What the build checks before any stage fails a dry run too: `--ssh` sources (key files loaded
+      // into an agent, stopped at once), and the ignore list (container mode refuses a context at /).
+      await (await startSshAgents(request.ssh, { ...deps, dir: join(request.workDir, 'ssh-agents'), find: (name) => findExecutable(name, deps.hostPath) })).close();
+      await ignoreListFor(request, inputs.context.dir);
       const p = await dryRun({ df, plan, order: [...order], request, pullClient, pushClient, ctx: deps });
       // Masked: a global ARG's value may be a secret given with --build-arg.
       deps.stdout.write(deps.mask.apply(request.logFormat === 'json' ? `${JSON.stringify(p)}\n` : dryRunText(p)));
@@ -181,7 +185,7 @@ async function buildImage(request: BuildRequest, deps: BuildDeps, report: BuildR
     }),
     // Cache images are read and written with the push settings and the destinations' keychain; the
     // cache repo gets no push-permission check (a cache that refuses is a warning, never a failure).
-    layerCache: request.layerCache === undefined ? undefined : new LayerCache(request.layerCache, pushClient, deps),
+    layerCache: request.layerCache === undefined ? undefined : new LayerCache(request.layerCache, pushClient, deps, { dir: join(request.workDir, 'base-blobs'), retries: request.registry.imageDownloadRetry }),
     // With --cache the layers go to the cache repo as they are made, and the push mounts them from there.
     earlyUploads: earlyUploadsFor(request, pushClient, deps),
     runIsolation: once(() => chooseIsolation(request, request.registry.cloudEnv, deps)),
@@ -292,21 +296,13 @@ async function buildStages(
     if (p === undefined) {
       p = (async () => {
         const parsed = parseReference(ref);
-        const origin = { registry: parsed.registry, repository: parsed.repository };
-        // --cache-dir: a digest reference is looked up before any request; a tag once its manifest is in.
-        const early = parsed.digest !== undefined ? await baseCache?.lookup(parsed.digest, ref, origin) : undefined;
-        if (early !== undefined) return early;
-        log.info(`Retrieving image manifest ${ref}`);
         const routes = { registryMap: request.registry.registryMap, skipDefaultRegistryFallback: request.registry.skipDefaultRegistryFallback };
-        let cached: Image | undefined;
-        const local = async (digest: Digest, at: Reference): Promise<Image | undefined> =>
-          digest === parsed.digest ? undefined : (cached = await baseCache?.lookup(digest, ref, { registry: at.registry, repository: at.repository }));
         const startedAt = bctx.transfers?.now() ?? Date.now();
-        const pulledImage = await pullImageVia(bctx.pullClient, parsed, { platform, routes, ctx: bctx, ...(baseCache !== undefined ? { local } : {}) });
-        bctx.report.pulled(ref, await pulledImage.digest(), formatPlatform(platform), startedAt);
-        if (cached !== undefined) return cached;
+        const source = await resolveImageSource(ref, platform, { client: bctx.pullClient, routes, baseCache, ctx: bctx });
+        if (source.askedRegistry) bctx.report.pulled(ref, await source.image.digest(), formatPlatform(platform), startedAt);
+        if (source.fromCacheDir) return source.image;
         // Layers download (several at once, into the work dir) when prefetchBases or a stage first reads them.
-        const img = spoolingImage(pulledImage, {
+        const img = spoolingImage(source.image, {
           dir: join(request.workDir, 'base-blobs'),
           retries: request.registry.imageDownloadRetry,
           ctx: bctx,
@@ -380,7 +376,12 @@ async function buildStages(
     const sp = plan.stages[index];
     // Errors surface when the stage awaits the same pull (or parses its platform), with its line.
     try {
-      if (sp?.base.kind === 'image') pull(sp.base.ref, sp.platform !== undefined ? parsePlatform(sp.platform) : request.platform).catch(() => undefined);
+      // Started before any stage, awaited by one later: its lines name no stage (inBackground).
+      const base = sp?.base;
+      if (sp !== undefined && base?.kind === 'image') {
+        const platform = sp.platform !== undefined ? parsePlatform(sp.platform) : request.platform;
+        void inBackground(bctx, () => pull(base.ref, platform).catch(() => undefined));
+      }
     } catch {
       // An invalid platform: reported by the stage itself.
     }
@@ -499,9 +500,11 @@ async function buildStages(
 function prefetchBases(bctx: BuildContext, df: Dockerfile, plan: BuildPlan, order: readonly number[], pull: (ref: string, platform: Platform) => Promise<Image>): void {
   if (bctx.request.layerCache !== undefined) return;
   const fetch = (ref: string, platform: Platform): void => {
-    pull(ref, platform)
-      .then((img) => (isSpooling(img) ? img.spoolAll() : undefined))
-      .catch(() => undefined);
+    void inBackground(bctx, () =>
+      pull(ref, platform)
+        .then((img) => (isSpooling(img) ? img.spoolAll() : undefined))
+        .catch(() => undefined),
+    );
   };
   for (const index of order) {
     const stage = df.stages[index];

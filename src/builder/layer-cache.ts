@@ -2,9 +2,11 @@
 // `<cache repo>:<key>` (cache-key.ts). A lookup is one manifest and one config fetch; a hit hands back
 // the layer as a remote layer of the cache repository, so a push to the same registry mounts it from
 // there. Stores run in the background while the build goes on and are awaited before the executor
-// exits. Neither ever fails the build: a registry that cannot be reached, refuses the credentials or
+// exits. A hit's layer is downloaded (when something opens it) through the spool, as base layers are:
+// the same progress lines and events, and counted in the summary's "pulled". Neither ever fails the build: a registry that cannot be reached, refuses the credentials or
 // holds something unexpected makes the instruction run (lookup) or goes unstored (push), with a warning.
 import { describeError, RegistryError } from '../errors.js';
+import { inBackground } from '../log/log-scope.js';
 import type { RunContext } from '../log/run-context.js';
 import { assembleImage } from '../oci/assemble.js';
 import type { Layer } from '../oci/image.js';
@@ -14,6 +16,7 @@ import type { Platform } from '../oci/schemas.js';
 import type { RegistryClient } from '../registry/client.js';
 import { pushImage } from '../sinks/registry-sink.js';
 import { pullImage } from '../sources/registry-source.js';
+import { spoolingImage } from '../sources/registry-spool.js';
 import type { LayerCacheSettings } from './build-request.js';
 
 export interface CachedLayer {
@@ -23,17 +26,26 @@ export interface CachedLayer {
   readonly createdBy: string;
 }
 
+/** Where a hit's layer is downloaded to: the base layers' spool (registry-spool.ts). */
+export interface CacheSpool {
+  readonly dir: string;
+  /** `--image-download-retry`. */
+  readonly retries: number;
+}
+
 export class LayerCache {
   readonly #settings: LayerCacheSettings;
   readonly #client: RegistryClient;
   readonly #ctx: RunContext;
   readonly #now: () => number;
+  readonly #spool: CacheSpool;
   readonly #pushes: Promise<void>[] = [];
   /** Layers stored in this build, and whether their push succeeded: the final push mounts them. */
   readonly #stored: Array<{ readonly layer: Layer; readonly pushed: Promise<boolean> }> = [];
 
-  constructor(settings: LayerCacheSettings, client: RegistryClient, ctx: RunContext, now: () => number = Date.now) {
+  constructor(settings: LayerCacheSettings, client: RegistryClient, ctx: RunContext, spool: CacheSpool, now: () => number = Date.now) {
     this.#settings = settings;
+    this.#spool = spool;
     this.#client = client;
     this.#ctx = ctx;
     this.#now = now;
@@ -64,7 +76,7 @@ export class LayerCache {
   }
 
   async #fetch(ref: Reference, platform: Platform): Promise<CachedLayer | undefined> {
-    const image = await pullImage(this.#client, ref, { platform });
+    const image = spoolingImage(await pullImage(this.#client, ref, { platform }), { ...this.#spool, ctx: this.#ctx });
     const config = await image.configFile();
     const created = Date.parse(config.created ?? '');
     if (!Number.isFinite(created) || created + this.#settings.ttlMs < this.#now()) {
@@ -110,12 +122,15 @@ export class LayerCache {
       layers: layer === null ? [] : [layer],
     });
     this.#ctx.log.info(`Pushing layer ${ref.original} to cache now`);
-    const pushed = pushImage(this.#client, image, [ref], this.#ctx).then(
-      () => true,
-      (err: unknown) => {
-        this.#ctx.log.warn(`Error uploading layer to cache: ${describeError(err)}`);
-        return false;
-      },
+    // Its lines (uploads, the warning) name this step, though later steps run meanwhile.
+    const pushed = inBackground(this.#ctx, () =>
+      pushImage(this.#client, image, [ref], this.#ctx).then(
+        () => true,
+        (err: unknown) => {
+          this.#ctx.log.warn(`Error uploading layer to cache: ${describeError(err)}`);
+          return false;
+        },
+      ),
     );
     this.#pushes.push(pushed.then(() => undefined));
     if (layer !== null) this.#stored.push({ layer, pushed });

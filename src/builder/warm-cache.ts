@@ -21,6 +21,7 @@ import { writeCacheDirImage } from '../sinks/cache-dir-sink.js';
 import { tarballRepoTag } from '../sinks/tarball-sink.js';
 import { lookupCacheDirImage } from '../sources/cache-dir-source.js';
 import { pullImageVia } from '../sources/registry-source.js';
+import { withWatchedLayers } from '../sources/watched-layer.js';
 import type { RegistryAccess } from './build-request.js';
 
 /** The registry settings a pull needs (the warmer never pushes). */
@@ -127,7 +128,8 @@ async function warmOne(target: WarmTarget, request: WarmRequest, client: Registr
   log.info(`Retrieving image ${formatReference(parsed)} from registry ${parsed.registry}`);
   // go-containerregistry records the tag it was given; a digest reference gets no RepoTags.
   const repoTags = parsed.digest === undefined ? [tarballRepoTag(target.ref)] : [];
-  const path = await writeCacheDirImage(image, request.cacheDir, repoTags, { ctx: deps });
+  // Its layers stream from the registry into the tarball: downloads, with progress (--progress).
+  const path = await writeCacheDirImage(withWatchedLayers(image, deps), request.cacheDir, repoTags, { ctx: deps });
   log.info(`Wrote ${target.ref} to cache: ${path}`);
   return true;
 }

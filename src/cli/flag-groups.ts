@@ -108,10 +108,10 @@ export const WARMER_GROUPS: readonly FlagGroup[] = [
     heading: 'Registry and TLS:',
     flags: [...PULL_REGISTRY_FLAGS, 'insecure', 'skip-tls-verify'],
   },
-  { heading: 'Logging:', flags: ['verbosity', 'log-format', 'log-timestamp'] },
+  { heading: 'Logging:', flags: ['verbosity', 'log-format', 'log-timestamp', 'progress'] },
 ];
 
-export const WARMER_KILN_FLAGS: ReadonlySet<string> = new Set(['insecure', 'skip-tls-verify']);
+export const WARMER_KILN_FLAGS: ReadonlySet<string> = new Set(['insecure', 'skip-tls-verify', 'progress']);
 
 export const OTHER_HEADING = 'Other:';
 const KILN_MARK = '(kiln)';

@@ -51,7 +51,7 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv): Pro
       // Every process of a container starts with umask 0022 (runc sets it; BuildKit's RUN and docker
       // build's get it), whatever the shell that started kiln had: RUN inherits it from here.
       process.umask(0o022);
-      const transfers = new Transfers();
+      const transfers = new Transfers(Date.now, scope);
       // KILN_PROGRESS_INTERVAL_MS: how often plain and json progress report (tests shorten it).
       const intervalMs = Number(env['KILN_PROGRESS_INTERVAL_MS'] ?? '') || DEFAULT_PROGRESS_INTERVAL_MS;
       const stopProgress = startProgressView({ mode: progress, transfers, log, live, intervalMs });

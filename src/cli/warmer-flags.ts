@@ -49,6 +49,7 @@ export function warmerCommand(): Command {
     .addOption(new Option('-v, --verbosity <level>', 'log level').choices(['panic', 'fatal', 'error', 'warn', 'info', 'debug', 'trace']).default('info'))
     .addOption(new Option('--log-format <format>', 'log format').choices(['text', 'color', 'json']).default('text'))
     .option('--log-timestamp', 'print timestamps in log lines', false)
+    .addOption(new Option('--progress <mode>', 'progress of downloads: tty (live lines), plain (a line every few seconds), none; auto: tty on a terminal, else plain (none with --log-format json, which logs progress events)').choices(['auto', 'tty', 'plain', 'none']).default('auto'))
     .allowExcessArguments(false);
   return groupFlags(cmd, WARMER_GROUPS, WARMER_KILN_FLAGS);
 }
@@ -68,6 +69,7 @@ const warmerFlagsSchema = z.object({
   dockerfile: z.string().min(1).optional(),
   buildArg: z.array(z.string()),
   customPlatform: z.string().optional(),
+  progress: z.enum(['auto', 'tty', 'plain', 'none']),
 });
 export type WarmerFlags = z.infer<typeof warmerFlagsSchema>;
 

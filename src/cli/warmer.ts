@@ -2,6 +2,8 @@
 // `--cache-dir`. Like main.ts, the only place here that reads process.*.
 import { existsSync } from 'node:fs';
 import { warmCache } from '../builder/warm-cache.js';
+import { DEFAULT_PROGRESS_INTERVAL_MS, startProgressView } from '../log/progress-view.js';
+import { Transfers } from '../log/transfers.js';
 import { hostPlatform } from '../oci/platform.js';
 import { homeDirOrRoot } from './home-dir.js';
 import { runCommand } from './run-command.js';
@@ -16,7 +18,8 @@ export async function warmerMain(argv: readonly string[], env: NodeJS.ProcessEnv
     validate: validateWarmerFlags,
     failure: 'Failed warming cache',
     failureLog: 'warming failed',
-    run: async (flags, { log, signal, mask }) => {
+    progress: (flags) => flags.progress,
+    run: async (flags, { log, signal, mask, scope, progress, live }) => {
       const request = warmRequestFrom(flags, {
         env,
         cwd: process.cwd(),
@@ -24,7 +27,11 @@ export async function warmerMain(argv: readonly string[], env: NodeJS.ProcessEnv
         exists: existsSync,
         hostPlatform: hostPlatform(process.arch, process.platform),
       });
-      const result = await warmCache(request, { log, signal, mask });
+      // The layers it downloads show progress as the executor's do (KILN_PROGRESS_INTERVAL_MS: tests).
+      const transfers = new Transfers(Date.now, scope);
+      const intervalMs = Number(env['KILN_PROGRESS_INTERVAL_MS'] ?? '') || DEFAULT_PROGRESS_INTERVAL_MS;
+      const stopProgress = startProgressView({ mode: progress, transfers, log, live, intervalMs });
+      const result = await warmCache(request, { log, signal, mask, transfers, scope }).finally(stopProgress);
       log.debug(`warmer: ${result.written} written, ${result.skipped} already cached, ${result.failed} failed`);
     },
   });

@@ -19,8 +19,7 @@ export type EventName =
   | 'upload'
   | 'push'
   | 'progress'
-  | 'summary'
-  | 'plan';
+  | 'summary';
 
 export type EventFields = Readonly<Record<string, unknown>>;
 

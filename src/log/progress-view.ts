@@ -146,7 +146,8 @@ export function startProgressView(o: ProgressViewOptions): () => void {
   };
   const timer = setInterval(() => {
     const now = transfers.now();
-    for (const t of transfers.live()) if (now - t.startedAt >= interval) report(t, now);
+    // Written by a timer: each line names the step that started its transfer, not the one running now.
+    for (const t of transfers.live()) if (now - t.startedAt >= interval) transfers.inScopeOf(t, () => report(t, now));
   }, interval);
   timer.unref();
   return () => clearInterval(timer);

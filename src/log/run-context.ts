@@ -1,3 +1,4 @@
+import type { LogScope } from './log-scope.js';
 import type { Logger } from './logger.js';
 import type { Transfers } from './transfers.js';
 
@@ -7,6 +8,8 @@ export interface RunContext {
   readonly signal: AbortSignal;
   /** Where bytes moving (downloads, uploads, layer files) are counted and shown; absent: not watched. */
   readonly transfers?: Transfers | undefined;
+  /** The stage and step the JSON log lines name; background work keeps its starter's (log-scope.ts `inBackground`). */
+  readonly scope?: LogScope | undefined;
   /** How long a network peer may stay silent (`--connect-timeout`, `--idle-timeout`); absent: the defaults. */
   readonly waits?: { readonly connectMs: number; readonly idleMs: number } | undefined;
   /** Most an archive (a context tar, an ADD archive) may unpack to (`--archive-max-mib`, `--archive-max-entries`); absent: the defaults. */

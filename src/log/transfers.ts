@@ -3,6 +3,7 @@
 // how far it got; Transfers keeps the totals for the summary and tells its watchers (the progress view,
 // the JSON events) when one starts and ends. Owned by one build: nothing here is global.
 import { pipeline, Transform, type Readable } from 'node:stream';
+import type { LogScope, ScopeFields } from './log-scope.js';
 
 export type TransferKind = 'download' | 'upload' | 'snapshot';
 
@@ -34,6 +35,8 @@ export interface LiveTransfer {
   readonly digest: string | undefined;
   readonly total: number | undefined;
   readonly startedAt: number;
+  /** The log scope's fields when it started: what its events and progress lines name (see Transfers.inScopeOf). */
+  readonly fields: ScopeFields;
   /** Bytes so far. */
   bytes(): number;
 }
@@ -58,10 +61,20 @@ export class Transfers {
   readonly #watchers: TransferWatcher[] = [];
   readonly #totals = new Map<TransferKind, { bytes: number; count: number }>();
   readonly #now: () => number;
+  readonly #scope: LogScope | undefined;
   #next = 1;
 
-  constructor(now: () => number = Date.now) {
+  constructor(now: () => number = Date.now, scope?: LogScope) {
     this.#now = now;
+    this.#scope = scope;
+  }
+
+  /**
+   * Runs `fn` (a line about `t`) with the log fields `t` started with: a download a step started, whose
+   * progress line is written by a timer or whose end comes while a later step runs, still names that step.
+   */
+  inScopeOf<R>(t: LiveTransfer, fn: () => R): R {
+    return this.#scope === undefined ? fn() : this.#scope.within(t.fields, fn);
   }
 
   now(): number {
@@ -86,9 +99,12 @@ export class Transfers {
     let count = 0;
     let digest = s.digest;
     const read = s.read ?? (() => count);
-    const t: LiveTransfer = { id, kind: s.kind, label: s.label, get digest() { return digest; }, total: s.total, startedAt: this.#now(), bytes: read };
+    const fields = this.#scope?.fields ?? {};
+    const t: LiveTransfer = { id, kind: s.kind, label: s.label, get digest() { return digest; }, total: s.total, startedAt: this.#now(), fields, bytes: read };
     this.#live.set(id, t);
-    for (const w of this.#watchers) w.started?.(t);
+    this.inScopeOf(t, () => {
+      for (const w of this.#watchers) w.started?.(t);
+    });
     let over = false;
     const finish = (ok: boolean, bytes?: number): void => {
       if (over) return;
@@ -102,7 +118,9 @@ export class Transfers {
         this.#totals.set(s.kind, tot);
       }
       const ended: EndedTransfer = { ...t, digest, bytes: () => moved, endedAt: this.#now(), ok };
-      for (const w of this.#watchers) w.ended?.(ended);
+      this.inScopeOf(t, () => {
+        for (const w of this.#watchers) w.ended?.(ended);
+      });
     };
     return {
       update: (bytes) => {

@@ -22,6 +22,7 @@ import { pipeline } from 'node:stream/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { randomBytes } from 'node:crypto';
 import { KilnError, RegistryError } from '../errors.js';
+import { inBackground } from '../log/log-scope.js';
 import type { RunContext } from '../log/run-context.js';
 import { digestHex, type Digest } from '../oci/digest.js';
 import { once, type Image, type Layer } from '../oci/image.js';
@@ -224,7 +225,8 @@ class Spool {
       const job = this.#waiting.shift();
       if (job === undefined) break;
       this.#running++;
-      this.#download(job.index)
+      // Goes on while later steps run: its lines name the step (or none) that started the spool.
+      inBackground(this.#opts.ctx, () => this.#download(job.index))
         .then(job.resolve, job.reject)
         .finally(() => {
           this.#running--;

@@ -172,6 +172,35 @@ describe('base-image cache dir (warmer + executor --cache-dir)', () => {
     expect(b.requests).toEqual([]);
   });
 
+  it('--dry-run --cache-dir takes bases from the cache dir as the build does, and says so; a digest needs no registry', async () => {
+    // A digest reference at a port where nothing listens: only the cache dir can answer for it.
+    const unreachable = `127.0.0.1:1/kiln/cached-base@${digest}`;
+    const ctx = await writeContext({ Dockerfile: `FROM ${unreachable}\nRUN echo never > /x\nFROM ${base}\nCOPY --from=0 /x /x\n` });
+    cleanups.push(() => rm(ctx, { recursive: true, force: true }));
+    const mark = reg.requests().length;
+    const r = await executor(['--context', ctx, '--no-push', '--insecure-pull', '--dry-run', '--cache-dir', cacheDir]);
+    await settle();
+    expect(r.code, r.stderr).toBe(0);
+    const bases = r.stdout.split('\n').filter((l) => l.trimStart().startsWith('base: '));
+    expect(bases).toEqual([`        base: ${digest} (linux/amd64) from cache dir`, `        base: ${digest} (linux/amd64) from cache dir`]);
+    expect(r.stdout + r.stderr).not.toContain('never');
+    // The tag was resolved at the registry (its manifest, as the build does); nothing else was asked.
+    const asked = reg.requests().slice(mark).filter((q) => q.path.includes('/kiln/cached-base/'));
+    expect(asked.length).toBeGreaterThan(0);
+    expect(asked.every((q) => q.path.includes('/manifests/'))).toBe(true);
+    const json = await executor(['--context', ctx, '--no-push', '--insecure-pull', '--dry-run', '--cache-dir', cacheDir, '--log-format', 'json']);
+    expect(json.code, json.stderr).toBe(0);
+    const plan = JSON.parse(json.stdout) as { images: { image: string; digest: string; source: string }[] };
+    expect(plan.images.map((i) => [i.image, i.digest, i.source])).toEqual([
+      [unreachable, digest, 'cache dir'],
+      [base, digest, 'cache dir'],
+    ]);
+    // Without the cache dir the same dry run fails at the unreachable registry, as the build would.
+    const without = await executor(['--context', ctx, '--no-push', '--insecure-pull', '--dry-run']);
+    expect(without.code).toBe(1);
+    expect(without.stderr).toMatch(/error building image: Dockerfile:1 FROM 127\.0\.0\.1:1\/kiln\/cached-base@sha256:[0-9a-f]{64}: base image /);
+  });
+
   it('a corrupt cache entry is a warning, and the base is pulled from the registry', async () => {
     // Truncated tarball.
     const truncated = await copyCache();

@@ -44,11 +44,11 @@ describe('--dry-run', () => {
     const plan = JSON.parse(j.stdout) as { runs: string[]; skipped: string[]; images: { image: string; digest: string; platform: string }[]; stages: { stage: string; from: unknown[] }[] };
     expect(plan.runs).toEqual(['build', 'stage-2']);
     expect(plan.skipped).toEqual(['unused']);
-    expect(plan.images).toContainEqual({ image: images.busybox, digest, platform: 'linux/amd64' });
+    expect(plan.images).toContainEqual({ image: images.busybox, digest, platform: 'linux/amd64', source: 'registry' });
     expect(plan.stages.find((s) => s.stage === 'stage-2')?.from).toHaveLength(2);
   });
 
-  it('fails as the build would before its first RUN: bad Dockerfile, missing stage, unknown image, no push permission', async () => {
+  it('fails as the build would before its first RUN: bad Dockerfile, missing stage, unknown image, no push permission, a bad --ssh', async () => {
     const bad = await executor(['--context', join(ctx, 'bad'), '--no-push', '--dry-run']);
     expect(bad.code).toBe(1);
     expect(bad.stderr).toMatch(/^error building image: Dockerfile:2 /m);
@@ -62,5 +62,10 @@ describe('--dry-run', () => {
     const denied = await executor(['--context', ctx, '-d', `${authReg.host}/test/x:1`, '--insecure', '--insecure-pull', '--dry-run']);
     expect(denied.code).toBe(1);
     expect(denied.stderr).toMatch(/^error checking push permissions -- make sure you entered the correct tag name, and that you are authenticated correctly, and try again: checking push permission for "\S+\/test\/x:1": .*401/m);
+    // The build checks --ssh before any stage: so does the dry run.
+    const ssh = await executor(['--context', ctx, '--no-push', '--insecure-pull', '--dry-run', '--ssh', 'default=/nonexistent/key']);
+    expect(ssh.code).toBe(1);
+    expect(ssh.stderr).toMatch(/error building image: --ssh default=\/nonexistent\/key: cannot use \/nonexistent\/key: /);
+    expect(ssh.stdout).toBe('');
   });
 });

@@ -50,6 +50,24 @@ describe('JSON events and the build summary', () => {
       [copied?.event === 'layer' ? copied.size : -1, null],
     ]);
     expect(summary.pushed.blobs).toBeGreaterThan(0);
+    // A cache push runs in the background while later steps run: its lines name the step whose layer
+    // it stores. The build's next step starts before the push's first request is answered, so a line
+    // that named the step running then would name another step, or none.
+    const cacheRepo = `${registry}/test/events-cache-${process.pid}`;
+    const fieldsOf = (l: { stage?: string | undefined; step?: number | undefined; line?: number | undefined }): string => `${l.stage}:${l.step}:${l.line}`;
+    const stored = messages.filter((m) => m.msg.startsWith(`Pushing layer ${cacheRepo}:`));
+    expect(stored.map(fieldsOf)).toEqual(['build:1:2', 'stage-2:2:8']);
+    for (const s of stored) {
+      const ref = s.msg.slice('Pushing layer '.length, -' to cache now'.length);
+      const pushing = messages.filter((m) => m.msg === `Pushing image to ${ref}`);
+      expect(pushing.map(fieldsOf)).toEqual([fieldsOf(s)]);
+    }
+    const pushedToCache = messages.filter((m) => m.msg.startsWith(`Pushed ${cacheRepo}@`));
+    expect(pushedToCache.map(fieldsOf).sort()).toEqual(['build:1:2', 'stage-2:2:8']);
+    // The layer of line 2 was uploaded by its cache push, and that upload event names line 2 too.
+    const built = layers[0];
+    const upload = events.find((e) => e.event === 'upload' && built?.event === 'layer' && e.digest === built.digest);
+    expect(upload).toMatchObject({ stage: 'build', step: 1, line: 2 });
 
     // Again: the RUNs come from the cache, said by cache-hit events and in the text summary.
     const again = await executor([...args.slice(0, -2), '--summary-file', join(ctx, 'again.json')]);

@@ -1,5 +1,6 @@
 // Progress of downloads and uploads through a slow link (slow-proxy.ts): plain lines every interval in
-// a log, progress events in JSON, and on a terminal (tmux) one live line per transfer, gone at the end.
+// a log, progress events in JSON, and on a terminal (tmux) one live line per transfer, gone at the end;
+// a large layer file being written; a layer cache hit's download, in the lines and the summary.
 import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
@@ -8,8 +9,8 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { EXECUTOR, executor, writeContext } from '../support/executor.js';
-import { parseLogLines } from '../support/log-events-schema.js';
+import { EXECUTOR, executor, skopeoJson, writeContext } from '../support/executor.js';
+import { parseLogLines, summarySchema } from '../support/log-events-schema.js';
 import { startSlowProxy, type SlowProxy } from '../support/slow-proxy.js';
 
 const run = promisify(execFile);
@@ -23,7 +24,12 @@ describe('progress', () => {
   let ctx: string;
   beforeAll(async () => {
     proxy = await startSlowProxy(registry, RATE);
-    ctx = await writeContext({ Dockerfile: `FROM ${images.busybox.replace(registry, proxy.host)}\nRUN head -c 1200000 /dev/urandom > /blob\n` });
+    ctx = await writeContext({
+      Dockerfile: `FROM ${images.busybox.replace(registry, proxy.host)}\nRUN head -c 1200000 /dev/urandom > /blob\n`,
+      // Step 1 hits the layer cache the second time; step 2 misses (another N, no file changed: its entry
+      // holds no layer) and needs the rootfs, so the cached layer is downloaded and applied.
+      'cached/Dockerfile': `FROM ${images.busybox.replace(registry, proxy.host)}\nRUN head -c 1200000 /dev/urandom > /blob\nARG N\nRUN echo $N\n`,
+    });
   });
   afterAll(async () => {
     await proxy.stop();
@@ -58,6 +64,62 @@ describe('progress', () => {
     expect(progress.length).toBeGreaterThan(0);
     expect(progress[0]).toMatchObject({ transfer: 'download', total: expect.any(Number) });
     expect(messages.some((m) => LINE.test(m.msg))).toBe(false);
+  });
+
+  it('a large layer file being written shows its progress too (plain)', async () => {
+    const big = await writeContext({ Dockerfile: `FROM ${images.busybox}\nRUN head -c 60000000 /dev/urandom > /big\n` });
+    try {
+      const r = await executor(['--context', big, '--no-push', '--insecure-pull', '--progress', 'plain'], { env: { KILN_PROGRESS_INTERVAL_MS: '100' } });
+      expect(r.code, r.stderr).toBe(0);
+      // The compressed size is not known while it is written: bytes and rate, no total or ETA.
+      const writing = r.stderr.split('\n').filter((l) => /^INFO\[\d{4}\] Writing layer stage0-0\.tar\.gz: [\d.]+ (B|KiB|MiB), [\d.]+ (B|KiB|MiB)\/s$/.test(l));
+      expect(writing.length, r.stderr).toBeGreaterThan(0);
+    } finally {
+      await rm(big, { recursive: true, force: true });
+    }
+  });
+
+  it('a layer cache hit is downloaded like a base layer: its progress is shown and "pulled" counts it', async () => {
+    const cacheRepo = `${proxy.host}/test/progress-cache-${process.pid}`;
+    const args = ['--context', join(ctx, 'cached'), '--no-push', '--insecure', '--insecure-pull', '--cache', '--cache-repo', cacheRepo, '--progress', 'plain'];
+    const env = { KILN_PROGRESS_INTERVAL_MS: '1000' };
+    const first = await executor([...args, '--build-arg', 'N=1'], { env });
+    expect(first.code, first.stderr).toBe(0);
+    const summaryFile = join(ctx, 'cached-summary.json');
+    const again = await executor([...args, '--build-arg', 'N=2', '--summary-file', summaryFile], { env });
+    expect(again.code, again.stderr).toBe(0);
+    expect(again.stderr).toMatch(/^INFO\[\d{4}\]\s+1\s+2\s+\S+\s+1\.1 MiB\s+hit\s+RUN head -c 1200000/m);
+    // What was fetched, from the registry's own manifests: the base's layers and the one cached layer.
+    type Manifest = { layers: { digest: string; size: number }[] };
+    const base = (await skopeoJson(['inspect', '--tls-verify=false', '--raw', `docker://${images.busybox}`])) as Manifest;
+    const tags = ((await skopeoJson(['list-tags', '--tls-verify=false', `docker://${cacheRepo.replace(proxy.host, registry)}`])) as { Tags: string[] }).Tags;
+    const entries = await Promise.all(tags.map(async (t) => (await skopeoJson(['inspect', '--tls-verify=false', '--raw', `docker://${cacheRepo.replace(proxy.host, registry)}:${t}`])) as Manifest));
+    const cachedLayers = [...new Map(entries.flatMap((e) => e.layers).map((l) => [l.digest, l])).values()];
+    expect(cachedLayers).toHaveLength(1);
+    const fetched = [...base.layers, ...cachedLayers];
+    const summary = summarySchema.parse(JSON.parse(await readFile(summaryFile, 'utf8')));
+    expect(summary.pulled).toEqual({ bytes: fetched.reduce((n, l) => n + l.size, 0), layers: fetched.length });
+    // Through the slow link the cached layer's download lasts seconds: its plain progress lines say so.
+    const cached = cachedLayers[0]?.digest.slice(0, 'sha256:'.length + 12) ?? 'none';
+    const lines = again.stderr.split('\n').filter((l) => LINE.test(l.replace(/^INFO\[\d{4}\] /, '')));
+    expect(lines.some((l) => l.includes(`Downloading ${cached}: `)), again.stderr).toBe(true);
+  });
+
+  it("the warmer shows the progress of the layers it downloads (plain), as the executor's", async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'kiln-warm-progress-'));
+    try {
+      const image = images.busybox.replace(registry, proxy.host);
+      const r = await run(process.execPath, [EXECUTOR.replace(/executor\.js$/, 'warmer.js'), '--cache-dir', dir, '--image', image, '--insecure-pull', '--progress', 'plain'], {
+        env: { PATH: process.env['PATH'] ?? '/usr/bin:/bin', HOME: dir, DOCKER_CONFIG: dir, KILN_PROGRESS_INTERVAL_MS: '1000' },
+      });
+      const base = (await skopeoJson(['inspect', '--tls-verify=false', '--raw', `docker://${images.busybox}`])) as { layers: { digest: string; size: number }[] };
+      const largest = [...base.layers].sort((x, y) => y.size - x.size)[0]?.digest.slice(0, 'sha256:'.length + 12) ?? 'none';
+      const lines = r.stderr.split('\n').filter((l) => LINE.test(l.replace(/^INFO\[\d{4}\] /, '')));
+      expect(lines.some((l) => l.includes(`Downloading ${largest}: `)), r.stderr).toBe(true);
+      expect(r.stderr).toContain(`Wrote ${image} to cache`);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 
   it('on a terminal (tmux): one live line per transfer at the bottom, updated, and cleared when done', async () => {
