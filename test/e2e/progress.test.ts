@@ -69,7 +69,7 @@ describe('progress', () => {
   it('a large layer file being written shows its progress too (plain)', async () => {
     const big = await writeContext({ Dockerfile: `FROM ${images.busybox}\nRUN head -c 60000000 /dev/urandom > /big\n` });
     try {
-      const r = await executor(['--context', big, '--no-push', '--insecure-pull', '--progress', 'plain'], { env: { KILN_PROGRESS_INTERVAL_MS: '100' } });
+      const r = await executor(['--context', big, '--no-push', '--insecure-pull', '--progress', 'plain'], { env: { KILN_PROGRESS_INTERVAL_MS: '20' } });
       expect(r.code, r.stderr).toBe(0);
       // The compressed size is not known while it is written: bytes and rate, no total or ETA.
       const writing = r.stderr.split('\n').filter((l) => /^INFO\[\d{4}\] Writing layer stage0-0\.tar\.gz: [\d.]+ (B|KiB|MiB), [\d.]+ (B|KiB|MiB)\/s$/.test(l));
