@@ -42,7 +42,7 @@ describe.each(['walk', 'scoped'] as const)('mount stubs, %s snapshot', (how) => 
     expect(stubs.targets).toEqual(['/run/secrets/token']);
     expect(await readdir(join(root, 'run/secrets'))).toEqual(['token']);
     const alone = await stubs.remove();
-    expect(alone.sort()).toEqual(['run', 'run/secrets']);
+    expect([...alone].sort()).toEqual(['run', 'run/secrets']);
     expect(await readdir(join(root, 'run'))).toEqual(['lock']);
     const after = await lstat(join(root, 'run'), { bigint: true });
     // Put back to about a microsecond (Node sets times from a double); ctime moved and cannot be.
