@@ -12,10 +12,20 @@
  * mount namespace, so the RUN cannot peel them apart; and the RUN runs without CAP_SYS_ADMIN (dropped
  * from its bounding set too), so it cannot unmount the tmpfs kiln put on top either.
  *
- * Process tree: kiln (node) -> this program (P, in the container's namespaces) -> C, PID 1 of the new
- * PID namespace, which sets up the mounts, forks the command (G) and reaps; when G exits, C exits
- * with G's status and the kernel kills whatever else is left in the namespace (a daemon a RUN
- * started). P forwards SIGTERM/SIGINT/SIGHUP to C as SIGKILL: a cancelled build stops its RUN at once.
+ * Process tree: kiln (node) -> this program (P, in the container's namespaces) -> C, in the new user,
+ * mount and IPC namespaces, which sets up the mounts, forks the command (G) and reaps. Two shapes,
+ * chosen by whether the kernel lets C mount a /proc of its own (it refuses while the runtime masks
+ * parts of the container's /proc, as podman and docker do):
+ *  - it does: C makes a PID namespace and forks C1, its PID 1, which mounts that namespace's /proc and
+ *    forks G (PID 2); when G exits, C1 exits with G's status and the kernel kills whatever else is left
+ *    in the namespace (a daemon a RUN started).
+ *  - it does not: no PID namespace, so that the RUN's PIDs are those of the /proc it sees (`$$` and
+ *    /proc/$$ agree, as in kaniko; pidfile-checking tools such as start-stop-daemon work). C is a child
+ *    subreaper instead: every orphan of the RUN becomes its child, and when G exits C kills them all
+ *    (SIGKILL) and reaps them. C keeps root's capabilities in the user namespace for that; only G drops
+ *    to the RUN's identity.
+ * P is a subreaper too and does the same once C has ended: if the RUN killed C, what C left is
+ * killed by P. P forwards SIGTERM/SIGINT/SIGHUP to C as SIGKILL: a cancelled build stops its RUN at once.
  *
  * Usage (argv, built by src/sandbox/isolated-run.ts):
  *   kiln-isolate [--status-fd N] [--probe] [--net-none] [--uid N] [--gid N] [--groups a,b,...]
@@ -30,7 +40,9 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <dirent.h>
 #include <net/if.h>
+#include <poll.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -46,6 +58,7 @@
 #include <sys/syscall.h>
 #include <sys/types.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <grp.h>
 #include <unistd.h>
 
@@ -328,18 +341,59 @@ static void forward_to_command(int sig) {
   if (command_pid > 0) kill(command_pid, sig);
 }
 
-/* C: PID 1 of the new namespaces. */
-static int child_main(void) {
-  close(go_pipe[1]);
-  char ok;
-  if (read(go_pipe[0], &ok, 1) != 1) fail("kiln-isolate: parent gave up before the user namespace was mapped");
-  close(go_pipe[0]);
-  prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
-  if (setresgid(0, 0, 0) != 0 || setresuid(0, 0, 0) != 0) fail("kiln-isolate: becoming root of the user namespace: %s", strerror(errno));
-  if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0) fail("kiln-isolate: making mounts private: %s", strerror(errno));
-  /* A /proc of the new PID namespace where the runtime allows one (it refuses while it masks parts of
-   * /proc, as podman and docker do: the RUN then keeps the container's /proc, see docs). */
-  if (mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) != 0 && errno != EPERM && errno != EACCES) {
+/* Kills every child of this process (the RUN's orphans, reparented to it as a subreaper) and reaps them
+ * until none is left; the command's own child must have been reaped already. Children are found in
+ * /proc by their parent pid: /proc is the one of this process's PID namespace in both places it runs
+ * (P, and C when there is no PID namespace). */
+static void kill_orphans(void) {
+  pid_t self = getpid();
+  for (;;) {
+    int status;
+    pid_t w;
+    while ((w = waitpid(-1, &status, WNOHANG)) > 0) {
+    }
+    if (w < 0 && errno == ECHILD) return;
+    if (w < 0 && errno == EINTR) continue;
+    int killed = 0;
+    DIR *d = opendir("/proc");
+    if (d != NULL) {
+      struct dirent *e;
+      while ((e = readdir(d)) != NULL) {
+        if (e->d_name[0] < '1' || e->d_name[0] > '9') continue;
+        char path[300], buf[512];
+        snprintf(path, sizeof path, "/proc/%s/stat", e->d_name);
+        int fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0) continue;
+        ssize_t n = read(fd, buf, sizeof buf - 1);
+        close(fd);
+        if (n <= 0) continue;
+        buf[n] = '\0';
+        /* "pid (comm) S ppid ...": comm may hold spaces and parentheses, the last ')' ends it. */
+        char *p = strrchr(buf, ')');
+        if (p == NULL) continue;
+        char state;
+        int ppid;
+        if (sscanf(p + 1, " %c %d", &state, &ppid) != 2 || ppid != self) continue;
+        kill((pid_t)atoi(e->d_name), SIGKILL);
+        killed = 1;
+      }
+      closedir(d);
+    }
+    if (killed) {
+      /* One of them ends soon; its own children, if any, are ours by then. */
+      if (waitpid(-1, &status, 0) < 0 && errno == ECHILD) return;
+    } else {
+      /* A child not yet in /proc (a fork in flight): look again shortly. */
+      struct timespec ts = {.tv_sec = 0, .tv_nsec = 1000000};
+      nanosleep(&ts, NULL);
+    }
+  }
+}
+
+/* The mounts of the RUN, in the mount namespace C made; `own_proc`: /proc is mounted for the RUN's PID
+ * namespace first. */
+static void setup_mounts(int own_proc) {
+  if (own_proc && mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) != 0) {
     fail("kiln-isolate: mounting /proc: %s", strerror(errno));
   }
   if (opt.net_none) loopback_up();
@@ -364,9 +418,14 @@ static int child_main(void) {
       fail("kiln-isolate: making %s read-only: %s", it->dst, strerror(errno));
     }
   }
-  if (opt.probe) _exit(0);
+}
+
+/* Forks the command and reaps until it ends; exits with its status. `pid_init`: this is PID 1 of the
+ * RUN's PID namespace (the kernel ends the rest with it) and drops to the RUN's identity itself; else it
+ * is a subreaper that keeps its capabilities to kill the RUN's orphans, and only the command drops. */
+static void run_command(int pid_init) {
   if (opt.cwd != NULL && chdir(opt.cwd) != 0) fail("kiln-isolate: cannot enter the working directory %s: %s", opt.cwd, strerror(errno));
-  become_user();
+  if (pid_init) become_user();
 
   sigset_t all, old;
   sigfillset(&all);
@@ -374,6 +433,7 @@ static int child_main(void) {
   pid_t pid = fork();
   if (pid < 0) fail("kiln-isolate: fork: %s", strerror(errno));
   if (pid == 0) {
+    if (!pid_init) become_user();
     sigprocmask(SIG_SETMASK, &old, NULL);
     setsid();
     execvp(opt.argv[0], opt.argv);
@@ -398,10 +458,88 @@ static int child_main(void) {
       if (errno == EINTR) continue;
       _exit(SETUP_FAILED);
     }
-    if (w != pid) continue; /* an orphan of the RUN, reaped as init must */
+    if (w != pid) continue; /* an orphan of the RUN, reaped as init (or a subreaper) must */
+    if (!pid_init) kill_orphans();
     if (WIFEXITED(status)) _exit(WEXITSTATUS(status));
     if (WIFSIGNALED(status)) _exit(128 + WTERMSIG(status));
   }
+}
+
+/* Exits as `pid` ended: its exit status, 128+N for signal N. */
+static void exit_as(pid_t pid) {
+  int status;
+  while (waitpid(pid, &status, 0) < 0) {
+    if (errno != EINTR) _exit(SETUP_FAILED);
+  }
+  if (WIFEXITED(status)) _exit(WEXITSTATUS(status));
+  _exit(WIFSIGNALED(status) ? 128 + WTERMSIG(status) : SETUP_FAILED);
+}
+
+static char trial_stack[64 * 1024] __attribute__((aligned(16)));
+
+/* In a PID and mount namespace of its own (both thrown away): 0 when a /proc mounts, else errno. */
+static int trial_entry(void *arg) {
+  (void)arg;
+  if (mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) == 0) return 0;
+  return errno > 0 && errno < 256 ? errno : EPERM;
+}
+
+/* Whether the RUN can have a /proc of its own PID namespace. A proc instance can only be mounted from
+ * inside the namespace it shows (the container's is owned by a user namespace above ours), and once a
+ * process is there it cannot leave, so a throwaway child tries first. */
+static int can_mount_own_proc(void) {
+  pid_t t = clone(trial_entry, trial_stack + sizeof trial_stack, CLONE_NEWPID | CLONE_NEWNS | SIGCHLD, NULL);
+  if (t < 0) fail("kiln-isolate: cannot create a PID namespace: %s", strerror(errno));
+  int status;
+  while (waitpid(t, &status, 0) < 0) {
+    if (errno != EINTR) fail("kiln-isolate: waiting for the /proc trial: %s", strerror(errno));
+  }
+  int e = WIFEXITED(status) ? WEXITSTATUS(status) : EPERM;
+  if (e == 0) return 1;
+  if (e == EPERM || e == EACCES) return 0;
+  fail("kiln-isolate: mounting /proc: %s", strerror(e));
+  return 0;
+}
+
+/* C: in the new user, mount and IPC (and network) namespaces. */
+static int child_main(void) {
+  close(go_pipe[1]);
+  char ok;
+  if (read(go_pipe[0], &ok, 1) != 1) fail("kiln-isolate: parent gave up before the user namespace was mapped");
+  close(go_pipe[0]);
+  prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+  if (setresgid(0, 0, 0) != 0 || setresuid(0, 0, 0) != 0) fail("kiln-isolate: becoming root of the user namespace: %s", strerror(errno));
+  if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0) fail("kiln-isolate: making mounts private: %s", strerror(errno));
+  int own_proc = can_mount_own_proc();
+  if (!own_proc) {
+    if (prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0) fail("kiln-isolate: becoming a subreaper: %s", strerror(errno));
+    setup_mounts(0);
+    if (opt.probe) _exit(0);
+    run_command(0);
+  }
+  if (unshare(CLONE_NEWPID) != 0) fail("kiln-isolate: cannot create a PID namespace: %s", strerror(errno));
+  /* C1 must not outlive C (the PID namespace would go on without anyone to end it): the death signal,
+   * and a pipe whose end is seen closed if C died before the signal was armed. */
+  int alive[2];
+  if (pipe2(alive, O_CLOEXEC) != 0) fail("kiln-isolate: pipe: %s", strerror(errno));
+  pid_t init = fork();
+  if (init < 0) fail("kiln-isolate: fork: %s", strerror(errno));
+  if (init == 0) {
+    close(alive[1]);
+    prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+    struct pollfd pfd = {.fd = alive[0], .events = POLLIN};
+    if (poll(&pfd, 1, 0) != 0) _exit(SETUP_FAILED);
+    close(alive[0]);
+    setup_mounts(1);
+    if (opt.probe) _exit(0);
+    run_command(1);
+  }
+  close(alive[0]);
+  /* C1 holds the report pipe until the command runs. */
+  close(report_pipe[1]);
+  report_pipe[1] = -1;
+  exit_as(init);
+  return SETUP_FAILED;
 }
 
 static void kill_child(int sig) {
@@ -422,7 +560,9 @@ int main(int argc, char **argv) {
   prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
   parent_caps = read_parent_caps();
   if (pipe2(report_pipe, O_CLOEXEC) != 0 || pipe2(go_pipe, O_CLOEXEC) != 0) fail("kiln-isolate: pipe: %s", strerror(errno));
-  int flags = CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | SIGCHLD;
+  /* What C leaves behind if the RUN kills it comes to P (see the header). */
+  prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
+  int flags = CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWIPC | SIGCHLD;
   if (opt.net_none) flags |= CLONE_NEWNET;
   child_pid = clone(child_entry, child_stack + sizeof child_stack, flags, NULL);
   if (child_pid < 0) {
@@ -467,6 +607,7 @@ int main(int argc, char **argv) {
   while (waitpid(child_pid, &status, 0) < 0) {
     if (errno != EINTR) return SETUP_FAILED;
   }
+  kill_orphans();
   if (len > 0) {
     msg[len] = '\0';
     int fd = opt.status_fd >= 0 ? opt.status_fd : 2;

@@ -191,6 +191,9 @@ class StageRootfs {
       else await unpackImage(root, inputs.base, bctx.ignore, bctx);
     }
     await this.#applyPending(root);
+    // A RUN mount's stub moves its parent's ctime (no one can set it back): the snapshot must not
+    // record a directory for that alone.
+    const onStubParents = (rels: readonly string[]): void => this.#snapshotter?.markStubParents(rels);
     if (bctx.request.runMode === 'sandbox') {
       if (bctx.bwrap === undefined) {
         throw new KilnError('SANDBOX', 'sandbox mode runs RUN with bubblewrap, which is not installed (apt-get install bubblewrap)');
@@ -199,12 +202,12 @@ class StageRootfs {
       const scratch = join(dirname(root), 'overlay');
       const tools = await chooseOverlay(bctx, scratch);
       const overlay = tools === undefined ? undefined : { tools, scratch, collect: (upper: string, touched: readonly string[]) => this.#collect(upper, touched) };
-      const sandbox = new ChrootSandbox({ root, bwrap: bctx.bwrap, ...(overlay !== undefined ? { overlay } : {}) });
+      const sandbox = new ChrootSandbox({ root, bwrap: bctx.bwrap, onStubParents, ...(overlay !== undefined ? { overlay } : {}) });
       await sandbox.prepare();
       this.#sandbox = sandbox;
       this.#overlay = overlay !== undefined;
     } else {
-      this.#sandbox = new ContainerSandbox(await bctx.runIsolation());
+      this.#sandbox = new ContainerSandbox(await bctx.runIsolation(), onStubParents);
     }
     log.info('Initializing snapshotter ...');
     this.#snapshotter = await this.#startSnapshotter(root, false);

@@ -11,6 +11,7 @@ import { hostPlatform } from '../oci/platform.js';
 import { renameDeprecatedFlags } from './deprecated-flags.js';
 import { executorCommand, BOOLEAN_FLAGS } from './executor-flags.js';
 import { homeDirOrRoot } from './home-dir.js';
+import { redactedTitle } from './process-title.js';
 import { buildRequestFrom, validateFlags, type Environment } from './validate-flags.js';
 import { runCommand } from './run-command.js';
 
@@ -22,6 +23,8 @@ async function readAll(stream: NodeJS.ReadableStream): Promise<string> {
 
 /** Runs the executor; resolves with the process exit code. */
 export async function main(argv: readonly string[], env: NodeJS.ProcessEnv): Promise<number> {
+  // Before anything else runs: a RUN may read /proc/<kiln>/cmdline (process-title.ts).
+  process.title = redactedTitle('executor', argv.slice(2));
   const renamed = renameDeprecatedFlags(argv.slice(2));
   return runCommand({
     command: executorCommand(),

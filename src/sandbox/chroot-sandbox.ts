@@ -51,6 +51,8 @@ export interface ChrootSandboxOptions {
   readonly hostname?: string;
   /** Run each RUN on an overlay of the rootfs and hand its upper dir over (overlay-run.ts). */
   readonly overlay?: RunOverlay;
+  /** Told, after a RUN, the directories only kiln's mount stubs changed (mount-stubs.ts). */
+  readonly onStubParents?: (rels: readonly string[]) => void;
 }
 
 export class ChrootSandbox implements Sandbox {
@@ -59,6 +61,7 @@ export class ChrootSandbox implements Sandbox {
   readonly #bwrap: string;
   readonly #hostname: string;
   readonly #overlay: RunOverlay | undefined;
+  readonly #onStubParents: ((rels: readonly string[]) => void) | undefined;
   #hostFiles: string[] | undefined;
 
   constructor(opts: ChrootSandboxOptions) {
@@ -66,6 +69,7 @@ export class ChrootSandbox implements Sandbox {
     this.#bwrap = opts.bwrap;
     this.#hostname = opts.hostname ?? 'kiln';
     this.#overlay = opts.overlay;
+    this.#onStubParents = opts.onStubParents;
   }
 
   /**
@@ -91,12 +95,16 @@ export class ChrootSandbox implements Sandbox {
       const resolved = mounts.map((m, i) => ({ ...m, target: stubs.targets[i] ?? m.target }));
       return await this.#spawn({ ...spec, mounts: resolved }, hostFiles, ctx, dirs);
     } finally {
-      await stubs.remove();
+      let alone = await stubs.remove();
       if (overlay !== undefined && dirs !== undefined) {
+        // On an overlay the RUN's own changes to a stub's parent are in the upper dir, not yet in the
+        // rootfs where the stub was: a parent whose entries changed there is the RUN's change.
+        alone = await unchangedInUpper(alone, this.root, dirs.upper);
         // The RUN's changes reach the rootfs even when it failed, as they do on the walk strategy.
         await overlay.collect(dirs.upper, [spec.workdir, ...stubs.targets]);
         await rm(join(dirs.upper, '..'), { recursive: true, force: true });
       }
+      if (alone.length > 0) this.#onStubParents?.(alone);
     }
   }
 
@@ -259,3 +267,19 @@ export function envObject(env: readonly string[]): Record<string, string> {
   }
   return out;
 }
+
+/** The dirs of `rels` that the upper dir holds no change of: absent there, or copied up with their mtime. */
+async function unchangedInUpper(rels: readonly string[], root: string, upper: string): Promise<string[]> {
+  const kept: string[] = [];
+  for (const rel of rels) {
+    const up = await lstat(join(upper, rel), { bigint: true }).catch(() => undefined);
+    if (up === undefined) {
+      kept.push(rel);
+      continue;
+    }
+    const low = await lstat(join(root, rel), { bigint: true }).catch(() => undefined);
+    if (up.isDirectory() && low?.isDirectory() === true && up.mtimeNs === low.mtimeNs && up.mode === low.mode && up.uid === low.uid && up.gid === low.gid) kept.push(rel);
+  }
+  return kept;
+}
+

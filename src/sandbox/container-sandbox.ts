@@ -24,9 +24,12 @@ export class ContainerSandbox implements Sandbox {
   readonly root = '/';
   readonly mountRefusal: string | undefined;
   readonly #isolation: ContainerIsolation;
+  readonly #onStubParents: ((rels: readonly string[]) => void) | undefined;
 
-  constructor(isolation: ContainerIsolation) {
+  /** `onStubParents`: told, after a RUN, the directories only kiln's mount stubs changed (mount-stubs.ts). */
+  constructor(isolation: ContainerIsolation, onStubParents?: (rels: readonly string[]) => void) {
     this.#isolation = isolation;
+    this.#onStubParents = onStubParents;
     this.mountRefusal = isolation.kind === 'none' ? isolation.reason : undefined;
   }
 
@@ -49,7 +52,8 @@ export class ContainerSandbox implements Sandbox {
       if (status === SETUP_FAILED && setup !== '') throw new SandboxError(`RUN ${JSON.stringify(spec.argv)}: ${setup.trim().replace(/^kiln-isolate: /, '')}`);
       return status;
     } finally {
-      await stubs.remove();
+      const alone = await stubs.remove();
+      if (alone.length > 0) this.#onStubParents?.(alone);
     }
   }
 

@@ -19,6 +19,8 @@ export class ChangeScope {
   readonly rewritten = new Set<string>();
   /** See DiffOptions.forced. */
   readonly forced = new Set<string>();
+  /** See DiffOptions.stubParents. */
+  readonly stubParents = new Set<string>();
 
   get empty(): boolean {
     return this.known && !this.all && this.trees.size === 0 && this.entries.size === 0;

@@ -39,6 +39,12 @@ export interface DiffOptions {
   readonly forced?: ReadonlySet<string>;
   /** `--snapshot-mode=time`: only type, mtime and link target count. */
   readonly mtimeOnly?: boolean;
+  /**
+   * Directories where kiln made and removed a RUN mount's stub and that the RUN itself left alone
+   * (src/sandbox/mount-stubs.ts): their times and size moved by kiln's hand only (ctime cannot be put
+   * back), so they count as changed only when their type, mode or owner differ.
+   */
+  readonly stubParents?: ReadonlySet<string>;
 }
 
 /** The changes from `before` to `after`, sorted by path (deletions and opaques before entries at a path). */
@@ -46,6 +52,7 @@ export function diffTrees(before: BeforeIndex, after: TreeIndex, opts: DiffOptio
   const lookupAfter = opts.lookupAfter ?? ((p: string) => after.get(p));
   const rewritten = opts.rewritten;
   const forced = opts.forced;
+  const stubParents = opts.stubParents;
   const differs = opts.mtimeOnly === true ? differsInTime : differsInMetadata;
   const changes: Change[] = [];
   const replacedDirs = new Set<string>();
@@ -66,7 +73,8 @@ export function diffTrees(before: BeforeIndex, after: TreeIndex, opts: DiffOptio
       continue;
     }
     const changedHere =
-      forced?.has(path) === true || (rewritten?.has(path) === true ? differsInLayer(a, b) : differs(a, b));
+      forced?.has(path) === true ||
+      (stubParents?.has(path) === true ? differsInOwnership(a, b) : rewritten?.has(path) === true ? differsInLayer(a, b) : differs(a, b));
     if (changedHere) {
       changes.push({ kind: 'modified', path });
       changed.add(path);
@@ -108,8 +116,9 @@ function sortChanges(changes: Change[]): Change[] {
  * of them after a RUN) costs one Map lookup and a dozen u32 compares. Only paths the baseline holds
  * decoded (set by scoped snapshots since the last walk) are compared as EntryMeta.
  */
-export function diffWalk(before: Baseline, after: PackedTree, opts: { readonly mtimeOnly?: boolean } = {}): Change[] {
+export function diffWalk(before: Baseline, after: PackedTree, opts: Pick<DiffOptions, 'mtimeOnly' | 'stubParents'> = {}): Change[] {
   const mtimeOnly = opts.mtimeOnly === true;
+  const stubParents = opts.stubParents;
   const differs = mtimeOnly ? differsInTime : differsInMetadata;
   const base = before.packed;
   const extra = before.extra;
@@ -137,6 +146,10 @@ export function diffWalk(before: Baseline, after: PackedTree, opts: { readonly m
       if (verdict === Verdict.Link) verdict = after.linkAt(i) === base.linkAt(j) ? Verdict.Same : Verdict.Modified;
     } else {
       verdict = Verdict.Added;
+    }
+    if (verdict === Verdict.Modified && stubParents !== undefined && stubParents.has(path)) {
+      const b = decoded ?? before.get(path);
+      if (b !== undefined && !differsInOwnership(after.metaAt(i), b)) verdict = Verdict.Same;
     }
     if (verdict === Verdict.Same) continue;
     if (verdict === Verdict.Added) changes.push({ kind: 'added', path });
@@ -269,6 +282,11 @@ function differsInLayer(a: EntryMeta, b: EntryMeta): boolean {
     a.rdev !== b.rdev ||
     a.linkTarget !== b.linkTarget
   );
+}
+
+/** What a stub parent's change must touch to count: its type, permissions, owner (see stubParents). */
+function differsInOwnership(a: EntryMeta, b: EntryMeta): boolean {
+  return a.kind !== b.kind || a.mode !== b.mode || a.uid !== b.uid || a.gid !== b.gid || a.linkTarget !== b.linkTarget;
 }
 
 function hasAncestorIn(path: string, dirs: ReadonlySet<string>): boolean {

@@ -164,6 +164,14 @@ export class Snapshotter {
   }
 
   /**
+   * Root-relative directories where kiln made and removed a RUN mount's stub and that the RUN left
+   * alone (src/sandbox/mount-stubs.ts): the next snapshot does not count kiln's own stamps on them.
+   */
+  markStubParents(rels: readonly string[]): void {
+    for (const rel of rels) this.#scope.stubParents.add(rel);
+  }
+
+  /**
    * Moves a RUN's overlay upper dir into the rootfs and records its paths as the change: the cost is
    * that of the upper dir, whatever the size of the rootfs. The upper dir is consumed.
    */
@@ -194,7 +202,8 @@ export class Snapshotter {
     let commit: () => void;
     if (scope.all || !scope.known) {
       const full = await scanWhole(this.#root, this.#ignore);
-      changes = full instanceof PackedTree ? diffWalk(before, full, this.#diffOptions()) : diffTrees(before, full, this.#diffOptions());
+      const opts = { ...this.#diffOptions(), stubParents: scope.stubParents };
+      changes = full instanceof PackedTree ? diffWalk(before, full, opts) : diffTrees(before, full, opts);
       after = full;
       commit = () => {
         // The walk is the new baseline as it is: nothing else holds it, so no copy.
@@ -305,7 +314,7 @@ export class Snapshotter {
     const covered = new ChangeScope();
     for (const t of trees) covered.trees.add(t);
     const lookupAfter = (p: string): EntryMeta | undefined => afterSub.get(p) ?? (beforeSub.has(p) || covered.coveredByTree(p) ? undefined : before.get(p));
-    const changes = diffTrees(beforeSub, afterSub, { lookupAfter, rewritten: scope.rewritten, forced: scope.forced, ...this.#diffOptions() });
+    const changes = diffTrees(beforeSub, afterSub, { lookupAfter, rewritten: scope.rewritten, forced: scope.forced, stubParents: scope.stubParents, ...this.#diffOptions() });
     const commit = (): void => {
       for (const p of beforeSub.keys()) if (!afterSub.has(p)) before.delete(p);
       for (const [p, m] of afterSub) before.set(p, m);

@@ -1,10 +1,14 @@
 // Builds a context with the real executor into an OCI layout (no push), then reads the result with
 // skopeo and umoci only: the unpacked rootfs, the config, and every blob's bytes (layers gunzipped).
+import { execFile } from 'node:child_process';
 import { chmod, mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { promisify } from 'node:util';
 import { gunzipSync } from 'node:zlib';
 import { executor, skopeoJson, unpackWithUmoci, writeContext, type UnpackedImage } from '../support/executor.js';
+
+const run = promisify(execFile);
 
 export interface LayoutBuild {
   readonly code: number;
@@ -18,6 +22,8 @@ export interface LayoutBuild {
   file(path: string): Promise<string>;
   /** Whether any blob (manifest, config, uncompressed layer) holds `needle`. */
   blobsContain(needle: string): Promise<boolean>;
+  /** Each layer's entry names (`tar -t`), in the manifest's order: the base's first. */
+  layerEntries(): Promise<string[][]>;
   config(): Promise<ImageConfig>;
   cleanup(): Promise<void>;
 }
@@ -69,6 +75,14 @@ export async function readLayoutBuild(
         if (bytes.includes(needle)) return true;
       }
       return false;
+    },
+    async layerEntries(): Promise<string[][]> {
+      const blob = (digest: string) => join(layout, 'blobs', 'sha256', digest.replace(/^sha256:/, ''));
+      const index = JSON.parse(await readFile(join(layout, 'index.json'), 'utf8')) as { manifests: { digest: string }[] };
+      const manifest = JSON.parse(await readFile(blob(index.manifests[0]?.digest ?? ''), 'utf8')) as { layers: { digest: string }[] };
+      const lists: string[][] = [];
+      for (const l of manifest.layers) lists.push((await run('tar', ['-tzf', blob(l.digest)])).stdout.split('\n').filter((n) => n !== ''));
+      return lists;
     },
     async config(): Promise<ImageConfig> {
       return (await skopeoJson(['inspect', '--config', `oci:${layout}`])) as ImageConfig;

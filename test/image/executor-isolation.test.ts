@@ -21,6 +21,8 @@ const run = promisify(execFile);
 const CONFIG_SECRET = 'registry-password-5b1e0c';
 const AWS_SECRET = 'aws-secret-key-93d7aa';
 const TOKEN_SECRET = 'service-account-token-4f20b8';
+const FLAG_SECRET = 'build-arg-secret-e61a07';
+
 
 /**
  * podman's default seccomp profile changed as docker's default is: clone only without namespace
@@ -88,8 +90,13 @@ describe.skipIf(!available)(`RUN isolation in the executor image${available ? ''
     'RUN (cat /kaniko/.docker/config.json 2>&1; cat /root/.aws/credentials 2>&1; cat /var/run/secrets/kubernetes.io/serviceaccount/token 2>&1; true) > /seen-credentials',
     'RUN (ls -A /kaniko 2>&1; true) > /seen-kaniko',
     'RUN (echo evil > /kaniko/executor) 2>/dev/null; echo $? > /write-status',
-    // kiln's environment (KILN_EXECUTOR_IMAGE=1 is in it, never in a RUN's own).
-    "RUN (for p in $(ps -o pid,args | awk '/[e]xecutor\\.js/ {print $1}'); do cat /proc/$p/environ; done; true) > /seen-environ 2>&1",
+    // kiln's environment (KILN_EXECUTOR_IMAGE=1 is in it, never in a RUN's own) and command line: the
+    // loader's arguments (/kaniko/executor starts node through it), then node's title, `executor` and
+    // the flags without the values that may be secrets.
+    "RUN (for p in $(ps -o pid,args | awk '/(^| )executor --/ {print $1}'); do cat /proc/$p/environ; done; true) > /seen-environ 2>&1",
+    "RUN (for p in $(ps -o pid,args | awk '/(^| )executor --/ {print $1}'); do tr '\\0' ' ' < /proc/$p/cmdline; echo; done; true) > /seen-cmdline 2>&1",
+    // The shell's own pid as /proc shows it (`read` is a builtin: /proc/self is the shell).
+    'RUN read pid _ < /proc/self/stat; echo "$$ $pid $(cat /proc/$$/comm)" > /pids',
     'RUN (sleep 600 >/dev/null 2>&1 &) ; echo started > /started',
     'RUN (ps -o args | grep -c "^sleep 600" ; true) > /left-behind',
   ];
@@ -112,7 +119,9 @@ describe.skipIf(!available)(`RUN isolation in the executor image${available ? ''
       ...RUN_DEFAULTS, ...runOpts, ...credentialMounts,
       '-v', `${ctx}:/workspace`, '-v', `${out}:/out`,
       '--entrypoint', '/busybox/sh', debugId, '-c', script, 'sh',
-      '--context', 'dir:///workspace', '--no-push', '--insecure-pull', '--oci-layout-path', '/out/layout', ...args,
+      '--context', 'dir:///workspace', '--no-push', '--insecure-pull', '--oci-layout-path', '/out/layout',
+      // A value meant for no RUN of this Dockerfile (not declared): only kiln's command line holds it.
+      '--build-arg', `UNUSED_TOKEN=${FLAG_SECRET}`, ...args,
     ]);
     const b = await readLayoutBuild(r, { ctx, out, layout: join(out, 'layout'), ownsCtx: true });
     return { ...b, executorUnchanged: r.stdout.includes('EXECUTOR-UNCHANGED') };
@@ -146,6 +155,8 @@ describe.skipIf(!available)(`RUN isolation in the executor image${available ? ''
     });
 
     it("cannot read kiln's environment through /proc", async () => {
+      // kiln was found, and its environ refused (the RUN's user namespace holds no CAP_SYS_PTRACE over it).
+      expect(await b.file('seen-environ')).toMatch(/Permission denied/);
       expect(await b.file('seen-environ')).not.toContain('KILN_EXECUTOR_IMAGE=1');
     });
 
@@ -153,6 +164,42 @@ describe.skipIf(!available)(`RUN isolation in the executor image${available ? ''
       expect(await b.file('started')).toBe('started\n');
       expect(await b.file('left-behind')).toBe('0\n');
     });
+
+    it("sees kiln's command line without the values that may be secrets", async () => {
+      const seen = await b.file('seen-cmdline');
+      expect(seen).toMatch(/(^| )executor .*--build-arg UNUSED_TOKEN=\*\*\*/m);
+      expect(seen).not.toContain(FLAG_SECRET);
+    });
+
+    it('where /proc cannot be remounted (podman masks it), $$ is the RUN\'s own /proc entry, as in kaniko', async () => {
+      const [shell, proc, comm] = (await b.file('pids')).trim().split(' ');
+      expect(Number(shell)).toBeGreaterThan(2);
+      expect(proc).toBe(shell);
+      expect(comm).toBe('sh');
+    });
+  });
+
+  it("a RUN mount's stub under podman's /run leaves /run out of the layer; a RUN writing there records it", async () => {
+    const files = {
+      Dockerfile: [
+        `FROM ${images.busybox}`,
+        'RUN --mount=type=secret,id=tok wc -c < /run/secrets/tok > /secret-len',
+        'RUN --mount=type=tmpfs,target=/run/scratch echo x > /run/scratch/x && echo tmpfs > /tmpfs-used',
+        'RUN --mount=type=secret,id=tok mkdir /run/foo && echo bar > /run/foo/bar',
+        '',
+      ].join('\n'),
+      tok: 'stub-secret-value',
+    };
+    const r = await imageLayoutBuilder(podman, () => executorId)(files, ['--secret', 'id=tok,src=/workspace/tok']);
+    try {
+      expect(r.code, r.stderr).toBe(0);
+      expect(await r.file('secret-len')).toBe('17\n');
+      const layers = await r.layerEntries();
+      // The base's layer, then one per RUN.
+      expect(layers.slice(1)).toEqual([['secret-len'], ['tmpfs-used'], ['run/', 'run/foo/', 'run/foo/bar']]);
+    } finally {
+      await r.cleanup();
+    }
   });
 
   describe('under a profile that blocks user namespaces, kiln falls back', () => {
@@ -176,6 +223,9 @@ describe.skipIf(!available)(`RUN isolation in the executor image${available ? ''
       expect(seen).toContain(AWS_SECRET);
       expect(seen).toContain(TOKEN_SECRET);
       expect(await b.file('seen-environ')).toContain('KILN_EXECUTOR_IMAGE=1');
+      // Not kiln's flags' secret values: its command line is its title (src/cli/process-title.ts).
+      expect(await b.file('seen-cmdline')).toMatch(/(^| )executor .*--build-arg UNUSED_TOKEN=\*\*\*/m);
+      expect(await b.file('seen-cmdline')).not.toContain(FLAG_SECRET);
     });
 
     it('refuses RUN --mount with one line naming the line and why', async () => {

@@ -17,9 +17,20 @@ interface Result {
 const helper = isolateHelperPath();
 const isRoot = process.getuid?.() === 0;
 
-function isolate(args: readonly string[], onSpawn?: (pid: number) => void): Promise<Result> {
+/**
+ * Runs the helper where the kernel refuses it a /proc of its own, as under podman and docker: in a
+ * mount namespace whose /proc has a file masked (podman masks /proc/kcore, /proc/keys, ...) and no
+ * other proc mount (another one, fully visible, would let a fresh /proc through).
+ */
+const MASKED_PROC = [
+  'unshare', '--mount', '--propagation', 'private', '--', '/bin/sh', '-c',
+  'for m in $(findmnt -rn -t proc -o TARGET); do [ "$m" = /proc ] || umount -l "$m"; done; mount --bind /dev/null /proc/uptime && exec "$@"', 'sh',
+];
+
+function isolate(args: readonly string[], onSpawn?: (pid: number) => void, wrap: readonly string[] = []): Promise<Result> {
   return new Promise((resolve, reject) => {
-    const child = spawn(helper ?? 'kiln-isolate', ['--status-fd', '3', ...args], { stdio: ['ignore', 'pipe', 'pipe', 'pipe'] });
+    const argv = [...wrap, helper ?? 'kiln-isolate', '--status-fd', '3', ...args];
+    const child = spawn(argv[0] as string, argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
     let status = '';
@@ -121,5 +132,59 @@ describe.skipIf(helper === undefined || !isRoot)('kiln-isolate', () => {
     );
     const r = await isolate(argv.slice(2));
     expect(r.stdout).toBe('/tmp\n0\ncached');
+  });
+
+  // `read` is the shell's own: /proc/self is the shell, so its first field is the shell's pid there.
+  const PIDS = 'read pid _ < /proc/self/stat; echo "$$ $pid"';
+
+  it('runs the command as PID 2 of its own PID namespace, with a /proc of it, where one can be mounted', async () => {
+    const r = await isolate(sh(PIDS));
+    expect(r.code, r.stderr + r.status).toBe(0);
+    expect(r.stdout).toBe('2 2\n');
+  });
+
+  describe('where the kernel refuses a /proc of its own', () => {
+    it('runs without a PID namespace, so that $$ is the /proc entry of the RUN as in kaniko', async () => {
+      const r = await isolate(sh(`${PIDS}; cat /proc/$$/comm`), undefined, MASKED_PROC);
+      expect(r.code, r.stderr + r.status).toBe(0);
+      const [shell, proc] = (r.stdout.split('\n')[0] ?? '').split(' ');
+      expect(Number(shell)).toBeGreaterThan(2);
+      expect(proc).toBe(shell);
+      expect(r.stdout.split('\n')[1]).toBe('sh');
+    });
+
+    it('still kills what the command left running when it ends', async () => {
+      const marker = `${Date.now() % 100000}.789`;
+      const r = await isolate(sh(`(setsid sleep ${marker} >/dev/null 2>&1 &); sleep ${marker}1 >/dev/null 2>&1 & echo started`), undefined, MASKED_PROC);
+      expect(r.stdout).toBe('started\n');
+      expect(() => execFileSync('pgrep', ['-f', `sleep ${marker}`])).toThrow();
+    });
+
+    it('kills the tree when the command kills the helper above it, and when it is sent SIGTERM', async () => {
+      const marker = `${Date.now() % 100000}.321`;
+      const killed = await isolate(sh(`sleep ${marker} >/dev/null 2>&1 & kill -9 $PPID; sleep ${marker}`), undefined, MASKED_PROC);
+      expect(killed.code).toBe(137);
+      expect(() => execFileSync('pgrep', ['-f', `sleep ${marker}`])).toThrow();
+      const term = await isolate(sh(`sleep ${marker} & sleep ${marker}`), (pid) => setTimeout(() => process.kill(pid, 'SIGTERM'), 300), MASKED_PROC);
+      expect(term.code).toBe(137);
+      expect(() => execFileSync('pgrep', ['-f', `sleep ${marker}`])).toThrow();
+    });
+
+    it('drops the same capabilities and sets the same identity', async () => {
+      const root = await isolate(sh('grep "^CapBnd:" /proc/self/status'), undefined, MASKED_PROC);
+      const bnd = BigInt(`0x${/CapBnd:\s+([0-9a-f]+)/.exec(root.stdout)?.[1] ?? '0'}`);
+      expect(bnd & (1n << 21n)).toBe(0n); // CAP_SYS_ADMIN
+      expect(bnd & (1n << 0n)).toBe(1n); // CAP_CHOWN kept
+      const user = await isolate(['--uid', '1000', '--gid', '1000', '--groups', '1000,27', ...sh('grep "^CapEff:" /proc/self/status; id -u; id -G')], undefined, MASKED_PROC);
+      expect(user.stdout).toBe('CapEff:\t0000000000000000\n1000\n1000 27\n');
+    });
+
+    it('hides and mounts as elsewhere, and probes fine', async () => {
+      const r = await isolate(['--hide', join(dir, 'kiln'), '--tmpfs', join(dir, 'target/t'), '0', ...sh(`ls -A ${dir}/kiln; stat -c %a ${dir}/target/t`)], undefined, MASKED_PROC);
+      expect(r.code, r.stderr + r.status).toBe(0);
+      expect(r.stdout).toBe('1777\n');
+      const probe = await isolate(['--probe', '--hide', join(dir, 'kiln')], undefined, MASKED_PROC);
+      expect(probe.code, probe.status).toBe(0);
+    });
   });
 });
