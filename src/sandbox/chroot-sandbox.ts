@@ -1,6 +1,9 @@
 // Sandbox mode: RUN executes inside the stage's rootfs with bubblewrap: a new mount, PID, IPC and UTS
 // namespace, pivot_root into the rootfs (so the classic chroot escape does not apply), a fresh /proc
-// with /proc/sys read-only, a minimal /dev, and the host's resolv.conf and hosts bound read-only.
+// with /proc/sys read-only, a minimal /dev, /sys read-only (docker's default spec mounts sysfs `ro`
+// there: moby oci/defaults.go, containerd oci/mounts.go), and the host's resolv.conf and hosts bound
+// read-only. What ADD or COPY put under those paths in the rootfs is in the layers, as with docker
+// build, and hidden from RUN by the mounts, as it is there.
 // Nothing of the host is mounted writable. Root keeps docker's capabilities minus the ones that reach
 // the host kernel; a non-root USER runs bwrap as that uid in a user namespace, so it has no privilege.
 import { spawn } from 'node:child_process';
@@ -41,6 +44,9 @@ const DROPPED_CAPS = [
   'CAP_CHECKPOINT_RESTORE',
 ] as const;
 
+/** Where bwrap mounts kernel filesystems (or, for /sys, the host's read-only) inside the rootfs. */
+const KERNEL_MOUNT_POINTS = ['proc', 'dev', 'sys'] as const;
+
 /** Host files shown read-only inside, as docker does for name resolution. */
 const HOST_FILES = ['etc/resolv.conf', 'etc/hosts'] as const;
 
@@ -78,7 +84,11 @@ export class ChrootSandbox implements Sandbox {
   }
 
   async run(spec: RunSpec, ctx: RunContext): Promise<number> {
-    const hostFiles = this.#hostFiles ?? (await this.prepare(), this.#hostFiles ?? []);
+    if (this.#hostFiles === undefined) await this.prepare();
+    // Checked again before every RUN: an ADD or COPY since the last one may have put a symlink or a
+    // file where bwrap mounts (those paths are the stage's to write, as in docker build).
+    await this.#checkMountPoints();
+    const hostFiles = await this.#usableHostFiles(this.#hostFiles ?? []);
     const mounts = spec.mounts ?? [];
     if (spec.user.uid !== 0) await checkReachable(mounts, spec.user);
     const stubs = await createMountStubs(
@@ -130,18 +140,30 @@ export class ChrootSandbox implements Sandbox {
   }
 
   /**
-   * bwrap mounts on /proc and /dev inside the rootfs; a symlink there would point it at the host. A
+   * bwrap mounts on /proc, /dev and /sys inside the rootfs; a symlink there would point it elsewhere. A
    * missing one is created here, before the snapshot baseline (so it is never part of a layer, as
    * BuildKit removes its mount stubs): a non-root USER's bwrap could not create it in a root-owned /.
    */
   async #checkMountPoints(): Promise<void> {
-    for (const dir of ['proc', 'dev']) {
+    for (const dir of KERNEL_MOUNT_POINTS) {
       const st = await lstat(join(this.root, dir)).catch(() => undefined);
       if (st === undefined) await mkdir(join(this.root, dir), { mode: 0o755 });
       else if (!st.isDirectory()) {
         throw new SandboxError(`refusing to run: /${dir} in the rootfs is not a directory`);
       }
     }
+  }
+
+  /** The host files prepared whose target is still a regular file (never a symlink an ADD put there). */
+  async #usableHostFiles(prepared: readonly string[]): Promise<string[]> {
+    const etc = await lstat(join(this.root, 'etc')).catch(() => undefined);
+    if (etc?.isDirectory() !== true) return [];
+    const usable: string[] = [];
+    for (const rel of prepared) {
+      const st = await lstat(join(this.root, rel)).catch(() => undefined);
+      if (st?.isFile() === true) usable.push(rel);
+    }
+    return usable;
   }
 
   /**
@@ -181,6 +203,9 @@ export function bwrapArgs(o: { root: string; spec: RunSpec; hostname: string; ho
     '--ro-bind-try', '/proc/irq', '/proc/irq',
     '--ro-bind-try', '/proc/bus', '/proc/bus',
     '--dev', '/dev',
+    // bwrap cannot mount a sysfs of its own; the host's, read-only (and its submounts with it), is what
+    // a RUN reads there, and it covers whatever the stage's layers hold under /sys, as in docker.
+    '--ro-bind', '/sys', '/sys',
     '--unshare-pid', '--unshare-ipc', '--unshare-uts',
     '--hostname', o.hostname,
     '--die-with-parent',
