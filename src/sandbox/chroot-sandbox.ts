@@ -10,11 +10,13 @@ import { spawn } from 'node:child_process';
 import { existsSync, statSync } from 'node:fs';
 import { lstat, mkdir, open, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
+import type { Readable, Writable } from 'node:stream';
 import { SandboxError } from '../errors.js';
 import type { RunContext } from '../log/run-context.js';
 import { waitForExit } from './child-exit.js';
 import { createMountStubs } from './mount-stubs.js';
 import { overlayArgv, overlayDirsFor, setprivArgv, type OverlayDirs, type RunOverlay } from './overlay-run.js';
+import { userNamespaceMaps, writeMapsWhenAsked } from './user-namespace-maps.js';
 import type { RunSpec, RunUser, Sandbox, SandboxMount } from './sandbox.js';
 
 /** Capabilities root loses inside the sandbox: those that act on the host kernel rather than the rootfs. */
@@ -114,20 +116,23 @@ export class ChrootSandbox implements Sandbox {
     const user = spec.user;
     const groups = user.groups ?? [user.gid];
     const extraGroups = groups.length > 1 || groups[0] !== user.gid;
-    // A non-root USER's bwrap (unprivileged) maps only its uid and primary gid into its user
-    // namespace: the supplementary groups set below grant access, but show as 65534 inside.
-    const args = bwrapArgs({ root: overlay?.merged ?? this.root, spec, hostname: this.#hostname, hostFiles });
-    ctx.log.debug({ argv: spec.argv, uid: spec.user.uid, gid: spec.user.gid, mounts: spec.mounts?.map((m) => m.target), overlay: overlay !== undefined }, 'sandbox: starting command');
     // The RUN's group list (BuildKit: the user's groups from /etc/group, primary gid first): spawn's
     // uid/gid set the primary one and clear the rest, setpriv sets them all.
     const setpriv = overlay === undefined && extraGroups ? findSetpriv() : undefined;
+    const groupsSet = overlay !== undefined || setpriv !== undefined;
+    // A non-root USER's bwrap (unprivileged) would map only its uid and primary gid into its user
+    // namespace, and the other groups would read as 65534 inside: kiln writes the maps instead.
+    const maps = groupsSet ? userNamespaceMaps(user) : undefined;
+    const args = bwrapArgs({ root: overlay?.merged ?? this.root, spec, hostname: this.#hostname, hostFiles, ...(maps !== undefined ? { userns: USERNS_FDS } : {}) });
+    ctx.log.debug({ argv: spec.argv, uid: spec.user.uid, gid: spec.user.gid, mounts: spec.mounts?.map((m) => m.target), overlay: overlay !== undefined }, 'sandbox: starting command');
     let argv: string[];
     if (overlay !== undefined && this.#overlay !== undefined) argv = overlayArgv(this.#overlay.tools, overlay, user, [this.#bwrap, ...args]);
     else if (setpriv !== undefined) argv = [...setprivArgv(setpriv, user), this.#bwrap, ...args];
     else argv = [this.#bwrap, ...args];
     const child = spawn(argv[0] as string, argv.slice(1), {
       env: envObject(spec.env),
-      stdio: ['ignore', 'pipe', 'pipe'],
+      // When kiln writes the maps: fd 3 is bwrap's --info-fd and stdin its --userns-block-fd (USERNS_FDS).
+      stdio: maps !== undefined ? ['pipe', 'pipe', 'pipe', 'pipe'] : ['ignore', 'pipe', 'pipe'],
       signal: ctx.signal,
       // A non-root USER never holds privilege on the host: bwrap itself runs as that identity (on an
       // overlay, or with groups to set, setpriv drops to it once the mount is made). Root too gets
@@ -136,7 +141,19 @@ export class ChrootSandbox implements Sandbox {
     });
     child.stdout?.pipe(spec.stdout, { end: false });
     child.stderr?.pipe(spec.stderr, { end: false });
-    return waitForExit(child, 'bwrap');
+    const exited = waitForExit(child, 'bwrap');
+    if (maps === undefined) return exited;
+    const info = child.stdio[USERNS_FDS.info] as Readable;
+    const block = child.stdio[USERNS_FDS.block] as Writable;
+    try {
+      await writeMapsWhenAsked(info, block, maps);
+    } catch (err) {
+      // bwrap waits for the byte it will never get: the RUN must not start without its maps.
+      child.kill('SIGKILL');
+      await exited.catch(() => undefined);
+      throw err;
+    }
+    return exited;
   }
 
   /**
@@ -193,7 +210,22 @@ export class ChrootSandbox implements Sandbox {
   }
 }
 
-export function bwrapArgs(o: { root: string; spec: RunSpec; hostname: string; hostFiles: readonly string[] }): string[] {
+/**
+ * The child's fds for bwrap's --info-fd and --userns-block-fd when kiln writes the maps. bwrap's
+ * sandboxed child closes the info fd but inherits the block fd, so the block fd is stdin: the RUN gets
+ * no extra fd (a leaked one shows, e.g. LVM's tools warn about it), and its stdin reads end-of-file at
+ * once (kiln ends it after the one byte bwrap's monitor consumed), as docker's /dev/null does.
+ */
+const USERNS_FDS = { info: 3, block: 0 } as const;
+
+export function bwrapArgs(o: {
+  root: string;
+  spec: RunSpec;
+  hostname: string;
+  hostFiles: readonly string[];
+  /** bwrap tells its namespace's pid on `info` and waits on `block` until kiln wrote the maps. */
+  userns?: { readonly info: number; readonly block: number };
+}): string[] {
   const { spec } = o;
   const args = [
     '--bind', o.root, '/',
@@ -233,6 +265,7 @@ export function bwrapArgs(o: { root: string; spec: RunSpec; hostname: string; ho
     for (const cap of DROPPED_CAPS) args.push('--cap-drop', cap);
   } else {
     args.push('--unshare-user', '--uid', String(spec.user.uid), '--gid', String(spec.user.gid));
+    if (o.userns !== undefined) args.push('--info-fd', String(o.userns.info), '--userns-block-fd', String(o.userns.block));
   }
   args.push('--', ...spec.argv);
   return args;

@@ -1,6 +1,6 @@
 // A non-root RUN's supplementary groups inside bubblewrap, on the plain rootfs and on an overlay: they
-// grant access (setpriv sets them before bwrap). bwrap, unprivileged, maps only the primary gid into
-// its user namespace, so inside they read as 65534 (see the pending case run-user-groups-shown-by-id).
+// grant access (setpriv sets them before bwrap) and read as themselves inside (kiln writes the user
+// namespace's maps, user-namespace-maps.ts; bwrap's own would show them as 65534).
 // Needs root, bwrap and util-linux, as sandbox mode does; the RUN is the host's busybox.
 import { chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -59,6 +59,10 @@ describe.skipIf(!usable)('RUN with supplementary groups (sandbox mode)', () => {
         const r = await run(sb, app, ['/bin/busybox', 'sh', '-c', 'id -u; id -g; grep -c "^Groups:.*1000" /proc/self/status; ls /shared']);
         expect(r, r.out).toEqual({ code: 0, out: '1000\n1000\n1\n' });
       }
+      // Inside the user namespace the groups read as themselves, named from the rootfs's /etc/group
+      // (kiln writes the maps: user-namespace-maps.ts), and the RUN gets no fd of the handshake.
+      const id = await run(sb, app, ['/bin/busybox', 'sh', '-c', 'id; for f in 3 4; do test -e /proc/self/fd/$f && echo "fd $f open"; done; cat; echo end']);
+      expect(id).toEqual({ code: 0, out: 'uid=1000(app) gid=1000(app) groups=1000(app),2000(extra)\nend\n' });
       const only = await run(sb, { uid: 1000, gid: 1000, groups: [1000] }, ['/bin/busybox', 'id', '-G']);
       expect(only).toEqual({ code: 0, out: '1000\n' });
       // Without the group, /shared (root:2000 0770) is closed.
