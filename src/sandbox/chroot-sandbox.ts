@@ -68,6 +68,7 @@ export class ChrootSandbox implements Sandbox {
   readonly #hostname: string;
   readonly #overlay: RunOverlay | undefined;
   #hostFiles: string[] | undefined;
+  #warnedGroups = false;
 
   constructor(opts: ChrootSandboxOptions) {
     this.root = opts.root;
@@ -120,6 +121,10 @@ export class ChrootSandbox implements Sandbox {
     // uid/gid set the primary one and clear the rest, setpriv sets them all.
     const setpriv = overlay === undefined && extraGroups ? findSetpriv() : undefined;
     const groupsSet = overlay !== undefined || setpriv !== undefined;
+    if (extraGroups && !groupsSet && !this.#warnedGroups) {
+      this.#warnedGroups = true;
+      ctx.log.warn(`RUN runs without the supplementary groups of uid ${user.uid} (${groups.join(',')}): util-linux's setpriv, which sets them, is not installed`);
+    }
     // A non-root USER's bwrap (unprivileged) would map only its uid and primary gid into its user
     // namespace, and the other groups would read as 65534 inside: kiln writes the maps instead.
     const maps = groupsSet ? userNamespaceMaps(user) : undefined;

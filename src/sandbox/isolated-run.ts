@@ -1,7 +1,7 @@
 // Container mode's RUN isolation: native/kiln-isolate.c runs each RUN in a user, mount, PID and IPC
 // namespace of its own where kiln's dir and the credentials are covered (see that file for why this
 // needs no privilege the container lacks). This module finds the helper, asks it once whether the
-// runtime allows it (a probe), and turns a RunSpec into its argv.
+// runtime allows it (a probe), and turns a RunSpec into its argv (isolated, or `--plain`: identity only).
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
@@ -57,6 +57,13 @@ export function isolateArgv(spec: RunSpec, hidden: readonly string[], mounts: re
   }
   args.push('--', ...spec.argv);
   return args;
+}
+
+/** The helper's argv for one RUN that is not isolated (`--plain`): its identity, its directory, the command. */
+export function plainArgv(spec: RunSpec): string[] {
+  const user = spec.user;
+  const groups = user.groups ?? [user.gid];
+  return ['--status-fd', '3', '--plain', '--uid', String(user.uid), '--gid', String(user.gid), '--groups', groups.join(','), '--cwd', spec.workdir, '--', ...spec.argv];
 }
 
 function depth(p: string): number {
