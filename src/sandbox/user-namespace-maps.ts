@@ -7,19 +7,22 @@
 // With `--userns-block-fd` and `--info-fd`, bwrap tells kiln the namespace's first process and waits;
 // kiln, holding CAP_SETUID/CAP_SETGID in the parent namespace, writes the maps, then lets it go on.
 //
-// What is mapped: the RUN's uid, each of its groups to itself, and the namespace's 0 to the overflow
-// ids (65534): bwrap mounts a devpts under /dev, which the kernel refuses where 0 is unmapped (bwrap
-// maps 0 the same way when it is installed setuid). Nothing is mapped that the RUN does not already
-// hold on the host, so the namespace's owner (the RUN's uid) gains no id through it but the overflow
-// one. An id list that would map one id twice gets no maps of kiln's (bwrap's own, as before).
+// What is mapped: the RUN's uid, each of its groups to itself, and the namespace's 0 to 4294967294
+// ((uid_t)-2, an id no file is owned by): bwrap mounts a devpts under /dev, which the kernel refuses
+// where 0 is unmapped (setuid bwrap maps 0 to the overflow id 65534 for it; that one owns files, such
+// as what an image chowned to nobody, which would then read as root's). Nothing is mapped that the RUN
+// does not already hold on the host, so the namespace's owner (the RUN's uid) gains no id through it
+// that owns anything. What is not mapped (root's files, other users') reads as 65534 inside, as it
+// did with bwrap's own maps (docs/status.md: issue 12). An id list holding (uid_t)-2 itself gets no
+// maps of kiln's (bwrap's own, as before).
 import type { Readable, Writable } from 'node:stream';
 import { writeFile } from 'node:fs/promises';
 import { z } from 'zod';
 import { SandboxError } from '../errors.js';
 import type { RunUser } from './sandbox.js';
 
-/** The kernel's overflow uid and gid (/proc/sys/kernel/overflow{u,g}id): the default, on every distribution. */
-const OVERFLOW_ID = 65534;
+/** What the namespace's 0 is outside: (uid_t)-2, the highest valid id, which owns no file. */
+const ROOT_OUTSIDE = 4294967294;
 
 export interface UserNamespaceMaps {
   /** /proc/PID/uid_map text: `inside outside count` lines. */
@@ -30,16 +33,16 @@ export interface UserNamespaceMaps {
 /**
  * The maps for a non-root RUN whose group list holds more than its primary gid; undefined when bwrap's
  * own maps already show every id (no supplementary group), for root (no user namespace), or when
- * the overflow id is one of the RUN's own (it could not stand for 0 then).
+ * (uid_t)-2 is one of the RUN's own ids (it could not stand for 0 then).
  */
 export function userNamespaceMaps(user: RunUser): UserNamespaceMaps | undefined {
   const groups = [...new Set([user.gid, ...(user.groups ?? [user.gid])])];
   if (user.uid === 0 || groups.length === 1) return undefined;
-  if (user.uid === OVERFLOW_ID || groups.includes(OVERFLOW_ID)) return undefined;
+  if (user.uid === ROOT_OUTSIDE || groups.includes(ROOT_OUTSIDE)) return undefined;
   const gidLines = groups.map((g) => `${g} ${g} 1`);
   // A group list holding gid 0 maps it to itself: the RUN holds it already.
-  if (!groups.includes(0)) gidLines.push(`0 ${OVERFLOW_ID} 1`);
-  return { uidMap: `${user.uid} ${user.uid} 1\n0 ${OVERFLOW_ID} 1\n`, gidMap: `${gidLines.join('\n')}\n` };
+  if (!groups.includes(0)) gidLines.push(`0 ${ROOT_OUTSIDE} 1`);
+  return { uidMap: `${user.uid} ${user.uid} 1\n0 ${ROOT_OUTSIDE} 1\n`, gidMap: `${gidLines.join('\n')}\n` };
 }
 
 /** What bwrap writes on its --info-fd (JSON; only the pid of the namespace's first process is read). */

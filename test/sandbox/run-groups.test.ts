@@ -53,6 +53,8 @@ describe.skipIf(!usable)('RUN with supplementary groups (sandbox mode)', () => {
     it(name, { timeout: 15000 }, async () => {
       const { chownSync } = await import('node:fs');
       chownSync(join(root, 'shared'), 0, 2000);
+      writeFileSync(join(root, 'nobodys'), '');
+      chownSync(join(root, 'nobodys'), 65534, 65534);
       const sb = make();
       // Several in a row: each RUN's maps are its own.
       for (let i = 0; i < 3; i++) {
@@ -63,6 +65,9 @@ describe.skipIf(!usable)('RUN with supplementary groups (sandbox mode)', () => {
       // (kiln writes the maps: user-namespace-maps.ts), and the RUN gets no fd of the handshake.
       const id = await run(sb, app, ['/bin/busybox', 'sh', '-c', 'id; for f in 3 4; do test -e /proc/self/fd/$f && echo "fd $f open"; done; cat; echo end']);
       expect(id).toEqual({ code: 0, out: 'uid=1000(app) gid=1000(app) groups=1000(app),2000(extra)\nend\n' });
+      // The namespace's 0 is (uid_t)-2 outside, not 65534: a file the image gave nobody stays nobody's.
+      const owner = await run(sb, app, ['/bin/busybox', 'stat', '-c', '%u:%g', '/nobodys']);
+      expect(owner).toEqual({ code: 0, out: '65534:65534\n' });
       const only = await run(sb, { uid: 1000, gid: 1000, groups: [1000] }, ['/bin/busybox', 'id', '-G']);
       expect(only).toEqual({ code: 0, out: '1000\n' });
       // Without the group, /shared (root:2000 0770) is closed.
