@@ -241,8 +241,9 @@ export function bwrapArgs(o: {
     '--ro-bind-try', '/proc/bus', '/proc/bus',
     '--dev', '/dev',
     // bwrap cannot mount a sysfs of its own; the host's, read-only (and its submounts with it), is what
-    // a RUN reads there, and it covers whatever the stage's layers hold under /sys, as in docker.
-    '--ro-bind', '/sys', '/sys',
+    // a RUN reads there, and it covers whatever the stage's layers hold under /sys, as in docker. A
+    // host without /sys (a stripped container) runs RUN without it rather than not at all.
+    '--ro-bind-try', '/sys', '/sys',
     '--unshare-pid', '--unshare-ipc', '--unshare-uts',
     '--hostname', o.hostname,
     '--die-with-parent',
