@@ -24,8 +24,13 @@
  * Groups) both give a RUN its /etc/group groups. Capabilities are left as they are, as kaniko's RUN has
  * them: a root RUN keeps kiln's, a non-root one loses them all with setuid.
  *
+ * Sandbox mode runs a static build of --plain inside bwrap (as /proc/self/fd/N, so nothing of it is in
+ * the rootfs): bwrap starts as root with no user namespace and only CAP_SETUID/CAP_SETGID, and this
+ * program becomes the RUN's user, as runc does for docker build. --exec-fd N: the fd it was exec'd
+ * from, closed when the command is exec'd.
+ *
  * Usage (argv, built by src/sandbox/isolated-run.ts):
- *   kiln-isolate [--status-fd N] [--probe | --plain] [--net-none] [--uid N] [--gid N] [--groups a,b,...]
+ *   kiln-isolate [--status-fd N] [--exec-fd N] [--probe | --plain] [--net-none] [--uid N] [--gid N] [--groups a,b,...]
  *                [--cwd DIR] [--hide PATH]... [--bind SRC DST | --ro-bind SRC DST | --tmpfs DST SIZE]...
  *                -- COMMAND ARG...
  * Hides are applied before the RUN's own mounts, whose sources were opened first (so a source under
@@ -86,6 +91,7 @@ struct options {
   int status_fd;
   int probe;
   int plain;
+  int exec_fd;
   int net_none;
   uid_t uid;
   gid_t gid;
@@ -97,7 +103,7 @@ struct options {
   char **argv;
 };
 
-static struct options opt = {.status_fd = -1};
+static struct options opt = {.status_fd = -1, .exec_fd = -1};
 /* C -> P: a setup failure's message; closed (CLOEXEC) when the command is exec'd. */
 static int report_pipe[2] = {-1, -1};
 /* P -> C: the maps are written. */
@@ -146,6 +152,9 @@ static void parse_args(int argc, char **argv) {
       opt.probe = 1;
     } else if (strcmp(a, "--plain") == 0) {
       opt.plain = 1;
+    } else if (strcmp(a, "--exec-fd") == 0) {
+      NEED(1);
+      opt.exec_fd = (int)parse_num(argv[++i], "--exec-fd");
     } else if (strcmp(a, "--net-none") == 0) {
       opt.net_none = 1;
     } else if (strcmp(a, "--uid") == 0) {
@@ -446,6 +455,7 @@ static int plain_main(void) {
 int main(int argc, char **argv) {
   parse_args(argc, argv);
   if (opt.status_fd >= 0) fcntl(opt.status_fd, F_SETFD, FD_CLOEXEC);
+  if (opt.exec_fd >= 0) fcntl(opt.exec_fd, F_SETFD, FD_CLOEXEC);
   if (opt.plain) return plain_main();
   prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
   parent_caps = read_parent_caps();

@@ -5,7 +5,9 @@
 // read-only. What ADD or COPY put under those paths in the rootfs is in the layers, as with docker
 // build, and hidden from RUN by the mounts, as it is there.
 // Nothing of the host is mounted writable. Root keeps docker's capabilities minus the ones that reach
-// the host kernel; a non-root USER runs bwrap as that uid in a user namespace, so it has no privilege.
+// the host kernel. A non-root USER has no privilege: with a static kiln-isolate, bwrap starts as root
+// and the helper becomes the user inside (no user namespace, as with docker); without one, bwrap runs
+// as that uid in a user namespace of its own (user-namespace-maps.ts).
 import { spawn } from 'node:child_process';
 import { existsSync, statSync } from 'node:fs';
 import { lstat, mkdir, open, rm, stat } from 'node:fs/promises';
@@ -14,6 +16,7 @@ import type { Readable, Writable } from 'node:stream';
 import { SandboxError } from '../errors.js';
 import type { RunContext } from '../log/run-context.js';
 import { waitForExit } from './child-exit.js';
+import { identityArgs } from './isolated-run.js';
 import { createMountStubs } from './mount-stubs.js';
 import { overlayArgv, overlayDirsFor, setprivArgv, type OverlayDirs, type RunOverlay } from './overlay-run.js';
 import { userNamespaceMaps, writeMapsWhenAsked } from './user-namespace-maps.js';
@@ -59,7 +62,20 @@ export interface ChrootSandboxOptions {
   readonly hostname?: string;
   /** Run each RUN on an overlay of the rootfs and hand its upper dir over (overlay-run.ts). */
   readonly overlay?: RunOverlay;
+  /**
+   * A static kiln-isolate: a non-root RUN then starts bwrap as root with no user namespace, and the
+   * helper (run from an fd, nothing of it in the rootfs) becomes the user inside, as runc does for
+   * docker build: every file reads with its real owner, the groups with their ids. Without it, bwrap
+   * runs as the user in a user namespace of its own (user-namespace-maps.ts).
+   */
+  readonly identityHelper?: string;
 }
+
+/** The fd a static kiln-isolate is passed on, and exec'd from as /proc/self/fd/N inside the sandbox. */
+const HELPER_FD = 3;
+
+/** bwrap itself, when a helper becomes the user inside: root with root's group only (never kiln's groups). */
+const BWRAP_AS_ROOT: RunUser = { uid: 0, gid: 0, groups: [0] };
 
 export class ChrootSandbox implements Sandbox {
   readonly kind = 'chroot' as const;
@@ -67,6 +83,7 @@ export class ChrootSandbox implements Sandbox {
   readonly #bwrap: string;
   readonly #hostname: string;
   readonly #overlay: RunOverlay | undefined;
+  readonly #identityHelper: string | undefined;
   #hostFiles: string[] | undefined;
   #warnedGroups = false;
 
@@ -75,6 +92,7 @@ export class ChrootSandbox implements Sandbox {
     this.#bwrap = opts.bwrap;
     this.#hostname = opts.hostname ?? 'kiln';
     this.#overlay = opts.overlay;
+    this.#identityHelper = opts.identityHelper;
   }
 
   /**
@@ -93,7 +111,8 @@ export class ChrootSandbox implements Sandbox {
     await this.#checkMountPoints();
     const hostFiles = await this.#usableHostFiles(this.#hostFiles ?? []);
     const mounts = spec.mounts ?? [];
-    if (spec.user.uid !== 0) await checkReachable(mounts, spec.user);
+    // A bwrap that runs as the user must reach each bind source itself; one that runs as root does.
+    if (spec.user.uid !== 0 && this.#identityHelper === undefined) await checkReachable(mounts, spec.user);
     const stubs = await createMountStubs(
       this.root,
       mounts.map((m) => ({ target: m.target, dir: m.kind === 'tmpfs' || isDirSource(m) })),
@@ -115,6 +134,7 @@ export class ChrootSandbox implements Sandbox {
 
   async #spawn(spec: RunSpec, hostFiles: readonly string[], ctx: RunContext, overlay: OverlayDirs | undefined): Promise<number> {
     const user = spec.user;
+    if (user.uid !== 0 && this.#identityHelper !== undefined) return this.#spawnBecomingUser(this.#identityHelper, spec, hostFiles, ctx, overlay);
     const groups = user.groups ?? [user.gid];
     const extraGroups = groups.length > 1 || groups[0] !== user.gid;
     // The RUN's group list (BuildKit: the user's groups from /etc/group, primary gid first): spawn's
@@ -159,6 +179,33 @@ export class ChrootSandbox implements Sandbox {
       throw err;
     }
     return exited;
+  }
+
+  /**
+   * A non-root RUN through the static helper: bwrap as root, with no user namespace and no capability
+   * but CAP_SETUID/CAP_SETGID, runs the helper from an fd it inherited; the helper sets the RUN's
+   * groups, gid and uid (the capabilities go with the uid) and execs the command.
+   */
+  async #spawnBecomingUser(helper: string, spec: RunSpec, hostFiles: readonly string[], ctx: RunContext, overlay: OverlayDirs | undefined): Promise<number> {
+    const args = bwrapArgs({ root: overlay?.merged ?? this.root, spec, hostname: this.#hostname, hostFiles, becomeUser: { helperFd: HELPER_FD } });
+    ctx.log.debug({ argv: spec.argv, uid: spec.user.uid, gid: spec.user.gid, mounts: spec.mounts?.map((m) => m.target), overlay: overlay !== undefined }, 'sandbox: starting command');
+    const argv = overlay !== undefined && this.#overlay !== undefined ? overlayArgv(this.#overlay.tools, overlay, BWRAP_AS_ROOT, [this.#bwrap, ...args]) : [this.#bwrap, ...args];
+    const file = await open(helper, 'r');
+    let child: ReturnType<typeof spawn>;
+    try {
+      child = spawn(argv[0] as string, argv.slice(1), {
+        env: envObject(spec.env),
+        stdio: ['ignore', 'pipe', 'pipe', file.fd],
+        signal: ctx.signal,
+        ...(overlay === undefined ? { uid: 0, gid: 0 } : {}),
+      });
+    } finally {
+      // The child has its own copy once spawn returns.
+      await file.close();
+    }
+    child.stdout?.pipe(spec.stdout, { end: false });
+    child.stderr?.pipe(spec.stderr, { end: false });
+    return waitForExit(child, 'bwrap');
   }
 
   /**
@@ -230,6 +277,8 @@ export function bwrapArgs(o: {
   hostFiles: readonly string[];
   /** bwrap tells its namespace's pid on `info` and waits on `block` until kiln wrote the maps. */
   userns?: { readonly info: number; readonly block: number };
+  /** A non-root RUN: bwrap runs as root and the static helper on this fd becomes the user inside. */
+  becomeUser?: { readonly helperFd: number };
 }): string[] {
   const { spec } = o;
   const args = [
@@ -269,6 +318,12 @@ export function bwrapArgs(o: {
   if (spec.network === 'none') args.push('--unshare-net');
   if (spec.user.uid === 0) {
     for (const cap of DROPPED_CAPS) args.push('--cap-drop', cap);
+  } else if (o.becomeUser !== undefined) {
+    // What the helper needs to become the user, and nothing else; its setuid clears these too.
+    args.push('--cap-drop', 'ALL', '--cap-add', 'CAP_SETUID', '--cap-add', 'CAP_SETGID');
+    const fd = String(o.becomeUser.helperFd);
+    args.push('--', `/proc/self/fd/${fd}`, '--exec-fd', fd, ...identityArgs(spec), '--', ...spec.argv);
+    return args;
   } else {
     args.push('--unshare-user', '--uid', String(spec.user.uid), '--gid', String(spec.user.gid));
     if (o.userns !== undefined) args.push('--info-fd', String(o.userns.info), '--userns-block-fd', String(o.userns.block));

@@ -1,4 +1,6 @@
-// The uid and gid maps of a non-root RUN's user namespace, written by kiln (root) instead of bwrap.
+// The uid and gid maps of a non-root RUN's user namespace, written by kiln (root) instead of bwrap:
+// sandbox mode's road where kiln-isolate could not be linked statically (chroot-sandbox.ts; with a
+// static helper a non-root RUN has no user namespace at all).
 //
 // Why: bwrap, started unprivileged as the RUN's user, maps only that uid and its primary gid into the
 // namespace it makes, so the supplementary groups kiln gives the RUN (setpriv, before bwrap) grant
