@@ -26,6 +26,9 @@
       "sources": [
         "native/kiln-isolate.c"
       ],
+      "ldflags": [
+        "<!@(sh scripts/static-ldflags.sh)"
+      ],
       "cflags": [
         "-O2",
         "-Wall",

@@ -27,8 +27,20 @@
  * P is a subreaper too and does the same once C has ended: if the RUN killed C, what C left is
  * killed by P. P forwards SIGTERM/SIGINT/SIGHUP to C as SIGKILL: a cancelled build stops its RUN at once.
  *
+ * --plain: no namespaces at all (the runtime forbids them, or --run-isolation=off): only the RUN's
+ * identity (groups, gid, uid), its working directory and the exec, in place (the command keeps this
+ * process). node's spawn cannot give a child supplementary groups (libuv calls setgroups(0) whenever it
+ * sets a uid or gid), and docker build (BuildKit's AdditionalGids) and kaniko (syscall.Credential's
+ * Groups) both give a RUN its /etc/group groups. Capabilities are left as they are, as kaniko's RUN has
+ * them: a root RUN keeps kiln's, a non-root one loses them all with setuid.
+ *
+ * Sandbox mode runs a static build of --plain inside bwrap (as /proc/self/fd/N, so nothing of it is in
+ * the rootfs): bwrap starts as root with no user namespace and only CAP_SETUID/CAP_SETGID, and this
+ * program becomes the RUN's user, as runc does for docker build. --exec-fd N: the fd it was exec'd
+ * from, closed when the command is exec'd.
+ *
  * Usage (argv, built by src/sandbox/isolated-run.ts):
- *   kiln-isolate [--status-fd N] [--probe] [--net-none] [--uid N] [--gid N] [--groups a,b,...]
+ *   kiln-isolate [--status-fd N] [--exec-fd N] [--probe | --plain] [--net-none] [--uid N] [--gid N] [--groups a,b,...]
  *                [--cwd DIR] [--hide PATH]... [--bind SRC DST | --ro-bind SRC DST | --tmpfs DST SIZE]...
  *                -- COMMAND ARG...
  * Hides are applied before the RUN's own mounts, whose sources were opened first (so a source under
@@ -91,6 +103,8 @@ struct item {
 struct options {
   int status_fd;
   int probe;
+  int plain;
+  int exec_fd;
   int net_none;
   uid_t uid;
   gid_t gid;
@@ -102,7 +116,7 @@ struct options {
   char **argv;
 };
 
-static struct options opt = {.status_fd = -1};
+static struct options opt = {.status_fd = -1, .exec_fd = -1};
 /* C -> P: a setup failure's message; closed (CLOEXEC) when the command is exec'd. */
 static int report_pipe[2] = {-1, -1};
 /* P -> C: the maps are written. */
@@ -149,6 +163,11 @@ static void parse_args(int argc, char **argv) {
       opt.status_fd = (int)parse_num(argv[++i], "--status-fd");
     } else if (strcmp(a, "--probe") == 0) {
       opt.probe = 1;
+    } else if (strcmp(a, "--plain") == 0) {
+      opt.plain = 1;
+    } else if (strcmp(a, "--exec-fd") == 0) {
+      NEED(1);
+      opt.exec_fd = (int)parse_num(argv[++i], "--exec-fd");
     } else if (strcmp(a, "--net-none") == 0) {
       opt.net_none = 1;
     } else if (strcmp(a, "--uid") == 0) {
@@ -193,6 +212,7 @@ static void parse_args(int argc, char **argv) {
   }
   opt.argv = &argv[i];
   if (!opt.probe && opt.argv[0] == NULL) fail("kiln-isolate: no command");
+  if (opt.plain && (opt.probe || opt.net_none || opt.nitems > 0)) fail("kiln-isolate: --plain takes no --probe, --net-none or mounts");
 }
 
 static void write_file(const char *path, const char *text) {
@@ -305,6 +325,8 @@ static u64 read_parent_caps(void) {
   return ((u64)d[1].effective << 32) | d[0].effective;
 }
 
+static void set_identity(void);
+
 /* The RUN's identity and capabilities: at most kiln's own, never the dropped ones. */
 static void become_user(void) {
   u64 keep = parent_caps;
@@ -314,6 +336,19 @@ static void become_user(void) {
     if (prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0 && errno != EINVAL) fail("kiln-isolate: dropping capability %d: %s", cap, strerror(errno));
   }
   prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0);
+  set_identity();
+  if (opt.uid == 0) {
+    struct cap_header h = {.version = KILN_CAP_V3, .pid = 0};
+    struct cap_data d[2];
+    memset(d, 0, sizeof d);
+    d[0].effective = d[0].permitted = (unsigned int)keep;
+    d[1].effective = d[1].permitted = (unsigned int)(keep >> 32);
+    if (syscall(SYS_capset, &h, d) != 0) fail("kiln-isolate: capset: %s", strerror(errno));
+  }
+}
+
+/* The RUN's group list (its primary gid when none is given), gid and uid. */
+static void set_identity(void) {
   gid_t groups[MAX_GROUPS];
   int n = opt.ngroups;
   if (n == 0) {
@@ -325,14 +360,6 @@ static void become_user(void) {
   if (setgroups((size_t)n, groups) != 0) fail("kiln-isolate: setgroups: %s", strerror(errno));
   if (setresgid(opt.gid, opt.gid, opt.gid) != 0) fail("kiln-isolate: setgid %u: %s", opt.gid, strerror(errno));
   if (setresuid(opt.uid, opt.uid, opt.uid) != 0) fail("kiln-isolate: setuid %u: %s", opt.uid, strerror(errno));
-  if (opt.uid == 0) {
-    struct cap_header h = {.version = KILN_CAP_V3, .pid = 0};
-    struct cap_data d[2];
-    memset(d, 0, sizeof d);
-    d[0].effective = d[0].permitted = (unsigned int)keep;
-    d[1].effective = d[1].permitted = (unsigned int)(keep >> 32);
-    if (syscall(SYS_capset, &h, d) != 0) fail("kiln-isolate: capset: %s", strerror(errno));
-  }
 }
 
 static volatile sig_atomic_t command_pid = -1;
@@ -554,9 +581,20 @@ static int child_entry(void *arg) {
   return child_main();
 }
 
+/* --plain: the identity and the working directory, then the command in this very process. */
+static int plain_main(void) {
+  if (opt.cwd != NULL && chdir(opt.cwd) != 0) fail("kiln-isolate: cannot enter the working directory %s: %s", opt.cwd, strerror(errno));
+  set_identity();
+  execvp(opt.argv[0], opt.argv);
+  fail("kiln-isolate: cannot run %s: %s", opt.argv[0], strerror(errno));
+  return SETUP_FAILED;
+}
+
 int main(int argc, char **argv) {
   parse_args(argc, argv);
   if (opt.status_fd >= 0) fcntl(opt.status_fd, F_SETFD, FD_CLOEXEC);
+  if (opt.exec_fd >= 0) fcntl(opt.exec_fd, F_SETFD, FD_CLOEXEC);
+  if (opt.plain) return plain_main();
   prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
   parent_caps = read_parent_caps();
   if (pipe2(report_pipe, O_CLOEXEC) != 0 || pipe2(go_pipe, O_CLOEXEC) != 0) fail("kiln-isolate: pipe: %s", strerror(errno));

@@ -6,7 +6,7 @@
 import { execFile, execFileSync, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -204,6 +204,45 @@ describe('container mode in the executor image layout', () => {
         expect(await chrootRun(rootfs, config.config.Cmd ?? [])).toBe('built\n');
       } finally {
         await unpacked.cleanup();
+      }
+    } finally {
+      await cleanup();
+    }
+  });
+
+  // Issue 12's family check: every identity setting a RUN gets, isolated (kiln-isolate's namespaces)
+  // and not (`--plain`: node's spawn would drop the groups), as docker build gives them: uid and gid
+  // (Dockerfile reference 'USER'), the /etc/group groups (BuildKit GetUser, root's too), HOME from
+  // passwd, umask 0022 whatever kiln was started with (here 0077).
+  it.skipIf(!available).each(['auto', 'off'] as const)(`gives RUN docker's uid, gid, groups, HOME and umask (--run-isolation=%s)${available ? '' : ` (${unshareReason})`}`, async (isolation) => {
+    const { root, volume, cleanup } = await executorRoot();
+    try {
+      // A runtime's rootfs is 0755 (mkdtemp made this one 0700): a non-root USER must reach /bin/sh.
+      await chmod(root, 0o755);
+      const script = 'id > $1.id && echo "$HOME" > $1.home && umask > $1.umask && touch $1.file && stat -c %a $1.file > $1.mode';
+      await writeFile(
+        join(root, 'workspace/Dockerfile'),
+        [
+          `FROM ${images.busybox}`,
+          "RUN echo 'extra:x:2000:app' >> /etc/group && echo 'staff:x:50:root' >> /etc/group && mkdir /out && chmod 1777 /out",
+          'USER app',
+          `RUN set -- /out/app && ${script}`,
+          'USER root',
+          `RUN set -- /out/root && ${script}`,
+          '',
+        ].join('\n'),
+      );
+      const executorArgs = ['--context', 'dir:///workspace', '--no-push', `--run-isolation=${isolation}`];
+      const exit = await runExecutorInRoot(root, volume, ['sh', '-c', 'umask 0077 && exec /kaniko/executor "$@"', 'sh', ...executorArgs], '/dev/.ns/busybox');
+      expect(exit.code, exit.output).toBe(0);
+      const out = (name: string): Promise<string> => readFile(join(root, 'out', name), 'utf8');
+      expect(await out('app.id')).toBe('uid=1000(app) gid=1000(app) groups=1000(app),2000(extra)\n');
+      expect(await out('app.home')).toBe('/home/app\n');
+      expect(await out('root.id')).toBe('uid=0(root) gid=0(root) groups=0(root),50(staff)\n');
+      expect(await out('root.home')).toBe('/root\n');
+      for (const who of ['app', 'root']) {
+        expect(await out(`${who}.umask`)).toBe('0022\n');
+        expect(await out(`${who}.mode`)).toBe('644\n');
       }
     } finally {
       await cleanup();

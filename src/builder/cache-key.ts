@@ -21,7 +21,12 @@ export interface ChainStart {
   readonly settings: Readonly<Record<string, unknown>>;
 }
 
-const VERSION = 'kiln-layer-cache-v1';
+/**
+ * Changed when the same instruction and inputs give other layer bytes than before, so older cache
+ * images are not taken for this kiln's. v2: sandbox-mode ADD keeps archive entries under /sys, /proc,
+ * /dev and /etc/hosts, and a RUN sees its groups by id and /sys read-only (issue 12).
+ */
+const VERSION = 'kiln-layer-cache-v2';
 
 function sha256Hex(text: string): string {
   return createHash('sha256').update(text).digest('hex');

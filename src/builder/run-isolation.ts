@@ -75,8 +75,10 @@ export function hiddenPaths(i: HiddenPathInputs): string[] {
  * `required`, nothing in `off`.
  */
 export async function chooseIsolation(request: BuildRequest, env: Readonly<Record<string, string | undefined>>, ctx: RunContext): Promise<ContainerIsolation> {
-  if (request.runIsolation === 'off') return { kind: 'none', reason: 'RUN isolation is off (--run-isolation=off)' };
   const helper = isolateHelperPath();
+  // Not isolated, the helper still gives a RUN its groups (--plain): node's spawn cannot.
+  const plainHelper = helper === undefined ? {} : { helper };
+  if (request.runIsolation === 'off') return { kind: 'none', reason: 'RUN isolation is off (--run-isolation=off)', ...plainHelper };
   const hidden = hiddenPaths({ request, env, mountPoints: await readMountPoints() });
   const probe = helper === undefined ? { ok: false as const, reason: 'kiln-isolate is not installed beside kiln (build/Release/kiln-isolate)' } : await probeIsolation(helper, hidden);
   if (probe.ok && helper !== undefined) {
@@ -90,7 +92,7 @@ export async function chooseIsolation(request: BuildRequest, env: Readonly<Recor
   ctx.log.warn(
     `RUN isolation is not available in this container (${reason}): each RUN runs as root on kiln's own /, where it can read ${request.workDir} (with the registry credentials) and whatever the runtime mounted, and change kiln itself; RUN --mount is refused. Allow user namespaces (a seccomp profile that permits unshare and clone with CLONE_NEWUSER, as podman's default does) or pass --run-isolation=off to accept this without a warning`,
   );
-  return { kind: 'none', reason };
+  return { kind: 'none', reason, ...plainHelper };
 }
 
 /** `fn`'s promise, made on the first call and shared by every later one. */

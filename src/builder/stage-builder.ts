@@ -17,6 +17,7 @@ import { manifestFamily } from '../oci/media-types.js';
 import type { ContainerConfig, History, Platform } from '../oci/schemas.js';
 import { ChrootSandbox } from '../sandbox/chroot-sandbox.js';
 import { ContainerSandbox } from '../sandbox/container-sandbox.js';
+import { staticIsolateHelperPath } from '../sandbox/isolated-run.js';
 import type { Sandbox } from '../sandbox/sandbox.js';
 import { mkdirAllInRoot } from '../rootfs/in-root.js';
 import { unpackLayer } from '../rootfs/unpack.js';
@@ -202,7 +203,10 @@ class StageRootfs {
       const scratch = join(dirname(root), 'overlay');
       const tools = await chooseOverlay(bctx, scratch);
       const overlay = tools === undefined ? undefined : { tools, scratch, collect: (upper: string, touched: readonly string[]) => this.#collect(upper, touched) };
-      const sandbox = new ChrootSandbox({ root, bwrap: bctx.bwrap, onStubParents, ...(overlay !== undefined ? { overlay } : {}) });
+      // A static kiln-isolate (npm's build links it statically where it can) becomes a non-root USER
+      // inside bwrap, with no user namespace: files keep their real owners, as in docker build.
+      const identityHelper = staticIsolateHelperPath();
+      const sandbox = new ChrootSandbox({ root, bwrap: bctx.bwrap, onStubParents, ...(overlay !== undefined ? { overlay } : {}), ...(identityHelper !== undefined ? { identityHelper } : {}) });
       await sandbox.prepare();
       this.#sandbox = sandbox;
       this.#overlay = overlay !== undefined;

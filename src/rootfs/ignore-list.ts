@@ -1,5 +1,6 @@
-// The set of paths a build never unpacks into, snapshots or deletes: an immutable value passed to every
-// operation on a rootfs (kaniko's shared mutable ignore list was a whole class of bugs).
+// The set of paths a build never unpacks into, snapshots or deletes (what it holds in each run mode:
+// DefaultIgnoreOptions): an immutable value passed to every operation on a rootfs (kaniko's shared
+// mutable ignore list was a whole class of bugs).
 // Entries are paths inside the rootfs, written absolute (`/proc`); an entry covers itself and everything
 // under it. Lookups take root-relative paths (`proc/self`, with or without the leading slash).
 import { posix } from 'node:path';
@@ -75,11 +76,19 @@ function normalize(p: string): string {
 
 export interface DefaultIgnoreOptions {
   /**
-   * `sandbox`: the rootfs is a directory of its own and RUN executes in a chroot: only the kernel
-   * filesystems and the files the sandbox bind-mounts for RUN are ignored.
-   * `container`: the rootfs is `/` of the container kiln runs in: kiln's own directory and the files the
-   * container runtime manages are ignored too. Mount points (from /proc/self/mountinfo) are the
-   * build's to add through `extra`.
+   * `sandbox`: the rootfs is a directory of its own and RUN executes in bwrap over it: only kaniko's
+   * `--ignore-path`s (and `/var/run`) are ignored. The kernel filesystems and the host files bwrap
+   * mounts for a RUN are no part of the list: their mount points are made before the snapshot baseline
+   * is taken (chroot-sandbox.ts `prepare`) and a RUN cannot write through the mounts, so nothing of
+   * theirs reaches a layer, while what ADD or COPY puts under /sys, /proc, /dev or /etc/hosts does, as
+   * in docker build (BuildKit writes an archive's every entry into the snapshot; those paths are
+   * mounted over only while a RUN executes).
+   * `container`: the rootfs is `/` of the container kiln runs in: its kernel filesystems, the files the
+   * container runtime manages and kiln's own directory are never written, removed or snapshotted.
+   * Mount points (from /proc/self/mountinfo) are the build's to add through `extra`.
+   *
+   * One list serves both never-write and never-snapshot: in container mode a path kiln must not write
+   * is one it must not record (and the reverse), and in sandbox mode neither needs the kernel paths.
    */
   readonly mode: 'sandbox' | 'container';
   /** kaniko's `--ignore-var-run` (default true): ignore `/var/run`. */
@@ -88,14 +97,18 @@ export interface DefaultIgnoreOptions {
   readonly extra?: Iterable<string>;
 }
 
-const KERNEL_FILESYSTEMS = ['/proc', '/sys', '/dev'];
+/** Container mode: the running container's own kernel filesystems and runtime-managed files. */
+export const CONTAINER_KERNEL_FILESYSTEMS = ['/proc', '/sys', '/dev'] as const;
 const RUNTIME_MANAGED_FILES = ['/etc/resolv.conf', '/etc/hosts', '/etc/hostname', '/etc/mtab'];
 
 export function defaultIgnoreList(opts: DefaultIgnoreOptions): IgnoreList {
-  const paths = [...KERNEL_FILESYSTEMS, ...RUNTIME_MANAGED_FILES];
-  // /busybox: the debug image's shell and tools, which CI scripts still run after the build (GitLab's
-  // after_script, Jenkins' keep-alive `/busybox/cat`); kaniko's debug image keeps it the same way.
-  if (opts.mode === 'container') paths.push('/kaniko', '/busybox');
+  const paths: string[] = [];
+  if (opts.mode === 'container') {
+    paths.push(...CONTAINER_KERNEL_FILESYSTEMS, ...RUNTIME_MANAGED_FILES);
+    // /busybox: the debug image's shell and tools, which CI scripts still run after the build (GitLab's
+    // after_script, Jenkins' keep-alive `/busybox/cat`); kaniko's debug image keeps it the same way.
+    paths.push('/kaniko', '/busybox');
+  }
   if (opts.ignoreVarRun ?? true) paths.push('/var/run');
   return IgnoreList.of(paths).with(opts.extra ?? []);
 }

@@ -114,6 +114,8 @@ export interface UnpackStats {
   readonly capabilities: number;
   /** Entries on the ignore list. */
   readonly ignored: number;
+  /** The first of them, as the archive names it (for a caller that says what was left out). */
+  readonly firstIgnored?: string;
   /** Devices and unknown types, and FIFOs without the addon: not applied (see the module comment). */
   readonly skipped: number;
   /** Bytes of regular file content written. */
@@ -166,6 +168,7 @@ export class LayerApplier implements TarEntrySink {
   #declared = 0;
   #current: Current = SKIP;
   #name = '';
+  #firstIgnored: string | undefined;
   readonly #counts = { entries: 0, files: 0, directories: 0, symlinks: 0, hardlinks: 0, fifos: 0, whiteouts: 0, opaqueWhiteouts: 0, capabilities: 0, ignored: 0, skipped: 0, bytes: 0 };
 
   constructor(root: string, opts: UnpackOptions) {
@@ -197,7 +200,7 @@ export class LayerApplier implements TarEntrySink {
   }
 
   stats(): UnpackStats {
-    return { ...this.#counts };
+    return { ...this.#counts, ...(this.#firstIgnored !== undefined ? { firstIgnored: this.#firstIgnored } : {}) };
   }
 
   entry(recorded: TarHeader): void {
@@ -365,6 +368,7 @@ export class LayerApplier implements TarEntrySink {
 
   #skipIgnored(h: TarHeader): void {
     this.#counts.ignored++;
+    this.#firstIgnored ??= h.name;
     this.#ctx?.log.debug({ entry: h.name }, 'not unpacking ignored path');
   }
 

@@ -1,17 +1,25 @@
 // Sandbox mode: RUN executes inside the stage's rootfs with bubblewrap: a new mount, PID, IPC and UTS
 // namespace, pivot_root into the rootfs (so the classic chroot escape does not apply), a fresh /proc
-// with /proc/sys read-only, a minimal /dev, and the host's resolv.conf and hosts bound read-only.
+// with /proc/sys read-only, a minimal /dev, /sys read-only (docker's default spec mounts sysfs `ro`
+// there: moby oci/defaults.go, containerd oci/mounts.go), and the host's resolv.conf and hosts bound
+// read-only. What ADD or COPY put under those paths in the rootfs is in the layers, as with docker
+// build, and hidden from RUN by the mounts, as it is there.
 // Nothing of the host is mounted writable. Root keeps docker's capabilities minus the ones that reach
-// the host kernel; a non-root USER runs bwrap as that uid in a user namespace, so it has no privilege.
+// the host kernel. A non-root USER has no privilege: with a static kiln-isolate, bwrap starts as root
+// and the helper becomes the user inside (no user namespace, as with docker); without one, bwrap runs
+// as that uid in a user namespace of its own (user-namespace-maps.ts).
 import { spawn } from 'node:child_process';
 import { existsSync, statSync } from 'node:fs';
 import { lstat, mkdir, open, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
+import type { Readable, Writable } from 'node:stream';
 import { SandboxError } from '../errors.js';
 import type { RunContext } from '../log/run-context.js';
 import { waitForExit } from './child-exit.js';
+import { identityArgs } from './isolated-run.js';
 import { createMountStubs } from './mount-stubs.js';
 import { overlayArgv, overlayDirsFor, setprivArgv, type OverlayDirs, type RunOverlay } from './overlay-run.js';
+import { userNamespaceMaps, writeMapsWhenAsked } from './user-namespace-maps.js';
 import type { RunSpec, RunUser, Sandbox, SandboxMount } from './sandbox.js';
 
 /** Capabilities root loses inside the sandbox: those that act on the host kernel rather than the rootfs. */
@@ -41,6 +49,9 @@ const DROPPED_CAPS = [
   'CAP_CHECKPOINT_RESTORE',
 ] as const;
 
+/** Where bwrap mounts kernel filesystems (or, for /sys, the host's read-only) inside the rootfs. */
+const KERNEL_MOUNT_POINTS = ['proc', 'dev', 'sys'] as const;
+
 /** Host files shown read-only inside, as docker does for name resolution. */
 const HOST_FILES = ['etc/resolv.conf', 'etc/hosts'] as const;
 
@@ -53,7 +64,20 @@ export interface ChrootSandboxOptions {
   readonly overlay?: RunOverlay;
   /** Told, after a RUN, the directories only kiln's mount stubs changed (mount-stubs.ts). */
   readonly onStubParents?: (rels: readonly string[]) => void;
+  /**
+   * A static kiln-isolate: a non-root RUN then starts bwrap as root with no user namespace, and the
+   * helper (run from an fd, nothing of it in the rootfs) becomes the user inside, as runc does for
+   * docker build: every file reads with its real owner, the groups with their ids. Without it, bwrap
+   * runs as the user in a user namespace of its own (user-namespace-maps.ts).
+   */
+  readonly identityHelper?: string;
 }
+
+/** The fd a static kiln-isolate is passed on, and exec'd from as /proc/self/fd/N inside the sandbox. */
+const HELPER_FD = 3;
+
+/** bwrap itself, when a helper becomes the user inside: root with root's group only (never kiln's groups). */
+const BWRAP_AS_ROOT: RunUser = { uid: 0, gid: 0, groups: [0] };
 
 export class ChrootSandbox implements Sandbox {
   readonly kind = 'chroot' as const;
@@ -62,7 +86,9 @@ export class ChrootSandbox implements Sandbox {
   readonly #hostname: string;
   readonly #overlay: RunOverlay | undefined;
   readonly #onStubParents: ((rels: readonly string[]) => void) | undefined;
+  readonly #identityHelper: string | undefined;
   #hostFiles: string[] | undefined;
+  #warnedGroups = false;
 
   constructor(opts: ChrootSandboxOptions) {
     this.root = opts.root;
@@ -70,6 +96,7 @@ export class ChrootSandbox implements Sandbox {
     this.#hostname = opts.hostname ?? 'kiln';
     this.#overlay = opts.overlay;
     this.#onStubParents = opts.onStubParents;
+    this.#identityHelper = opts.identityHelper;
   }
 
   /**
@@ -82,9 +109,14 @@ export class ChrootSandbox implements Sandbox {
   }
 
   async run(spec: RunSpec, ctx: RunContext): Promise<number> {
-    const hostFiles = this.#hostFiles ?? (await this.prepare(), this.#hostFiles ?? []);
+    if (this.#hostFiles === undefined) await this.prepare();
+    // Checked again before every RUN: an ADD or COPY since the last one may have put a symlink or a
+    // file where bwrap mounts (those paths are the stage's to write, as in docker build).
+    await this.#checkMountPoints();
+    const hostFiles = await this.#usableHostFiles(this.#hostFiles ?? []);
     const mounts = spec.mounts ?? [];
-    if (spec.user.uid !== 0) await checkReachable(mounts, spec.user);
+    // A bwrap that runs as the user must reach each bind source itself; one that runs as root does.
+    if (spec.user.uid !== 0 && this.#identityHelper === undefined) await checkReachable(mounts, spec.user);
     const stubs = await createMountStubs(
       this.root,
       mounts.map((m) => ({ target: m.target, dir: m.kind === 'tmpfs' || isDirSource(m) })),
@@ -110,22 +142,30 @@ export class ChrootSandbox implements Sandbox {
 
   async #spawn(spec: RunSpec, hostFiles: readonly string[], ctx: RunContext, overlay: OverlayDirs | undefined): Promise<number> {
     const user = spec.user;
+    if (user.uid !== 0 && this.#identityHelper !== undefined) return this.#spawnBecomingUser(this.#identityHelper, spec, hostFiles, ctx, overlay);
     const groups = user.groups ?? [user.gid];
     const extraGroups = groups.length > 1 || groups[0] !== user.gid;
-    // A non-root USER's bwrap (unprivileged) maps only its uid and primary gid into its user
-    // namespace: the supplementary groups set below grant access, but show as 65534 inside.
-    const args = bwrapArgs({ root: overlay?.merged ?? this.root, spec, hostname: this.#hostname, hostFiles });
-    ctx.log.debug({ argv: spec.argv, uid: spec.user.uid, gid: spec.user.gid, mounts: spec.mounts?.map((m) => m.target), overlay: overlay !== undefined }, 'sandbox: starting command');
     // The RUN's group list (BuildKit: the user's groups from /etc/group, primary gid first): spawn's
     // uid/gid set the primary one and clear the rest, setpriv sets them all.
     const setpriv = overlay === undefined && extraGroups ? findSetpriv() : undefined;
+    const groupsSet = overlay !== undefined || setpriv !== undefined;
+    if (extraGroups && !groupsSet && !this.#warnedGroups) {
+      this.#warnedGroups = true;
+      ctx.log.warn(`RUN runs without the supplementary groups of uid ${user.uid} (${groups.join(',')}): util-linux's setpriv, which sets them, is not installed`);
+    }
+    // A non-root USER's bwrap (unprivileged) would map only its uid and primary gid into its user
+    // namespace, and the other groups would read as 65534 inside: kiln writes the maps instead.
+    const maps = groupsSet ? userNamespaceMaps(user) : undefined;
+    const args = bwrapArgs({ root: overlay?.merged ?? this.root, spec, hostname: this.#hostname, hostFiles, ...(maps !== undefined ? { userns: USERNS_FDS } : {}) });
+    ctx.log.debug({ argv: spec.argv, uid: spec.user.uid, gid: spec.user.gid, mounts: spec.mounts?.map((m) => m.target), overlay: overlay !== undefined }, 'sandbox: starting command');
     let argv: string[];
     if (overlay !== undefined && this.#overlay !== undefined) argv = overlayArgv(this.#overlay.tools, overlay, user, [this.#bwrap, ...args]);
     else if (setpriv !== undefined) argv = [...setprivArgv(setpriv, user), this.#bwrap, ...args];
     else argv = [this.#bwrap, ...args];
     const child = spawn(argv[0] as string, argv.slice(1), {
       env: envObject(spec.env),
-      stdio: ['ignore', 'pipe', 'pipe'],
+      // When kiln writes the maps: fd 3 is bwrap's --info-fd and stdin its --userns-block-fd (USERNS_FDS).
+      stdio: maps !== undefined ? ['pipe', 'pipe', 'pipe', 'pipe'] : ['ignore', 'pipe', 'pipe'],
       signal: ctx.signal,
       // A non-root USER never holds privilege on the host: bwrap itself runs as that identity (on an
       // overlay, or with groups to set, setpriv drops to it once the mount is made). Root too gets
@@ -134,22 +174,73 @@ export class ChrootSandbox implements Sandbox {
     });
     child.stdout?.pipe(spec.stdout, { end: false });
     child.stderr?.pipe(spec.stderr, { end: false });
+    const exited = waitForExit(child, 'bwrap');
+    if (maps === undefined) return exited;
+    const info = child.stdio[USERNS_FDS.info] as Readable;
+    const block = child.stdio[USERNS_FDS.block] as Writable;
+    try {
+      await writeMapsWhenAsked(info, block, maps);
+    } catch (err) {
+      // bwrap waits for the byte it will never get: the RUN must not start without its maps.
+      child.kill('SIGKILL');
+      await exited.catch(() => undefined);
+      throw err;
+    }
+    return exited;
+  }
+
+  /**
+   * A non-root RUN through the static helper: bwrap as root, with no user namespace and no capability
+   * but CAP_SETUID/CAP_SETGID, runs the helper from an fd it inherited; the helper sets the RUN's
+   * groups, gid and uid (the capabilities go with the uid) and execs the command.
+   */
+  async #spawnBecomingUser(helper: string, spec: RunSpec, hostFiles: readonly string[], ctx: RunContext, overlay: OverlayDirs | undefined): Promise<number> {
+    const args = bwrapArgs({ root: overlay?.merged ?? this.root, spec, hostname: this.#hostname, hostFiles, becomeUser: { helperFd: HELPER_FD } });
+    ctx.log.debug({ argv: spec.argv, uid: spec.user.uid, gid: spec.user.gid, mounts: spec.mounts?.map((m) => m.target), overlay: overlay !== undefined }, 'sandbox: starting command');
+    const argv = overlay !== undefined && this.#overlay !== undefined ? overlayArgv(this.#overlay.tools, overlay, BWRAP_AS_ROOT, [this.#bwrap, ...args]) : [this.#bwrap, ...args];
+    const file = await open(helper, 'r');
+    let child: ReturnType<typeof spawn>;
+    try {
+      child = spawn(argv[0] as string, argv.slice(1), {
+        env: envObject(spec.env),
+        stdio: ['ignore', 'pipe', 'pipe', file.fd],
+        signal: ctx.signal,
+        ...(overlay === undefined ? { uid: 0, gid: 0 } : {}),
+      });
+    } finally {
+      // The child has its own copy once spawn returns.
+      await file.close();
+    }
+    child.stdout?.pipe(spec.stdout, { end: false });
+    child.stderr?.pipe(spec.stderr, { end: false });
     return waitForExit(child, 'bwrap');
   }
 
   /**
-   * bwrap mounts on /proc and /dev inside the rootfs; a symlink there would point it at the host. A
+   * bwrap mounts on /proc, /dev and /sys inside the rootfs; a symlink there would point it elsewhere. A
    * missing one is created here, before the snapshot baseline (so it is never part of a layer, as
    * BuildKit removes its mount stubs): a non-root USER's bwrap could not create it in a root-owned /.
    */
   async #checkMountPoints(): Promise<void> {
-    for (const dir of ['proc', 'dev']) {
+    for (const dir of KERNEL_MOUNT_POINTS) {
       const st = await lstat(join(this.root, dir)).catch(() => undefined);
       if (st === undefined) await mkdir(join(this.root, dir), { mode: 0o755 });
       else if (!st.isDirectory()) {
         throw new SandboxError(`refusing to run: /${dir} in the rootfs is not a directory`);
       }
     }
+  }
+
+  /** The host files prepared whose target is still a regular file (never a symlink an ADD put there). */
+  async #usableHostFiles(prepared: readonly string[]): Promise<string[]> {
+    const etc = await lstat(join(this.root, 'etc')).catch(() => undefined);
+    if (etc?.isDirectory() !== true) return [];
+    const usable: string[] = [];
+    for (const rel of prepared) {
+      const st = await lstat(join(this.root, rel)).catch(() => undefined);
+      if (st?.isFile() === true) usable.push(rel);
+    }
+    return usable;
   }
 
   /**
@@ -179,7 +270,24 @@ export class ChrootSandbox implements Sandbox {
   }
 }
 
-export function bwrapArgs(o: { root: string; spec: RunSpec; hostname: string; hostFiles: readonly string[] }): string[] {
+/**
+ * The child's fds for bwrap's --info-fd and --userns-block-fd when kiln writes the maps. bwrap's
+ * sandboxed child closes the info fd but inherits the block fd, so the block fd is stdin: the RUN gets
+ * no extra fd (a leaked one shows, e.g. LVM's tools warn about it), and its stdin reads end-of-file at
+ * once (kiln ends it after the one byte bwrap's monitor consumed), as docker's /dev/null does.
+ */
+const USERNS_FDS = { info: 3, block: 0 } as const;
+
+export function bwrapArgs(o: {
+  root: string;
+  spec: RunSpec;
+  hostname: string;
+  hostFiles: readonly string[];
+  /** bwrap tells its namespace's pid on `info` and waits on `block` until kiln wrote the maps. */
+  userns?: { readonly info: number; readonly block: number };
+  /** A non-root RUN: bwrap runs as root and the static helper on this fd becomes the user inside. */
+  becomeUser?: { readonly helperFd: number };
+}): string[] {
   const { spec } = o;
   const args = [
     '--bind', o.root, '/',
@@ -189,6 +297,10 @@ export function bwrapArgs(o: { root: string; spec: RunSpec; hostname: string; ho
     '--ro-bind-try', '/proc/irq', '/proc/irq',
     '--ro-bind-try', '/proc/bus', '/proc/bus',
     '--dev', '/dev',
+    // bwrap cannot mount a sysfs of its own; the host's, read-only (and its submounts with it), is what
+    // a RUN reads there, and it covers whatever the stage's layers hold under /sys, as in docker. A
+    // host without /sys (a stripped container) runs RUN without it rather than not at all.
+    '--ro-bind-try', '/sys', '/sys',
     '--unshare-pid', '--unshare-ipc', '--unshare-uts',
     '--hostname', o.hostname,
     '--die-with-parent',
@@ -214,8 +326,15 @@ export function bwrapArgs(o: { root: string; spec: RunSpec; hostname: string; ho
   if (spec.network === 'none') args.push('--unshare-net');
   if (spec.user.uid === 0) {
     for (const cap of DROPPED_CAPS) args.push('--cap-drop', cap);
+  } else if (o.becomeUser !== undefined) {
+    // What the helper needs to become the user, and nothing else; its setuid clears these too.
+    args.push('--cap-drop', 'ALL', '--cap-add', 'CAP_SETUID', '--cap-add', 'CAP_SETGID');
+    const fd = String(o.becomeUser.helperFd);
+    args.push('--', `/proc/self/fd/${fd}`, '--exec-fd', fd, ...identityArgs(spec), '--', ...spec.argv);
+    return args;
   } else {
     args.push('--unshare-user', '--uid', String(spec.user.uid), '--gid', String(spec.user.gid));
+    if (o.userns !== undefined) args.push('--info-fd', String(o.userns.info), '--userns-block-fd', String(o.userns.block));
   }
   args.push('--', ...spec.argv);
   return args;

@@ -10,14 +10,17 @@ import { SandboxError } from '../errors.js';
 import type { RunContext } from '../log/run-context.js';
 import { envObject } from './chroot-sandbox.js';
 import { waitForExit } from './child-exit.js';
-import { isolateArgv, SETUP_FAILED } from './isolated-run.js';
+import { isolateArgv, plainArgv, SETUP_FAILED } from './isolated-run.js';
 import { createMountStubs } from './mount-stubs.js';
 import type { RunSpec, Sandbox, SandboxMount } from './sandbox.js';
 
-/** How RUN is isolated in this build: through the helper, hiding these paths, or not at all (and why). */
+/**
+ * How RUN is isolated in this build: through the helper, hiding these paths, or not at all (and why;
+ * the helper, when it is there, still sets the RUN's identity: its `--plain`).
+ */
 export type ContainerIsolation =
   | { readonly kind: 'isolated'; readonly helper: string; readonly hidden: readonly string[] }
-  | { readonly kind: 'none'; readonly reason: string };
+  | { readonly kind: 'none'; readonly reason: string; readonly helper?: string };
 
 export class ContainerSandbox implements Sandbox {
   readonly kind = 'container' as const;
@@ -25,6 +28,7 @@ export class ContainerSandbox implements Sandbox {
   readonly mountRefusal: string | undefined;
   readonly #isolation: ContainerIsolation;
   readonly #onStubParents: ((rels: readonly string[]) => void) | undefined;
+  #warnedGroups = false;
 
   /** `onStubParents`: told, after a RUN, the directories only kiln's mount stubs changed (mount-stubs.ts). */
   constructor(isolation: ContainerIsolation, onStubParents?: (rels: readonly string[]) => void) {
@@ -58,6 +62,13 @@ export class ContainerSandbox implements Sandbox {
   }
 
   async #plain(spec: RunSpec, ctx: RunContext): Promise<number> {
+    const helper = this.#isolation.kind === 'none' ? this.#isolation.helper : undefined;
+    if (helper !== undefined) return this.#plainThroughHelper(helper, spec, ctx);
+    const groups = spec.user.groups ?? [spec.user.gid];
+    if (groups.some((g) => g !== spec.user.gid) && !this.#warnedGroups) {
+      this.#warnedGroups = true;
+      ctx.log.warn(`RUN runs without the supplementary groups of uid ${spec.user.uid} (${groups.join(',')}): kiln-isolate, which sets them, is not installed beside kiln`);
+    }
     const [file, ...rest] = spec.argv;
     const child = spawn(file as string, rest, {
       cwd: spec.workdir,
@@ -70,6 +81,18 @@ export class ContainerSandbox implements Sandbox {
     child.stdout?.pipe(spec.stdout, { end: false });
     child.stderr?.pipe(spec.stderr, { end: false });
     return waitForExit(child, file as string);
+  }
+
+  /** Not isolated: kiln-isolate --plain sets the groups, gid and uid (and the directory), then execs the command. */
+  async #plainThroughHelper(helper: string, spec: RunSpec, ctx: RunContext): Promise<number> {
+    const child = spawn(helper, plainArgv(spec), { env: envObject(spec.env), stdio: ['ignore', 'pipe', 'pipe', 'pipe'], signal: ctx.signal });
+    let setup = '';
+    child.stdio[3]?.on('data', (b: Buffer) => (setup += b.toString('utf8')));
+    child.stdout?.pipe(spec.stdout, { end: false });
+    child.stderr?.pipe(spec.stderr, { end: false });
+    const status = await waitForExit(child, 'kiln-isolate');
+    if (status === SETUP_FAILED && setup !== '') throw new SandboxError(`RUN ${JSON.stringify(spec.argv)}: ${setup.trim().replace(/^kiln-isolate: /, '')}`);
+    return status;
   }
 }
 

@@ -8,7 +8,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { DockerfileError } from '../../src/errors.js';
 import { silentLogger } from '../../src/log/logger.js';
 import { detectArchive, extractArchive, type ExtractOptions } from '../../src/instructions/add/add-archive.js';
-import { IgnoreList } from '../../src/rootfs/ignore-list.js';
+import { IgnoreList, defaultIgnoreList } from '../../src/rootfs/ignore-list.js';
 import { nativeFs } from '../../src/rootfs/native-fs.js';
 import { tarBytes, tempDir, type TarEntry } from '../rootfs/fixtures.js';
 
@@ -152,6 +152,30 @@ describe('ADD archive: ADD semantics', () => {
     await extract(await archive([{ name: 'kaniko/evil', content: 'x' }, { name: 'ok', content: 'y' }]), { destDir: '/', ignore: IgnoreList.of(['/kaniko']) });
     await expect(lstat(join(root, 'kaniko'))).rejects.toThrow(/ENOENT/);
     expect(await readFile(join(root, 'ok'), 'utf8')).toBe('y');
+  });
+
+  it("container mode: entries under the live /sys, /proc or the runtime's files are left out, with one warning line", async () => {
+    const warnings: string[] = [];
+    const log = silentLogger();
+    log.warn = ((m: unknown) => void warnings.push(String(m))) as typeof log.warn;
+    const entries = [
+      { name: 'sys/kernel/x', content: 's' },
+      { name: 'proc/y', content: 'p' },
+      { name: 'etc/hosts', content: 'h' },
+      { name: 'opt/o', content: 'o' },
+    ];
+    await extract(await archive(entries), { destDir: '/', ignore: defaultIgnoreList({ mode: 'container' }), ctx: { ...ctx, log } });
+    await expect(lstat(join(root, 'sys'))).rejects.toThrow(/ENOENT/);
+    await expect(lstat(join(root, 'etc/hosts'))).rejects.toThrow(/ENOENT/);
+    expect(await readFile(join(root, 'opt/o'), 'utf8')).toBe('o');
+    expect(warnings).toHaveLength(1);
+    expect(warnings[0]).toMatch(/^ADD a\.tar: 3 entries left out \(the first: sys\/kernel\/x\): .*ignore list.*docker build would put it in the layer$/);
+    // Sandbox mode (the stage's own tree): all of them are written, as docker build writes them.
+    warnings.length = 0;
+    await extract(await archive(entries), { destDir: '/', ignore: defaultIgnoreList({ mode: 'sandbox' }), ctx: { ...ctx, log } });
+    expect(await readFile(join(root, 'sys/kernel/x'), 'utf8')).toBe('s');
+    expect(await readFile(join(root, 'etc/hosts'), 'utf8')).toBe('h');
+    expect(warnings).toEqual([]);
   });
 
   it('skips device entries', async () => {

@@ -40,14 +40,20 @@ describe('IgnoreList', () => {
     expect(l.hasIgnoredUnder('etc')).toBe(false);
   });
 
-  it('default lists: kernel filesystems and runtime files always, /kaniko and /busybox in container mode, /var/run unless disabled', () => {
+  it('default lists: the kernel filesystems, runtime files, /kaniko and /busybox in container mode only; /var/run unless disabled', () => {
+    // Sandbox mode: the rootfs is a tree of its own; what ADD or COPY puts under /sys, /proc, /dev or
+    // /etc/hosts belongs in the layer, as in docker build.
     const sandbox = defaultIgnoreList({ mode: 'sandbox' });
-    expect(sandbox.entries).toEqual(['/dev', '/etc/hostname', '/etc/hosts', '/etc/mtab', '/etc/resolv.conf', '/proc', '/sys', '/var/run']);
-    expect(sandbox.isIgnored('busybox/sh')).toBe(false);
+    expect(sandbox.entries).toEqual(['/var/run']);
+    expect(sandbox.isIgnored('sys/kernel/x')).toBe(false);
+    expect(sandbox.isIgnored('etc/hosts')).toBe(false);
+    expect(defaultIgnoreList({ mode: 'sandbox', ignoreVarRun: false, extra: ['/cache'] }).entries).toEqual(['/cache']);
     const container = defaultIgnoreList({ mode: 'container', ignoreVarRun: false, extra: ['/workspace'] });
+    expect(container.entries).toEqual(['/busybox', '/dev', '/etc/hostname', '/etc/hosts', '/etc/mtab', '/etc/resolv.conf', '/kaniko', '/proc', '/sys', '/workspace']);
     expect(container.isIgnored('kaniko/0.tar.gz')).toBe(true);
     expect(container.isIgnored('var/run')).toBe(false);
     expect(container.isIgnored('busybox/sh')).toBe(true);
+    expect(container.isIgnored('sys/kernel/x')).toBe(true);
     expect(container.isIgnored('workspace/Dockerfile')).toBe(true);
   });
 });

@@ -278,7 +278,7 @@ describe('unpackLayer: an entry replaces an entry of another type', () => {
 describe('unpackLayer: the ignore list', () => {
   it('skips ignored paths and what lies under them, also when reached through a symlink', async () => {
     await mkdir(join(root, 'proc'));
-    const ignore = defaultIgnoreList({ mode: 'sandbox' });
+    const ignore = defaultIgnoreList({ mode: 'container' });
     const stats = await unpack(
       [
         { name: 'proc/cpuinfo', content: 'fake' },

@@ -5,7 +5,7 @@ import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { isolateArgv, isolateHelperPath, probeIsolation } from '../../src/sandbox/isolated-run.js';
+import { isolateArgv, isolateHelperPath, plainArgv, probeIsolation } from '../../src/sandbox/isolated-run.js';
 
 interface Result {
   readonly code: number | null;
@@ -115,6 +115,29 @@ describe.skipIf(helper === undefined || !isRoot)('kiln-isolate', () => {
     expect(root.stdout.trim().split('\n').at(-1)).toBe('0');
     const user = await isolate(['--uid', '1000', '--gid', '1000', '--groups', '1000,27,33', ...sh('grep "^CapEff:" /proc/self/status; id -u; id -G')]);
     expect(user.stdout).toBe('CapEff:\t0000000000000000\n1000\n1000 27 33\n');
+  });
+
+  it('--plain (not isolated): sets the groups, gid, uid and directory in place, nothing else', async () => {
+    const ns = execFileSync('readlink', ['/proc/self/ns/mnt', '/proc/self/ns/user', '/proc/self/ns/pid']).toString();
+    const argv = plainArgv({
+      argv: ['/bin/sh', '-c', 'pwd; id -u; id -g; id -G; grep "^CapEff:" /proc/self/status; readlink /proc/self/ns/mnt /proc/self/ns/user /proc/self/ns/pid'],
+      env: [],
+      workdir: '/tmp',
+      user: { uid: 1000, gid: 1000, groups: [1000, 2000, 27] },
+      stdout: process.stdout,
+      stderr: process.stderr,
+      network: 'default',
+    });
+    const r = await isolate(argv.slice(2));
+    expect(r.code, r.stderr + r.status).toBe(0);
+    // The command is this process (exec in place) in kiln's own namespaces; the kernel sorts the groups.
+    expect(r.stdout).toBe(`/tmp\n1000\n1000\n1000 27 2000\nCapEff:\t0000000000000000\n${ns}`);
+    // Root keeps kiln's capabilities, as a kaniko RUN does; it gets exactly the groups given.
+    const root = await isolate(['--plain', '--uid', '0', '--gid', '0', '--groups', '0,10', ...sh('id -G; grep "^CapBnd:" /proc/self/status')]);
+    expect(root.stdout).toBe(`0 10\n${execFileSync('grep', ['^CapBnd:', '/proc/self/status']).toString()}`);
+    const bad = await isolate(['--plain', '--cwd', join(dir, 'missing'), ...sh('true')]);
+    expect([bad.code, bad.status.trim()]).toEqual([125, `kiln-isolate: cannot enter the working directory ${join(dir, 'missing')}: No such file or directory`]);
+    expect((await isolate(['--plain', '--hide', join(dir, 'kiln'), ...sh('true')])).status).toMatch(/--plain takes no/);
   });
 
   it('gives --net-none only a loopback that is up', async () => {

@@ -114,7 +114,7 @@ export async function extractArchive(o: ExtractOptions): Promise<UnpackStats> {
   try {
     // The destination as it resolves in the rootfs (it may be, or pass through, a symlink).
     const within = resolveInRoot(o.destRoot, o.destDir.replace(/^\/+/, ''));
-    return await unpackLayer(o.destRoot, openDecompressed(o.file, o.compression, () => createReadStream(o.file), o.site), {
+    const stats = await unpackLayer(o.destRoot, openDecompressed(o.file, o.compression, () => createReadStream(o.file), o.site), {
       ignore: o.ignore,
       ctx: o.ctx,
       what,
@@ -123,6 +123,16 @@ export async function extractArchive(o: ExtractOptions): Promise<UnpackStats> {
       limits: o.ctx.archiveLimits ?? DEFAULT_ARCHIVE_LIMITS,
       ...(o.owner !== undefined ? { owner: o.owner } : {}),
     });
+    // docker build writes every entry (BuildKit's unpack into the snapshot). What the ignore list keeps
+    // out is, in container mode, the running container's own /proc, /sys, /dev, runtime files and
+    // mounts (kaniko's UnTar would write into the live sysfs, or fail there): never written, and said.
+    if (stats.ignored > 0) {
+      const first = stats.firstIgnored ?? '';
+      o.ctx.log.warn(
+        `ADD ${name}: ${stats.ignored === 1 ? `entry ${first} left out` : `${stats.ignored} entries left out (the first: ${first})`}: it lies on the build's ignore list (in container mode /proc, /sys, /dev, the runtime's files and mounts; --ignore-path), which kiln never writes; docker build would put it in the layer`,
+      );
+    }
+    return stats;
   } catch (err) {
     if (err instanceof DockerfileError) throw err;
     if (err instanceof EntryRefusedError) {
