@@ -110,10 +110,28 @@ export async function pushImage(
         ctx.log.info(`Immutable tag error ignored for ${repoName}@${digest}`);
         continue;
       }
+      await checkServedBack(client, dest, digest);
       ctx.log.info(`Pushed ${repoName}@${digest}`);
     }
   }
   return digest;
+}
+
+/**
+ * Reads the manifest back under the name it was put: a push is reported only once the registry serves
+ * what it accepted. docker-registry (distribution 2.8) killed while it writes a manifest leaves an empty
+ * file where the manifest goes, and the retried PUT finds the file present and links the tag to it:
+ * a 201, and a tag that answers 500 ever after (seen in bench/soak.mjs). One small GET per tag.
+ */
+async function checkServedBack(client: RegistryClient, dest: Reference, digest: Digest): Promise<void> {
+  const name = formatReference(dest);
+  let served: Digest;
+  try {
+    served = (await client.getManifest(dest)).digest;
+  } catch (err) {
+    throw new RegistryError(`registry ${dest.registry} accepted the manifest of ${name} (${digest}) but does not serve it back: ${(err as Error).message}`, { retryable: false }, { cause: err });
+  }
+  if (served !== digest) throw new RegistryError(`registry ${dest.registry} accepted the manifest of ${name} (${digest}) but serves ${served} under that name`, { retryable: false });
 }
 
 async function imageBlobs(image: Image): Promise<Blob[]> {

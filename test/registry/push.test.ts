@@ -1,4 +1,7 @@
+import { mkdir, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { RegistryError } from '../../src/errors.js';
 import { parseReference } from '../../src/oci/reference.js';
 import { pushImage } from '../../src/sinks/registry-sink.js';
 import { pullImage } from '../../src/sources/registry-source.js';
@@ -56,6 +59,27 @@ describe('pushing to a registry', () => {
     expect(second.filter((r) => r.method === 'POST' || (r.method === 'PUT' && r.path.includes('/blobs/')))).toEqual([]);
     expect(second.filter((r) => r.method === 'HEAD' && r.path.includes('/blobs/')).map((r) => r.status)).toEqual([200, 200]);
     expect(second.filter((r) => r.method === 'PUT' && r.path === '/v2/kiln/again/manifests/two')).toHaveLength(1);
+  });
+
+  // Found by bench/soak.mjs: docker-registry killed while it wrote a manifest left an empty file in its
+  // place; the retried PUT found the file "present", linked the tag to it and answered 201, and kiln
+  // reported the push while the tag answered 500. The same registry state, made by hand.
+  it('fails, naming the tag, when the registry accepts a manifest but cannot serve it back', async () => {
+    const ctx = captureContext();
+    const client = newClient(ctx, { retries: 1, retryDelayMs: 5 });
+    const image = testImage([await MemoryLayer.of({ 'empty.txt': 'manifest stored empty' })], { label: 'empty-manifest' });
+    const digest = await image.digest();
+    const hex = digest.slice('sha256:'.length);
+    const blobDir = join(reg.dir, 'data', 'docker', 'registry', 'v2', 'blobs', 'sha256', hex.slice(0, 2), hex);
+    await mkdir(blobDir, { recursive: true });
+    await writeFile(join(blobDir, 'data'), '');
+    const err = await pushImage(client, image, [parseReference(`${reg.host}/kiln/empty-manifest:v1`)], ctx).catch((e: unknown) => e);
+    client.close();
+    expect(err).toBeInstanceOf(RegistryError);
+    expect((err as Error).message).toMatch(new RegExp(`^registry ${reg.host.replace(/\./g, '\\.')} accepted the manifest of ${reg.host.replace(/\./g, '\\.')}/kiln/empty-manifest:v1 \\(${digest}\\) but does not serve it back: .*500`));
+    expect(ctx.lines.join('')).not.toContain(`Pushed ${reg.host}/kiln/empty-manifest@`);
+    // The registry really is in that state: the tag is there and broken.
+    await expect(skopeo('inspect', '--tls-verify=false', '--raw', `docker://${reg.host}/kiln/empty-manifest:v1`)).rejects.toThrow();
   });
 
   it('uploads each blob once per repository however many tags are pushed, manifest tags last', async () => {
