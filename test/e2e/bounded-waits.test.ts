@@ -24,6 +24,8 @@ describe('bounded waits', () => {
   let silentRealm: StallingServer;
   /** A web server for ADD whose file stalls after its headers. */
   let stallingFile: StallingServer;
+  /** A git smart-http server that reads the request and never answers it. */
+  let silentGit: StallingServer;
 
   beforeAll(async () => {
     silent = await startSilentServer();
@@ -42,9 +44,10 @@ describe('bounded waits', () => {
       res.writeHead(200, { 'Content-Type': 'application/octet-stream', 'Content-Length': '100000' });
       res.write(Buffer.alloc(1000, 'x'));
     });
+    silentGit = await startStallingServer(() => undefined);
   });
   afterAll(async () => {
-    await Promise.all([silent.stop(), stallingBody.stop(), silentRealm.stop(), stallingFile.stop()]);
+    await Promise.all([silent.stop(), stallingBody.stop(), silentRealm.stop(), stallingFile.stop(), silentGit.stop()]);
     for (const d of dirs) await rm(d, { recursive: true, force: true });
   });
 
@@ -117,4 +120,29 @@ describe('bounded waits', () => {
     expect(r.code).not.toBe(0);
     expect(r.stderr).toContain('invalid --idle-timeout "soon"');
   });
+
+  // git has no connect timeout of its own; the idle bound goes to curl as http.lowSpeedTime.
+  it('a git context whose server never answers fails with the idle wait named', async () => {
+    const started = Date.now();
+    const r = await executor(['--context', `git://${silentGit.host}/repo.git`, '--no-push', '--idle-timeout', '2s'], { env: { GIT_PULL_METHOD: 'http' } });
+    expect(r.code).toBe(1);
+    expect(Date.now() - started).toBeLessThan(30_000);
+    const lines = errorLines(r.stderr);
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toContain(`git clone -- http://${silentGit.host}/repo.git`);
+    expect(lines[0]).toMatch(/Operation too slow\. Less than 1 bytes\/sec transferred the last 2 seconds \(--idle-timeout\)$/);
+  }, 60_000);
+
+  it('an ADD of a git URL whose server never answers fails the ADD line with the idle wait named', async () => {
+    const dest = `${registry}/e2e/waits-add-git:1`;
+    const started = Date.now();
+    const r = await build(`FROM ${images.busybox}\nADD http://${silentGit.host}/repo.git /src/\n`, dest, ['--idle-timeout', '2s']);
+    expect(r.code).toBe(1);
+    expect(Date.now() - started).toBeLessThan(30_000);
+    const lines = errorLines(r.stderr);
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toContain(`ADD http://${silentGit.host}/repo.git`);
+    expect(lines[0]).toMatch(/Operation too slow.*\(--idle-timeout\)$/);
+    expect(await tagExists(dest)).toBe(false);
+  }, 60_000);
 });
