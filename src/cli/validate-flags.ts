@@ -241,7 +241,8 @@ function defaultMountCacheDir(runMode: RunMode, workDir: string, e: Environment)
 }
 
 /** `--connect-timeout 30s` -> 30000: a positive Go duration, whole milliseconds. */
-function waitFlag(name: string, text: string): number {
+/** `--connect-timeout` / `--idle-timeout` (executor and warmer): a Go duration -> milliseconds. */
+export function waitFlag(name: string, text: string): number {
   const ns = parseGoDuration(text);
   if (ns === undefined || ns < 1_000_000) throw new UsageError(`invalid --${name} ${JSON.stringify(text)}: want a Go duration of at least 1ms, such as 30s or 2m`);
   return Math.round(ns / 1_000_000);

@@ -24,7 +24,7 @@ export async function warmerMain(argv: readonly string[], env: NodeJS.ProcessEnv
         exists: existsSync,
         hostPlatform: hostPlatform(process.arch, process.platform),
       });
-      const result = await warmCache(request, { log, signal, mask });
+      const result = await warmCache(request, { log, signal, mask, waits: request.waits });
       log.debug(`warmer: ${result.written} written, ${result.skipped} already cached, ${result.failed} failed`);
     },
   });

@@ -2,9 +2,12 @@
 // build in bounded time, with one line naming the host and what kiln waited for, after the retries
 // the retry flags ask for, and with nothing pushed. Small --connect-timeout/--idle-timeout values keep
 // these quick; the bound asserted is only "fails instead of hanging".
-import { rm } from 'node:fs/promises';
+import { spawn } from 'node:child_process';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { executor, tagExists, writeContext } from '../support/executor.js';
+import { EXECUTOR, executor, tagExists, writeContext } from '../support/executor.js';
 import { startSilentServer, startStallingServer, type SilentServer, type StallingServer } from '../support/stalling-servers.js';
 
 const WAITS = ['--connect-timeout', '300ms', '--idle-timeout', '500ms'];
@@ -145,4 +148,39 @@ describe('bounded waits', () => {
     expect(lines[0]).toMatch(/Operation too slow.*\(--idle-timeout\)$/);
     expect(await tagExists(dest)).toBe(false);
   }, 60_000);
+
+  it('the warmer takes --connect-timeout and --idle-timeout: a registry that never answers fails it in bounded time', async () => {
+    const cache = await mkdtemp(join(tmpdir(), 'kiln-warm-waits-'));
+    dirs.push(cache);
+    const started = Date.now();
+    const r = await new Promise<{ code: number; stderr: string }>((done, fail) => {
+      const child = spawn(process.execPath, [EXECUTOR.replace(/executor\.js$/, 'warmer.js'), '--cache-dir', cache, '--image', `${silent.host}/x/y:1`, '--insecure-pull', ...WAITS], {
+        env: { PATH: process.env['PATH'] ?? '/usr/bin:/bin', HOME: process.env['HOME'] ?? '/root', DOCKER_CONFIG: '/nonexistent' },
+        stdio: ['ignore', 'ignore', 'pipe'],
+      });
+      let stderr = '';
+      child.stderr.on('data', (b: Buffer) => (stderr += b.toString()));
+      child.once('error', fail);
+      child.once('close', (code) => done({ code: code ?? -1, stderr }));
+    });
+    // The silent server holds each attempt for the whole wait: seconds with these flags, 30 s by default.
+    expect(Date.now() - started).toBeLessThan(15_000);
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toContain(silent.host);
+    expect(r.stderr).toMatch(/waited for TCP connect and TLS handshake|waited for response headers/);
+    expect(r.stderr).toContain('Failed warming cache: Failed to warm any of the given images');
+    const bad = await warmerStderr('--connect-timeout', 'soon');
+    expect(bad).toContain('invalid --connect-timeout "soon"');
+  }, 60_000);
 });
+
+/** The warmer's stderr for one bad flag value (it fails before doing anything). */
+async function warmerStderr(flag: string, value: string): Promise<string> {
+  return new Promise((done, fail) => {
+    const child = spawn(process.execPath, [EXECUTOR.replace(/executor\.js$/, 'warmer.js'), '--image', 'x', flag, value], { stdio: ['ignore', 'ignore', 'pipe'] });
+    let stderr = '';
+    child.stderr.on('data', (b: Buffer) => (stderr += b.toString()));
+    child.once('error', fail);
+    child.once('close', () => done(stderr));
+  });
+}
