@@ -3,7 +3,7 @@
 import { spawn } from 'node:child_process';
 import { lchown, lstat, lutimes, mkdir, readdir, rename, rm, chmod } from 'node:fs/promises';
 import { join } from 'node:path';
-import { KilnError } from '../errors.js';
+import { KilnError, RegistryError } from '../errors.js';
 import type { RunContext } from '../log/run-context.js';
 import { digestHex } from '../oci/digest.js';
 import type { Image } from '../oci/image.js';
@@ -19,7 +19,14 @@ export async function unpackImage(root: string, image: Image, ignore: IgnoreList
     const diffId = await layer.diffId();
     const what = `layer ${await layer.digest()}`;
     const offThread = (await layer.size()) >= OFF_THREAD_MIN;
-    const stats = await unpackLayer(root, await layer.uncompressed(), { ignore, ctx, expectedDiffId: diffId, what, offThread });
+    // A lazily pulled layer is fetched here: a registry gone by now would otherwise be reported with no
+    // word of what kiln was fetching (the soak run's `unable to reach registry ...`, alone).
+    const tar = await layer.uncompressed().catch((err: unknown) => {
+      if (!(err instanceof RegistryError) || err.message.includes(what)) throw err;
+      const { status, registryCodes, retryable, url } = err;
+      throw new RegistryError(`pulling ${what}: ${err.message}`, { ...(status !== undefined ? { status } : {}), registryCodes, retryable, ...(url !== undefined ? { url } : {}) }, { cause: err });
+    });
+    const stats = await unpackLayer(root, tar, { ignore, ctx, expectedDiffId: diffId, what, offThread });
     ctx.log.debug(`unpacked ${what}: ${stats.entries} entries, ${stats.bytes} bytes`);
   }
 }
