@@ -25,7 +25,7 @@ import { Snapshotter } from '../snapshot/snapshotter.js';
 import type { BuildContext } from './build-deps.js';
 import { CacheKeyChain } from './cache-key.js';
 import { keyInstruction } from './instruction-key.js';
-import { clearContainerRoot, cloneRootfs, compressedSize, unpackImage } from './rootfs-materializer.js';
+import { clearContainerRoot, cloneRootfs, compressedSize, openLayerTar, unpackImage } from './rootfs-materializer.js';
 import { emptyLayer } from './empty-layer.js';
 import { chooseOverlay } from './snapshot-strategy.js';
 import type { FsEffect } from '../instructions/handler.js';
@@ -142,7 +142,7 @@ class StageRootfs {
 
   async #unpack(root: string, layer: Layer, onPath?: (rel: string) => void): Promise<void> {
     const what = `layer ${await layer.digest()}`;
-    await unpackLayer(root, await layer.uncompressed(), {
+    await unpackLayer(root, await openLayerTar(layer, what), {
       ignore: this.bctx.ignore,
       ctx: this.bctx,
       expectedDiffId: await layer.diffId(),

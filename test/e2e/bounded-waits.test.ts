@@ -118,6 +118,17 @@ describe('bounded waits', () => {
     expect(lines[0]).toContain(`no connection to ${silent.host}`);
   }, 60_000);
 
+  it('a destination that never answers fails the push naming the destination', async () => {
+    const dest = `${silent.host}/x/pushed:1`;
+    const ctx = await writeContext({ Dockerfile: `FROM ${images.busybox}\nENV A=1\n` });
+    dirs.push(ctx);
+    const r = await executor(['--context', ctx, '--destination', dest, '--insecure', '--insecure-pull', '--skip-push-permission-check', ...WAITS]);
+    expect(r.code).toBe(1);
+    const lines = errorLines(r.stderr);
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toMatch(new RegExp(`^error building image: failed to push to destination ${dest.replace(/\./g, '\\.')}: registry ${silent.host.replace(/\./g, '\\.')}: `));
+  }, 60_000);
+
   it('a bad duration is refused before anything runs', async () => {
     const r = await executor(['--context', '/nonexistent', '--no-push', '--idle-timeout', 'soon']);
     expect(r.code).not.toBe(0);
