@@ -185,7 +185,7 @@ const sha256 = (b) => `sha256:${createHash('sha256').update(b).digest('hex')}`;
 
 async function get(url, headers = {}) {
   const r = await fetch(url, { headers });
-  if (!r.ok) throw new Error(`GET ${url}: ${r.status}`);
+  if (!r.ok) throw Object.assign(new Error(`GET ${url}: ${r.status}`), { status: r.status });
   return { bytes: Buffer.from(await r.arrayBuffer()), headers: r.headers };
 }
 
@@ -215,6 +215,9 @@ async function verifyTag(host, repo, tag) {
   try {
     m = await get(`${base}/manifests/${tag}`, { accept: ACCEPT });
   } catch (err) {
+    // Listed but unknown: the registry was killed between making the tag's directory and its link.
+    // Nothing can be pulled by that name; it is a missing tag, not a wrong image.
+    if (err.status === 404) return { problems: [], files, digest: undefined, absent: true };
     return { problems: [`manifest: ${err.message}`], files, digest: undefined };
   }
   const digest = sha256(m.bytes);
@@ -314,12 +317,16 @@ if (registry.child === undefined) await registry.start();
 // Every tag of the app repo and of the cache repo, read back.
 const wrong = [];
 const brokenOfFailed = [];
-const verified = { app: 0, cache: 0, failedButPushed: 0 };
+const verified = { app: 0, cache: 0, failedButPushed: 0, listedAbsent: 0 };
 const byName = new Map(results.map((r) => [r.name, r]));
 for (const repo of ['soak/app', 'soak/cache']) {
   const tags = (await get(`http://${registry.host}/v2/${repo}/tags/list`).then((r) => JSON.parse(r.bytes.toString('utf8')).tags, () => [])) ?? [];
   for (const tag of tags) {
     const v = await verifyTag(registry.host, repo, tag);
+    if (v.absent) {
+      verified.listedAbsent++;
+      continue;
+    }
     if (repo === 'soak/app') {
       const r = byName.get(tag);
       const ctx = join(work, 'ctx', tag);
@@ -361,6 +368,7 @@ const text = [
   '| afterwards | |',
   '|---|---:|',
   `| tags read back (app / cache repo) | ${verified.app} / ${verified.cache} |`,
+  `| tags listed but unknown to the registry (404: it died between the tag's directory and its link) | ${verified.listedAbsent} |`,
   `| of them pushed by a build that then failed (whole) | ${verified.failedButPushed} |`,
   `| **wrong or partial images** (of builds that succeeded, or cache entries) | **${wrong.length}** |`,
   `| broken tags of builds that failed saying so | ${brokenOfFailed.length} |`,
