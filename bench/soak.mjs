@@ -10,7 +10,8 @@
 // reported. Then what is left: files in the builds' TMPDIR, kiln-rootfs mounts or mounts under the work
 // dir, processes carrying the run's marker in their environment (kiln or anything a RUN started).
 // Environment: KILN_SOAK_SERIAL=50 (builds one after another), KILN_SOAK_PARALLEL=50 (builds 6 at a
-// time), KILN_SOAK_JOBS=6, KILN_SOAK_SEED (the chaos schedule's seed), KILN_SOAK_TIMEOUT_S=300.
+// time), KILN_SOAK_JOBS=6, KILN_SOAK_SEED (the chaos schedule's seed), KILN_SOAK_TIMEOUT_S=300,
+// KILN_SOAK_RETRY_FLAGS (default `--push-retry 4 --image-download-retry 4`; empty: kaniko's no retries).
 // Run as root: kiln's sandbox mode needs it, as in the test suite.
 import { spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
