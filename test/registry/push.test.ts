@@ -6,6 +6,7 @@ import { parseReference } from '../../src/oci/reference.js';
 import { pushImage } from '../../src/sinks/registry-sink.js';
 import { pullImage } from '../../src/sources/registry-source.js';
 import { startRegistry, type RunningRegistry } from '../support/registry.js';
+import { errorBody, startFaultProxy, type FaultProxy } from './fault-proxy.js';
 import { captureContext, MemoryLayer, newClient, sha256, skopeo, testImage } from './fixtures.js';
 
 describe('pushing to a registry', () => {
@@ -80,6 +81,53 @@ describe('pushing to a registry', () => {
     expect(ctx.lines.join('')).not.toContain(`Pushed ${reg.host}/kiln/empty-manifest@`);
     // The registry really is in that state: the tag is there and broken.
     await expect(skopeo('inspect', '--tls-verify=false', '--raw', `docker://${reg.host}/kiln/empty-manifest:v1`)).rejects.toThrow();
+  });
+
+  describe('reading the manifest back (through a proxy that answers the GET instead)', () => {
+    let proxy: FaultProxy;
+    beforeAll(async () => {
+      proxy = await startFaultProxy(reg.host);
+    });
+    afterAll(async () => {
+      await proxy?.stop();
+    });
+    const readBack = (repo: string) => (r: { method: string; path: string }) => r.method === 'GET' && r.path === `/v2/kiln/${repo}/manifests/v1`;
+
+    it('push-only credentials (403 on the GET) are no failure', async () => {
+      const ctx = captureContext();
+      proxy.fault = (r) => (readBack('rb-403')(r) ? { status: 403, body: errorBody('DENIED', 'pull not allowed') } : undefined);
+      const client = newClient(ctx);
+      const digest = await pushImage(client, testImage([await MemoryLayer.of({ rb: '403' })], { label: 'rb-403' }), [parseReference(`${proxy.host}/kiln/rb-403:v1`)], ctx);
+      client.close();
+      expect(ctx.lines.join('')).toContain(`Pushed ${proxy.host}/kiln/rb-403@${digest}`);
+      expect(ctx.lines.join('')).toContain(`not reading back ${proxy.host}/kiln/rb-403:v1: the push credentials may not pull it`);
+    });
+
+    it('a 404 is asked again: a registry whose reads lag its writes for a moment', async () => {
+      const ctx = captureContext();
+      let misses = 0;
+      proxy.fault = (r) => (readBack('rb-404')(r) && misses++ < 2 ? { status: 404, body: errorBody('MANIFEST_UNKNOWN', 'not yet') } : undefined);
+      const client = newClient(ctx);
+      const digest = await pushImage(client, testImage([await MemoryLayer.of({ rb: '404' })], { label: 'rb-404' }), [parseReference(`${proxy.host}/kiln/rb-404:v1`)], ctx);
+      client.close();
+      expect(misses).toBe(3);
+      expect(ctx.lines.join('')).toContain(`Pushed ${proxy.host}/kiln/rb-404@${digest}`);
+    });
+
+    it('another digest under the tag (a later push of it) is a warning', async () => {
+      const ctx = captureContext();
+      const other = testImage([await MemoryLayer.of({ rb: 'other' })], { label: 'rb-other' });
+      const otherBytes = Buffer.from(await other.rawManifest());
+      const otherType = await other.mediaType();
+      proxy.fault = (r) =>
+        readBack('rb-moved')(r)
+          ? { status: 200, headers: { 'Content-Type': otherType, 'Docker-Content-Digest': sha256(otherBytes) }, body: otherBytes.toString('utf8') }
+          : undefined;
+      const client = newClient(ctx);
+      const digest = await pushImage(client, testImage([await MemoryLayer.of({ rb: 'moved' })], { label: 'rb-moved' }), [parseReference(`${proxy.host}/kiln/rb-moved:v1`)], ctx);
+      client.close();
+      expect(ctx.lines.join('')).toContain(`${proxy.host}/kiln/rb-moved:v1 now holds ${sha256(otherBytes)}, not the ${digest} just pushed`);
+    });
   });
 
   it('uploads each blob once per repository however many tags are pushed, manifest tags last', async () => {
