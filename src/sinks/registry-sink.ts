@@ -138,12 +138,15 @@ async function checkServedBack(client: RegistryClient, dest: Reference, digest: 
         ctx.log.debug(`not reading back ${name}: the push credentials may not pull it (${(err as Error).message})`);
         return;
       }
-      // A registry whose reads lag its writes for a moment answers 404 first.
-      if (status === 404 && attempt < 3) {
-        await sleep(300 * attempt, undefined, { signal: ctx.signal });
+      // A registry whose reads lag its writes for a moment answers 404 first; one that went away just
+      // after the PUT (the soak run's kills) may be back in a moment: both are asked again, a few times.
+      const unreachable = err instanceof RegistryError && err.retryable && status === undefined;
+      if ((status === 404 && attempt < 3) || (unreachable && attempt < 4)) {
+        await sleep(400 * attempt, undefined, { signal: ctx.signal });
         continue;
       }
-      throw new RegistryError(`registry ${dest.registry} accepted the manifest of ${name} (${digest}) but does not serve it back: ${(err as Error).message}`, { retryable: false }, { cause: err });
+      const why = unreachable ? 'could not be reached to read it back' : 'does not serve it back';
+      throw new RegistryError(`registry ${dest.registry} accepted the manifest of ${name} (${digest}) but ${why}: ${(err as Error).message}`, { retryable: unreachable }, { cause: err });
     }
   }
   if (served !== digest) ctx.log.warn(`${name} now holds ${served}, not the ${digest} just pushed: another push of that tag came after this one`);

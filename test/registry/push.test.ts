@@ -114,6 +114,22 @@ describe('pushing to a registry', () => {
       expect(ctx.lines.join('')).toContain(`Pushed ${proxy.host}/kiln/rb-404@${digest}`);
     });
 
+    it('a registry gone just after the PUT is asked again; gone for good, the build fails saying so', async () => {
+      const ctx = captureContext();
+      let drops = 0;
+      proxy.fault = (r) => (readBack('rb-gone')(r) && drops++ < 2 ? { status: 0, drop: true } : undefined);
+      const client = newClient(ctx, { retries: 0 });
+      const digest = await pushImage(client, testImage([await MemoryLayer.of({ rb: 'gone' })], { label: 'rb-gone' }), [parseReference(`${proxy.host}/kiln/rb-gone:v1`)], ctx);
+      expect(drops).toBe(3);
+      expect(ctx.lines.join('')).toContain(`Pushed ${proxy.host}/kiln/rb-gone@${digest}`);
+      proxy.fault = (r) => (readBack('rb-gone2')(r) ? { status: 0, drop: true } : undefined);
+      const image = testImage([await MemoryLayer.of({ rb: 'gone for good' })], { label: 'rb-gone2' });
+      const err = await pushImage(client, image, [parseReference(`${proxy.host}/kiln/rb-gone2:v1`)], ctx).catch((e: unknown) => e);
+      client.close();
+      expect(err).toBeInstanceOf(RegistryError);
+      expect((err as Error).message).toMatch(new RegExp(`^registry ${proxy.host.replace(/\./g, '\\.')} accepted the manifest of .*/kiln/rb-gone2:v1 \\(${await image.digest()}\\) but could not be reached to read it back: unable to reach registry`));
+    });
+
     it('another digest under the tag (a later push of it) is a warning', async () => {
       const ctx = captureContext();
       const other = testImage([await MemoryLayer.of({ rb: 'other' })], { label: 'rb-other' });
