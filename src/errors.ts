@@ -96,6 +96,12 @@ export class RegistryError extends KilnError {
     this.retryable = details.retryable ?? false;
     this.url = details.url;
   }
+
+  /** The same error with what kiln was doing put before its message (`pulling layer sha256:...: `). */
+  within(doing: string): RegistryError {
+    const { status, registryCodes, retryable, url } = this;
+    return new RegistryError(`${doing}: ${this.message}`, { ...(status !== undefined ? { status } : {}), registryCodes, retryable, ...(url !== undefined ? { url } : {}) }, { cause: this });
+  }
 }
 
 /**

@@ -119,6 +119,10 @@ export interface BuildRequest {
   readonly rootfsTmpfs: TmpfsPolicy;
   /** `--rootfs-tmpfs-size` (kiln), in MiB. */
   readonly rootfsTmpfsSizeMiB: number | undefined;
+  /** KILN_ROOTFS_TMPFS_BUDGET_MIB: the memory all kiln builds on the machine may promise their tmpfs together. */
+  readonly rootfsTmpfsBudgetMiB: number | undefined;
+  /** The file kiln builds on this machine lock while they decide on a tmpfs (/run/lock when it exists). */
+  readonly tmpfsLockFile: string;
   /** `--jobs` (kiln): stages built at once in sandbox mode (default: the number of cores). */
   readonly jobs: number;
   /** `--archive-max-mib`, `--archive-max-entries`. */

@@ -179,6 +179,8 @@ async function buildImage(request: BuildRequest, deps: BuildDeps, report: BuildR
       workDir: request.workDir,
       policy: request.rootfsTmpfs,
       sizeMiB: request.rootfsTmpfsSizeMiB,
+      budgetMiB: request.rootfsTmpfsBudgetMiB,
+      lockFile: request.tmpfsLockFile,
       sandbox: request.runMode === 'sandbox',
       root: request.isRoot,
       ctx: deps,

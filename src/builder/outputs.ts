@@ -1,5 +1,6 @@
 // Where the built image goes: the registry first (so a refused push writes nothing else), then the
 // local outputs, then the digest files, which name what was produced.
+import { RegistryError } from '../errors.js';
 import type { Digest } from '../oci/digest.js';
 import type { Image } from '../oci/image.js';
 import { pushImage } from '../sinks/registry-sink.js';
@@ -21,6 +22,10 @@ export async function writeOutputs(bctx: BuildContext, image: Image): Promise<Di
       ignoreImmutableTagErrors: bctx.request.registry.pushIgnoreImmutableTagErrors,
       // Layers the build just stored in the layer cache: mounted from there, not uploaded twice.
       ...(cache !== undefined ? { mountSource: (d: string) => cache.mountSource(d) } : {}),
+    }).catch((err: unknown) => {
+      // kaniko's words; without them a registry gone mid-push says only `unable to reach registry ...`.
+      if (!(err instanceof RegistryError) || written.some((w) => err.message.includes(w))) throw err;
+      throw err.within(`failed to push to destination ${written.join(', ')}`);
     });
     bctx.report.pushed(written, digest, startedAt);
   } else {

@@ -8,6 +8,8 @@ import { mkdir, mkdtemp, readFile, rm, rmdir, statfs } from 'node:fs/promises';
 import { join } from 'node:path';
 import { KilnError } from '../errors.js';
 import type { RunContext } from '../log/run-context.js';
+import { readCgroupAvailable } from './cgroup-memory.js';
+import { takeMachineLock } from './machine-lock.js';
 
 export type TmpfsPolicy = 'auto' | 'always' | 'never';
 
@@ -42,14 +44,17 @@ export function chooseTmpfs(input: {
   sizeMiB: number | undefined;
   /** The size limits of other live kiln builds' tmpfs mounts: memory they may still take. */
   claimedBytes?: number;
-  /** memory.max minus memory.current of the cgroup kiln runs in (a pod's limit: tmpfs pages count against it). */
+  /** Limit minus usage of the cgroup kiln runs in, tightest level (a pod's limit: tmpfs pages count against it). */
   cgroupAvailableBytes?: number | undefined;
+  /** KILN_ROOTFS_TMPFS_BUDGET_MIB: what all kiln builds on the machine may promise their tmpfs together. */
+  budgetBytes?: number | undefined;
 }): TmpfsChoice {
   const { policy } = input;
   // What this build may promise itself: the tighter of the machine and the cgroup, less what other
   // builds' tmpfs mounts may still grow to (their used pages are already out of MemAvailable, so
   // this counts those twice: on the safe side).
-  const machine = input.cgroupAvailableBytes !== undefined && input.memAvailableBytes !== undefined ? Math.min(input.memAvailableBytes, input.cgroupAvailableBytes) : input.memAvailableBytes;
+  const limits = [input.cgroupAvailableBytes, input.budgetBytes].filter((n): n is number => n !== undefined);
+  const machine = input.memAvailableBytes === undefined ? undefined : Math.min(input.memAvailableBytes, ...limits);
   const avail = machine === undefined ? undefined : Math.max(0, machine - (input.claimedBytes ?? 0));
   const size = input.sizeMiB !== undefined ? input.sizeMiB * MiB : Math.floor((avail ?? 0) / 2);
   if (policy === 'never') return { use: false, sizeBytes: 0, why: '--rootfs-tmpfs never' };
@@ -106,32 +111,21 @@ export function kilnTmpfsSizes(mountinfo: string): { pid: number; bytes: number 
   return out;
 }
 
-/** memory.max - memory.current of a cgroup v2 (files' text), or undefined when unlimited or unknown. */
-export function cgroupAvailable(max: string | undefined, current: string | undefined): number | undefined {
-  const limit = Number((max ?? '').trim());
-  const used = Number((current ?? '').trim());
-  if (!Number.isFinite(limit) || !Number.isFinite(used) || (max ?? '').trim() === '' || (max ?? '').trim() === 'max') return undefined;
-  return Math.max(0, limit - used);
-}
-
-/** Reads the cgroup v2 memory figures of this process (a Kubernetes pod's limit lives there). */
-async function readCgroupAvailable(): Promise<number | undefined> {
-  const self = await readFile('/proc/self/cgroup', 'utf8').catch(() => '');
-  const path = /^0::(\/.*)$/m.exec(self)?.[1];
-  if (path === undefined) return undefined;
-  const dir = join('/sys/fs/cgroup', path);
-  const [max, current] = await Promise.all([readFile(join(dir, 'memory.max'), 'utf8').catch(() => undefined), readFile(join(dir, 'memory.current'), 'utf8').catch(() => undefined)]);
-  return cgroupAvailable(max, current);
-}
-
 export interface RootfsAreaOptions {
   readonly workDir: string;
   readonly policy: TmpfsPolicy;
   readonly sizeMiB: number | undefined;
   readonly sandbox: boolean;
   readonly root: boolean;
+  /** KILN_ROOTFS_TMPFS_BUDGET_MIB, when set. */
+  readonly budgetMiB: number | undefined;
+  /** The file every kiln on the machine locks while it decides (machine-lock.ts). */
+  readonly lockFile: string;
   readonly ctx: RunContext;
 }
+
+/** How long a build waits for another's tmpfs decision (a few ms as a rule) before staying on disk. */
+const DECISION_LOCK_WAIT_MS = 30_000;
 
 /**
  * The directory stage trees go under: decided on first use (when the first base image's size is
@@ -158,7 +152,28 @@ export class RootfsArea {
   }
 
   async #decide(baseCompressedBytes: number): Promise<string> {
-    const { workDir, policy, sizeMiB, sandbox, root, ctx } = this.#opts;
+    const { workDir, policy, sandbox, root, lockFile, ctx } = this.#opts;
+    if (!sandbox || !root || policy === 'never') return this.#decideLocked(baseCompressedBytes);
+    // Read what others hold, choose, mount: one build at a time, so the next one sees this mount.
+    const lock = await takeMachineLock(lockFile, DECISION_LOCK_WAIT_MS, ctx);
+    if (!lock.held) {
+      ctx.signal.throwIfAborted();
+      if (policy === 'auto') {
+        ctx.log.debug(`stage filesystems on disk under ${workDir}: no lock on ${lockFile} to decide under (${lock.why})`);
+        return workDir;
+      }
+      ctx.log.debug(`deciding the tmpfs size without the lock on ${lockFile}: ${lock.why}`);
+      return this.#decideLocked(baseCompressedBytes);
+    }
+    try {
+      return await this.#decideLocked(baseCompressedBytes);
+    } finally {
+      await lock.lock.release();
+    }
+  }
+
+  async #decideLocked(baseCompressedBytes: number): Promise<string> {
+    const { workDir, policy, sizeMiB, sandbox, root, budgetMiB, ctx } = this.#opts;
     if (sandbox && root) await sweepStaleMounts(ctx);
     const meminfo = await readFile('/proc/meminfo', 'utf8').catch(() => '');
     // Other builds on this machine (a CI runner with `concurrent = 6`) have promised memory too.
@@ -167,7 +182,17 @@ export class RootfsArea {
       .filter((m) => m.pid !== process.pid && alive(m.pid))
       .reduce((sum, m) => sum + m.bytes, 0);
     const cgroupAvailableBytes = await readCgroupAvailable();
-    const choice = chooseTmpfs({ policy, sandbox, root, memAvailableBytes: parseMemAvailable(meminfo), baseCompressedBytes, sizeMiB, claimedBytes, cgroupAvailableBytes });
+    const choice = chooseTmpfs({
+      policy,
+      sandbox,
+      root,
+      memAvailableBytes: parseMemAvailable(meminfo),
+      baseCompressedBytes,
+      sizeMiB,
+      claimedBytes,
+      cgroupAvailableBytes,
+      budgetBytes: budgetMiB === undefined ? undefined : budgetMiB * MiB,
+    });
     if (!choice.use) {
       ctx.log.debug(`stage filesystems on disk under ${workDir}: ${choice.why}`);
       return workDir;

@@ -3,12 +3,12 @@
 import { spawn } from 'node:child_process';
 import { lchown, lstat, lutimes, mkdir, readdir, rename, rm, chmod } from 'node:fs/promises';
 import { join } from 'node:path';
-import { KilnError } from '../errors.js';
+import { KilnError, RegistryError } from '../errors.js';
 import type { RunContext } from '../log/run-context.js';
 import { digestHex } from '../oci/digest.js';
-import type { Image } from '../oci/image.js';
+import type { Image, Layer } from '../oci/image.js';
 import type { IgnoreList } from '../rootfs/ignore-list.js';
-import { unpackLayer } from '../rootfs/unpack.js';
+import { unpackLayer, type UnpackOptions, type UnpackStats } from '../rootfs/unpack.js';
 import { OFF_THREAD_MIN } from '../rootfs/unpack-worker.js';
 
 /** Applies every layer of `image`, in order, onto `root`, each verified against its diffID. */
@@ -19,9 +19,23 @@ export async function unpackImage(root: string, image: Image, ignore: IgnoreList
     const diffId = await layer.diffId();
     const what = `layer ${await layer.digest()}`;
     const offThread = (await layer.size()) >= OFF_THREAD_MIN;
-    const stats = await unpackLayer(root, await layer.uncompressed(), { ignore, ctx, expectedDiffId: diffId, what, offThread });
+    const stats = await unpackPulledLayer(root, layer, { ignore, ctx, expectedDiffId: diffId, what, offThread });
     ctx.log.debug(`unpacked ${what}: ${stats.entries} entries, ${stats.bytes} bytes`);
   }
+}
+
+/**
+ * Unpacks a layer that may be pulled as it is read (a base's, a cache hit's): a registry gone by now
+ * fails the open, or the stream midway, and would otherwise be reported with no word of what kiln was
+ * fetching (the soak run's `unable to reach registry ...`, alone).
+ */
+export async function unpackPulledLayer(root: string, layer: Layer, opts: UnpackOptions & { readonly what: string }): Promise<UnpackStats> {
+  const named = (err: unknown): never => {
+    if (!(err instanceof RegistryError) || err.message.includes(opts.what)) throw err;
+    throw err.within(`pulling ${opts.what}`);
+  };
+  const tar = await layer.uncompressed().catch(named);
+  return unpackLayer(root, tar, opts).catch(named);
 }
 
 /** The sum of an image's compressed layer sizes, as its manifest gives them. */

@@ -20,13 +20,12 @@ import { ContainerSandbox } from '../sandbox/container-sandbox.js';
 import { staticIsolateHelperPath } from '../sandbox/isolated-run.js';
 import type { Sandbox } from '../sandbox/sandbox.js';
 import { mkdirAllInRoot } from '../rootfs/in-root.js';
-import { unpackLayer } from '../rootfs/unpack.js';
 import { OFF_THREAD_MIN } from '../rootfs/unpack-worker.js';
 import { Snapshotter } from '../snapshot/snapshotter.js';
 import type { BuildContext } from './build-deps.js';
 import { CacheKeyChain } from './cache-key.js';
 import { keyInstruction } from './instruction-key.js';
-import { clearContainerRoot, cloneRootfs, compressedSize, unpackImage } from './rootfs-materializer.js';
+import { clearContainerRoot, cloneRootfs, compressedSize, unpackImage, unpackPulledLayer } from './rootfs-materializer.js';
 import { emptyLayer } from './empty-layer.js';
 import { chooseOverlay } from './snapshot-strategy.js';
 import type { FsEffect } from '../instructions/handler.js';
@@ -143,7 +142,7 @@ class StageRootfs {
 
   async #unpack(root: string, layer: Layer, onPath?: (rel: string) => void): Promise<void> {
     const what = `layer ${await layer.digest()}`;
-    await unpackLayer(root, await layer.uncompressed(), {
+    await unpackPulledLayer(root, layer, {
       ignore: this.bctx.ignore,
       ctx: this.bctx,
       expectedDiffId: await layer.diffId(),

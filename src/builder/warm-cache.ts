@@ -55,6 +55,8 @@ export interface WarmRequest {
   readonly force: boolean;
   /** `--cache-ttl`: an older entry is rewritten. */
   readonly ttlMs: number;
+  /** `--connect-timeout` and `--idle-timeout`, in milliseconds (the warmer's RunContext carries them). */
+  readonly waits: { readonly connectMs: number; readonly idleMs: number };
   readonly registry: PullAccess;
 }
 

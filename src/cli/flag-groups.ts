@@ -106,12 +106,12 @@ export const WARMER_GROUPS: readonly FlagGroup[] = [
   { heading: 'Images and cache:', flags: ['image', 'cache-dir', 'force', 'cache-ttl', 'dockerfile', 'build-arg', 'custom-platform'] },
   {
     heading: 'Registry and TLS:',
-    flags: [...PULL_REGISTRY_FLAGS, 'insecure', 'skip-tls-verify'],
+    flags: [...PULL_REGISTRY_FLAGS, 'insecure', 'skip-tls-verify', 'connect-timeout', 'idle-timeout'],
   },
   { heading: 'Logging:', flags: ['verbosity', 'log-format', 'log-timestamp', 'progress'] },
 ];
 
-export const WARMER_KILN_FLAGS: ReadonlySet<string> = new Set(['insecure', 'skip-tls-verify', 'progress']);
+export const WARMER_KILN_FLAGS: ReadonlySet<string> = new Set(['insecure', 'skip-tls-verify', 'progress', 'connect-timeout', 'idle-timeout']);
 
 export const OTHER_HEADING = 'Other:';
 const KILN_MARK = '(kiln)';

@@ -225,6 +225,13 @@ function clientCertificates(values: readonly string[]): Map<string, ClientCertif
  * dir; as root /var/cache/kiln/mounts instead of /root/.cache, because a non-root USER's RUN runs bwrap
  * as that uid, which must be able to reach the directory it binds and cannot enter /root (0700).
  */
+/** KILN_ROOTFS_TMPFS_BUDGET_MIB: a whole number of MiB, or unset. */
+function tmpfsBudget(value: string | undefined): number | undefined {
+  if (value === undefined || value === '') return undefined;
+  if (!/^[0-9]+$/.test(value)) throw new UsageError(`KILN_ROOTFS_TMPFS_BUDGET_MIB: must be a whole number of MiB, not ${JSON.stringify(value)}`);
+  return Number(value);
+}
+
 function defaultMountCacheDir(runMode: RunMode, workDir: string, e: Environment): string {
   if (runMode === 'container') return join(workDir, 'cache');
   const xdg = e.env['XDG_CACHE_HOME'];
@@ -234,7 +241,8 @@ function defaultMountCacheDir(runMode: RunMode, workDir: string, e: Environment)
 }
 
 /** `--connect-timeout 30s` -> 30000: a positive Go duration, whole milliseconds. */
-function waitFlag(name: string, text: string): number {
+/** `--connect-timeout` / `--idle-timeout` (executor and warmer): a Go duration -> milliseconds. */
+export function waitFlag(name: string, text: string): number {
   const ns = parseGoDuration(text);
   if (ns === undefined || ns < 1_000_000) throw new UsageError(`invalid --${name} ${JSON.stringify(text)}: want a Go duration of at least 1ms, such as 30s or 2m`);
   return Math.round(ns / 1_000_000);
@@ -343,6 +351,9 @@ export async function buildRequestFrom(flags: ExecutorFlags, e: Environment): Pr
     ownsWorkDir,
     rootfsTmpfs: flags.rootfsTmpfs,
     rootfsTmpfsSizeMiB: flags.rootfsTmpfsSize === undefined ? undefined : Number(flags.rootfsTmpfsSize),
+    rootfsTmpfsBudgetMiB: tmpfsBudget(e.env['KILN_ROOTFS_TMPFS_BUDGET_MIB']),
+    // One path for every kiln on the machine, whatever its TMPDIR: /run/lock (FHS) where there is one.
+    tmpfsLockFile: join(e.isDirectory('/run/lock') ? '/run/lock' : e.tmpDir, 'kiln-rootfs-tmpfs.lock'),
     archiveLimits: { maxBytes: Number(flags.archiveMaxMib) * 1024 ** 2, maxEntries: Number(flags.archiveMaxEntries) },
     waits: { connectMs: waitFlag('connect-timeout', flags.connectTimeout), idleMs: waitFlag('idle-timeout', flags.idleTimeout) },
     isRoot: e.uid === 0,

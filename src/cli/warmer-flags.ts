@@ -8,7 +8,7 @@ import { parseGoDuration } from '../dockerfile/duration.js';
 import { UsageError } from '../errors.js';
 import { parsePlatform } from '../oci/platform.js';
 import type { Platform } from '../oci/schemas.js';
-import { DEFAULT_CACHE_DIR, dockerConfigDir, logFlagsShape, parseBuildArgs, registryFlagsShape, registryRoutesFrom, type Environment } from './validate-flags.js';
+import { DEFAULT_CACHE_DIR, dockerConfigDir, logFlagsShape, parseBuildArgs, registryFlagsShape, registryRoutesFrom, waitFlag, type Environment } from './validate-flags.js';
 import { groupFlags, WARMER_GROUPS, WARMER_KILN_FLAGS } from './flag-groups.js';
 import { flagsFrom } from './run-command.js';
 
@@ -46,6 +46,8 @@ export function warmerCommand(): Command {
     .option('--registry-mirror <host>', 'registry to pull Docker Hub images from first (repeatable; also KANIKO_REGISTRY_MIRROR)', collect, [])
     .option('--registry-map <map>', 'original=mirror[;...]: registries to pull from before the original (repeatable; also KANIKO_REGISTRY_MAP)', collect, [])
     .option('--skip-default-registry-fallback', 'fail when no mirror or mapped registry has the image instead of pulling from the original', false)
+    .option('--connect-timeout <duration>', '(kiln) Go duration a TCP connect plus TLS handshake may take, for registries, token servers and a --dockerfile URL', '30s')
+    .option('--idle-timeout <duration>', '(kiln) Go duration a connected peer may stay silent: before the response headers and within a body', '60s')
     .addOption(new Option('-v, --verbosity <level>', 'log level').choices(['panic', 'fatal', 'error', 'warn', 'info', 'debug', 'trace']).default('info'))
     .addOption(new Option('--log-format <format>', 'log format').choices(['text', 'color', 'json']).default('text'))
     .option('--log-timestamp', 'print timestamps in log lines', false)
@@ -70,6 +72,8 @@ const warmerFlagsSchema = z.object({
   buildArg: z.array(z.string()),
   customPlatform: z.string().optional(),
   progress: z.enum(['auto', 'tty', 'plain', 'none']),
+  connectTimeout: z.string(),
+  idleTimeout: z.string(),
 });
 export type WarmerFlags = z.infer<typeof warmerFlagsSchema>;
 
@@ -100,6 +104,7 @@ export function warmRequestFrom(flags: WarmerFlags, e: Pick<Environment, 'env' |
     buildPlatform: e.hostPlatform,
     force: flags.force,
     ttlMs: ttlNs / 1e6,
+    waits: { connectMs: waitFlag('connect-timeout', flags.connectTimeout), idleMs: waitFlag('idle-timeout', flags.idleTimeout) },
     registry: {
       insecurePull: flags.insecurePull || flags.insecure,
       insecureRegistries: flags.insecureRegistry,

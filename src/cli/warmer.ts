@@ -31,7 +31,7 @@ export async function warmerMain(argv: readonly string[], env: NodeJS.ProcessEnv
       const transfers = new Transfers(Date.now, scope);
       const intervalMs = Number(env['KILN_PROGRESS_INTERVAL_MS'] ?? '') || DEFAULT_PROGRESS_INTERVAL_MS;
       const stopProgress = startProgressView({ mode: progress, transfers, log, live, intervalMs });
-      const result = await warmCache(request, { log, signal, mask, transfers, scope }).finally(stopProgress);
+      const result = await warmCache(request, { log, signal, mask, transfers, scope, waits: request.waits }).finally(stopProgress);
       log.debug(`warmer: ${result.written} written, ${result.skipped} already cached, ${result.failed} failed`);
     },
   });

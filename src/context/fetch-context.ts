@@ -20,7 +20,7 @@ import { ChildProcessStream } from '../blob/child-process-stream.js';
 import type { CloudCall } from '../cloud/cloud-api.js';
 import { loadAws, loadAzure, loadGcp } from '../cloud/load.js';
 import { ContextError, KilnError } from '../errors.js';
-import { basicAuthorization, gitEnv, runGit, type GitConfigEntry } from '../git/run-git.js';
+import { basicAuthorization, gitEnv, gitWaitConfig, runGit, type GitConfigEntry } from '../git/run-git.js';
 import type { SecretMask } from '../log/logger.js';
 import { DEFAULT_ARCHIVE_LIMITS, type RunContext } from '../log/run-context.js';
 import { boundedAgents, DEFAULT_WAIT_LIMITS } from '../registry/bounded-agent.js';
@@ -253,6 +253,7 @@ async function cloneGit(spec: Extract<ContextSpec, { kind: 'git' }>, o: FetchCon
   const config: GitConfigEntry[] = [];
   if (o.gitAuth !== undefined) config.push(['http.extraHeader', basicAuthorization(o.gitAuth.username, o.gitAuth.password, o.mask)]);
   if (o.git.insecureSkipTls) config.push(['http.sslVerify', 'false']);
+  config.push(...gitWaitConfig(o.ctx.waits ?? DEFAULT_WAIT_LIMITS));
   const env = gitEnv(config);
   const git = async (args: string[]): Promise<void> => {
     await runGit(args, {

@@ -47,6 +47,25 @@ export function basicAuthorization(username: string, password: string, mask: Sec
   return `Authorization: Basic ${encoded}`;
 }
 
+/** `--connect-timeout` and `--idle-timeout`, in milliseconds. */
+export interface GitWaits {
+  readonly connectMs: number;
+  readonly idleMs: number;
+}
+
+/**
+ * The configuration that bounds git's waits on an http(s) remote: curl aborts a transfer that moves
+ * less than 1 byte a second for `--idle-timeout` (a server that accepted the request and went quiet,
+ * before its answer or within the pack). git has no setting for curl's connect timeout (300 s); a
+ * connect that hangs stays bounded by that and the system's TCP timeouts.
+ */
+export function gitWaitConfig(waits: GitWaits): GitConfigEntry[] {
+  return [
+    ['http.lowSpeedLimit', '1'],
+    ['http.lowSpeedTime', String(Math.max(1, Math.ceil(waits.idleMs / 1000)))],
+  ];
+}
+
 /** Runs git; resolves with its standard output. */
 export function runGit(args: readonly string[], o: GitRunOptions): Promise<string> {
   return new Promise((resolveRun, reject) => {
@@ -69,7 +88,9 @@ export function runGit(args: readonly string[], o: GitRunOptions): Promise<strin
     );
     child.once('close', (code) => {
       if (code === 0) return resolveRun(stdout);
-      reject(o.error(failureLine(o.mask.apply(stderr), code)));
+      const line = failureLine(o.mask.apply(stderr), code);
+      // curl's words for the idle bound gitWaitConfig set: say which flag it was.
+      reject(o.error(/Operation too slow/.test(line) ? `${line} (--idle-timeout)` : line));
     });
   });
 }

@@ -7,7 +7,7 @@ import { Readable } from 'node:stream';
 import { rootCertificates } from 'node:tls';
 import { setTimeout as sleep } from 'node:timers/promises';
 import fetch, { type BodyInit, type RequestInit, type Response } from 'node-fetch';
-import { RegistryError } from '../errors.js';
+import { KilnError, RegistryError } from '../errors.js';
 import type { SecretMask } from '../log/logger.js';
 import type { RunContext } from '../log/run-context.js';
 import { BoundedHttpAgent, BoundedHttpsAgent, DEFAULT_WAIT_LIMITS } from './bounded-agent.js';
@@ -178,10 +178,11 @@ export class Transport {
         ({ res, url: at } = await this.#fetchFollowing(url, init, registryOrigin, authorization));
       } catch (err) {
         // A body stream that failed (a local read error, a source blob's digest mismatch) is the
-        // real cause, not the network.
+        // real cause, not the network. But node-fetch's pipeline also destroys the body with the
+        // socket's own error when the connection breaks mid-upload: that one is the network's.
         const bodyError = init.body instanceof Readable ? init.body.errored : null;
         discardBody(init.body);
-        if (bodyError !== null && bodyError !== undefined) throw bodyError;
+        if (bodyError !== null && bodyError !== undefined && !isNetworkError(bodyError, err)) throw bodyError;
         if (this.ctx.signal.aborted) throw err;
         if (err instanceof RegistryError) throw err;
         throw unreachableError(req.registry, at, err);
@@ -370,6 +371,17 @@ function isCertificateError(err: unknown): boolean {
 }
 
 /** Releases a request body stream the server did not (fully) read, e.g. an open layer file. */
+/** Socket-level error codes: a request body destroyed with one of these failed because the connection did. */
+const NETWORK_CODES = new Set(['ECONNRESET', 'EPIPE', 'ECONNREFUSED', 'ECONNABORTED', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'TIMEOUT', 'ERR_STREAM_PREMATURE_CLOSE', 'ERR_STREAM_DESTROYED']);
+
+/** Whether a request body's error is the connection's (as node-fetch passes it on), not the body's own. */
+function isNetworkError(bodyError: Error, fetchError: unknown): boolean {
+  if (bodyError instanceof KilnError) return false;
+  const code = (bodyError as NodeJS.ErrnoException).code;
+  if (code !== undefined && NETWORK_CODES.has(code)) return true;
+  return fetchError instanceof Error && (fetchError as NodeJS.ErrnoException).code !== undefined && (fetchError as NodeJS.ErrnoException).code === code;
+}
+
 function discardBody(body: RequestInit['body']): void {
   if (body instanceof Readable && !body.destroyed) body.destroy();
 }

@@ -57,6 +57,7 @@ import type { IgnoreList } from './ignore-list.js';
 import { nativeFs, type NativeFs } from './native-fs.js';
 import { CAPABILITY_XATTR, XATTR_PAX_PREFIX } from './pax-records.js';
 import { cleanEntryName, resolveInRoot, resolveParentInRoot } from './root-path.js';
+import { linkTargetProblem, pathLimitProblem, shortenLongRuns, shortName } from './name-limits.js';
 import type { TarEntrySink, TarHeader } from './tar-reader.js';
 import { OPAQUE_WHITEOUT, WHITEOUT_PREFIX } from './whiteout.js';
 
@@ -95,7 +96,7 @@ export class EntryRefusedError extends UnpackError {
   /** Why, e.g. `its path climbs out of the root`. */
   readonly reason: string;
   constructor(what: string, entry: string, reason: string) {
-    super(`${what}: refusing entry ${JSON.stringify(entry)}: ${reason}`);
+    super(`${what}: refusing entry ${shortName(entry)}: ${reason}`);
     this.entry = entry;
     this.reason = reason;
   }
@@ -252,7 +253,7 @@ export class LayerApplier implements TarEntrySink {
       step();
     } catch (err) {
       if (err instanceof KilnError) throw err;
-      throw new UnpackError(`${this.#what}: entry ${JSON.stringify(this.#name)}: ${errorText(err)}`, { cause: err });
+      throw new UnpackError(`${this.#what}: entry ${shortName(this.#name)}: ${shortenLongRuns(errorText(err))}`, { cause: err });
     }
   }
 
@@ -266,6 +267,8 @@ export class LayerApplier implements TarEntrySink {
       return;
     }
     const name = this.#within === undefined ? clean : join2(this.#within, clean);
+    const tooLong = pathLimitProblem(name, this.#host(name));
+    if (tooLong !== undefined) throw this.#refuse(h, tooLong);
     if (this.#ignore.isIgnored(name)) return this.#skipIgnored(h);
     // Resolve the parent through the symlinks now in the rootfs; the last component is the entry itself.
     const slash = name.lastIndexOf('/');
@@ -275,6 +278,9 @@ export class LayerApplier implements TarEntrySink {
     const parent = cached ?? (rawParent === '' ? '' : resolveInRoot(this.#root, rawParent));
     if (!this.#holds(parent)) throw this.#refuse(h, `a symlink leads it out of the ${this.#scope}`);
     const rel = parent === '' ? base : `${parent}/${base}`;
+    // Symlinks among the parents may have made the path longer than the entry's name.
+    const resolvedTooLong = rel === name ? undefined : pathLimitProblem(rel, this.#host(rel));
+    if (resolvedTooLong !== undefined) throw this.#refuse(h, resolvedTooLong);
     if (this.#ignore.isIgnored(rel)) return this.#skipIgnored(h);
 
     if (base === OPAQUE_WHITEOUT && this.#whiteouts) {
@@ -310,12 +316,15 @@ export class LayerApplier implements TarEntrySink {
         this.#setDirMetadata(rel, h);
         this.#counts.directories++;
         break;
-      case 'symlink':
+      case 'symlink': {
+        const targetTooLong = linkTargetProblem(h.linkname);
+        if (targetTooLong !== undefined) throw this.#refuse(h, targetTooLong);
         this.#create(rel, () => symlinkSync(h.linkname, host));
         lchownSync(host, h.uid, h.gid);
         lutimesSync(host, h.atime, h.mtime);
         this.#counts.symlinks++;
         break;
+      }
       case 'link':
         if (!this.#hardlink(rel, h)) return;
         this.#counts.hardlinks++;
@@ -484,6 +493,8 @@ export class LayerApplier implements TarEntrySink {
    */
   #hardlink(rel: string, h: TarHeader): boolean {
     const cleanTarget = cleanEntryName(h.linkname);
+    const targetTooLong = cleanTarget === null || cleanTarget === '' ? undefined : pathLimitProblem(cleanTarget, this.#host(cleanTarget), 'its link target');
+    if (targetTooLong !== undefined) throw this.#refuse(h, targetTooLong);
     const outside = `its link target ${JSON.stringify(h.linkname)} is outside the ${this.#scope}`;
     if (cleanTarget === null || cleanTarget === '') throw this.#refuse(h, outside);
     const targetName = this.#within === undefined ? cleanTarget : join2(this.#within, cleanTarget);

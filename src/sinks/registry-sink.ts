@@ -2,6 +2,7 @@
 // config) is checked with HEAD and uploaded only when missing, once however many tags name that
 // repository; the manifest goes last, so a tag never points at an image whose blobs are not all in.
 import { Readable } from 'node:stream';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { PushPermissionError, RegistryError } from '../errors.js';
 import type { Digest } from '../oci/digest.js';
 import type { BlobOrigin, Image } from '../oci/image.js';
@@ -110,10 +111,45 @@ export async function pushImage(
         ctx.log.info(`Immutable tag error ignored for ${repoName}@${digest}`);
         continue;
       }
+      await checkServedBack(client, dest, digest, ctx);
       ctx.log.info(`Pushed ${repoName}@${digest}`);
     }
   }
   return digest;
+}
+
+/**
+ * Reads the manifest back under the name it was put: a push is reported only once the registry serves
+ * what it accepted. docker-registry (distribution 2.8) killed while it writes a manifest leaves an empty
+ * file where the manifest goes, and the retried PUT finds the file present and links the tag to it:
+ * a 201, and a tag that answers 500 ever after (seen in bench/soak.mjs). One small GET per tag.
+ * Not a failure: credentials that may push but not pull (cannot check), and another digest under the
+ * tag (another push of the same tag since ours; the tag moved, our image is whole).
+ */
+async function checkServedBack(client: RegistryClient, dest: Reference, digest: Digest, ctx: RunContext): Promise<void> {
+  const name = formatReference(dest);
+  let served: Digest | undefined;
+  for (let attempt = 1; served === undefined; attempt++) {
+    try {
+      served = (await client.getManifest(dest)).digest;
+    } catch (err) {
+      const status = err instanceof RegistryError ? err.status : undefined;
+      if (status === 401 || status === 403) {
+        ctx.log.debug(`not reading back ${name}: the push credentials may not pull it (${(err as Error).message})`);
+        return;
+      }
+      // A registry whose reads lag its writes for a moment answers 404 first; one that went away just
+      // after the PUT (the soak run's kills) may be back in a moment: both are asked again, a few times.
+      const unreachable = err instanceof RegistryError && err.retryable && status === undefined;
+      if ((status === 404 && attempt < 3) || (unreachable && attempt < 4)) {
+        await sleep(400 * attempt, undefined, { signal: ctx.signal });
+        continue;
+      }
+      const why = unreachable ? 'could not be reached to read it back' : 'does not serve it back';
+      throw new RegistryError(`registry ${dest.registry} accepted the manifest of ${name} (${digest}) but ${why}: ${(err as Error).message}`, { retryable: unreachable }, { cause: err });
+    }
+  }
+  if (served !== digest) ctx.log.warn(`${name} now holds ${served}, not the ${digest} just pushed: another push of that tag came after this one`);
 }
 
 async function imageBlobs(image: Image): Promise<Blob[]> {

@@ -1,6 +1,7 @@
 // The pure parts of the tmpfs decision: policy, /proc/meminfo, and finding kiln's own mounts.
 import { describe, expect, it } from 'vitest';
-import { cgroupAvailable, chooseTmpfs, kilnTmpfsMounts, kilnTmpfsSizes, parseMemAvailable } from '../../src/builder/rootfs-area.js';
+import { cgroupLevelAvailable, cgroupMemoryDirs } from '../../src/builder/cgroup-memory.js';
+import { chooseTmpfs, kilnTmpfsMounts, kilnTmpfsSizes, parseMemAvailable } from '../../src/builder/rootfs-area.js';
 
 const GiB = 1024 ** 3;
 const base = { policy: 'auto' as const, sandbox: true, root: true, memAvailableBytes: 16 * GiB, baseCompressedBytes: 100 * 1024 ** 2, sizeMiB: undefined };
@@ -52,10 +53,45 @@ describe('chooseTmpfs with other builds and a cgroup limit (issue 14)', () => {
     ].join('\n');
     expect(kilnTmpfsSizes(info)).toEqual([{ pid: 4242, bytes: 11890688 * 1024 }]);
   });
-  it('reads a cgroup v2 limit, unlimited as undefined', () => {
-    expect(cgroupAvailable('8589934592\n', '1073741824\n')).toBe(7 * GiB);
-    expect(cgroupAvailable('max\n', '1073741824\n')).toBeUndefined();
-    expect(cgroupAvailable(undefined, undefined)).toBeUndefined();
+  it('reads a cgroup limit, unlimited as undefined (v2 "max", v1 its page-aligned int64 maximum)', () => {
+    expect(cgroupLevelAvailable(2, '8589934592\n', '1073741824\n')).toBe(7 * GiB);
+    expect(cgroupLevelAvailable(2, 'max\n', '1073741824\n')).toBeUndefined();
+    expect(cgroupLevelAvailable(2, undefined, undefined)).toBeUndefined();
+    expect(cgroupLevelAvailable(1, '12884901888\n', '4294967296\n')).toBe(8 * GiB);
+    expect(cgroupLevelAvailable(1, '9223372036854771712\n', '4294967296\n')).toBeUndefined();
+  });
+  it('a KILN_ROOTFS_TMPFS_BUDGET_MIB tighter than the machine and the cgroup decides', () => {
+    expect(chooseTmpfs({ ...base, memAvailableBytes: 64 * GiB, cgroupAvailableBytes: 32 * GiB, budgetBytes: 12 * GiB })).toMatchObject({ use: true, sizeBytes: 6 * GiB });
+    // What other builds hold comes off the budget too.
+    expect(chooseTmpfs({ ...base, memAvailableBytes: 64 * GiB, budgetBytes: 12 * GiB, claimedBytes: 6 * GiB }).use).toBe(false);
+  });
+});
+
+describe('cgroupMemoryDirs', () => {
+  it('pure v2: kiln\'s cgroup and each ancestor under the cgroup2 mount', () => {
+    const cgroup = '0::/kubepods/pod1/ctr\n';
+    const info = '30 22 0:26 / /sys/fs/cgroup rw,nosuid - cgroup2 cgroup2 rw,nsdelegate\n';
+    expect(cgroupMemoryDirs(cgroup, info)).toEqual(['/sys/fs/cgroup/kubepods/pod1/ctr', '/sys/fs/cgroup/kubepods/pod1', '/sys/fs/cgroup/kubepods', '/sys/fs/cgroup'].map((dir) => ({ version: 2, dir })));
+  });
+  it('hybrid (this project\'s CI VMs): v1\'s memory controller, not /sys/fs/cgroup/memory.max', () => {
+    const cgroup = ['4:memory:/process_api/abc', '1:cpu:/', '0::/'].join('\n');
+    const info = [
+      '25 22 0:22 / /sys/fs/cgroup rw - tmpfs tmpfs rw,mode=755',
+      '28 25 0:25 / /sys/fs/cgroup/cpu rw - cgroup cgroup rw,cpu',
+      '29 25 0:26 / /sys/fs/cgroup/memory rw - cgroup cgroup rw,memory',
+      '33 25 0:30 / /sys/fs/cgroup/unified rw - cgroup2 cgroup2 rw',
+    ].join('\n');
+    expect(cgroupMemoryDirs(cgroup, info)).toEqual([
+      { version: 1, dir: '/sys/fs/cgroup/memory/process_api/abc' },
+      { version: 1, dir: '/sys/fs/cgroup/memory/process_api' },
+      { version: 1, dir: '/sys/fs/cgroup/memory' },
+      { version: 2, dir: '/sys/fs/cgroup/unified' },
+    ]);
+  });
+  it('in a container, the path is taken relative to the mount\'s root', () => {
+    const cgroup = '9:memory,hugetlb:/docker/c0ffee\n';
+    const info = '40 30 0:40 /docker/c0ffee /sys/fs/cgroup/memory ro - cgroup cgroup rw,memory,hugetlb\n';
+    expect(cgroupMemoryDirs(cgroup, info)).toEqual([{ version: 1, dir: '/sys/fs/cgroup/memory' }]);
   });
 });
 

@@ -2,9 +2,12 @@
 // build in bounded time, with one line naming the host and what kiln waited for, after the retries
 // the retry flags ask for, and with nothing pushed. Small --connect-timeout/--idle-timeout values keep
 // these quick; the bound asserted is only "fails instead of hanging".
-import { rm } from 'node:fs/promises';
+import { spawn } from 'node:child_process';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { executor, tagExists, writeContext } from '../support/executor.js';
+import { EXECUTOR, executor, tagExists, writeContext } from '../support/executor.js';
 import { startSilentServer, startStallingServer, type SilentServer, type StallingServer } from '../support/stalling-servers.js';
 
 const WAITS = ['--connect-timeout', '300ms', '--idle-timeout', '500ms'];
@@ -24,6 +27,8 @@ describe('bounded waits', () => {
   let silentRealm: StallingServer;
   /** A web server for ADD whose file stalls after its headers. */
   let stallingFile: StallingServer;
+  /** A git smart-http server that reads the request and never answers it. */
+  let silentGit: StallingServer;
 
   beforeAll(async () => {
     silent = await startSilentServer();
@@ -42,9 +47,10 @@ describe('bounded waits', () => {
       res.writeHead(200, { 'Content-Type': 'application/octet-stream', 'Content-Length': '100000' });
       res.write(Buffer.alloc(1000, 'x'));
     });
+    silentGit = await startStallingServer(() => undefined);
   });
   afterAll(async () => {
-    await Promise.all([silent.stop(), stallingBody.stop(), silentRealm.stop(), stallingFile.stop()]);
+    await Promise.all([silent.stop(), stallingBody.stop(), silentRealm.stop(), stallingFile.stop(), silentGit.stop()]);
     for (const d of dirs) await rm(d, { recursive: true, force: true });
   });
 
@@ -112,9 +118,80 @@ describe('bounded waits', () => {
     expect(lines[0]).toContain(`no connection to ${silent.host}`);
   }, 60_000);
 
+  it('a destination that never answers fails the push naming the destination', async () => {
+    const dest = `${silent.host}/x/pushed:1`;
+    const ctx = await writeContext({ Dockerfile: `FROM ${images.busybox}\nENV A=1\n` });
+    dirs.push(ctx);
+    const r = await executor(['--context', ctx, '--destination', dest, '--insecure', '--insecure-pull', '--skip-push-permission-check', ...WAITS]);
+    expect(r.code).toBe(1);
+    const lines = errorLines(r.stderr);
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toMatch(new RegExp(`^error building image: failed to push to destination ${dest.replace(/\./g, '\\.')}: registry ${silent.host.replace(/\./g, '\\.')}: `));
+  }, 60_000);
+
   it('a bad duration is refused before anything runs', async () => {
     const r = await executor(['--context', '/nonexistent', '--no-push', '--idle-timeout', 'soon']);
     expect(r.code).not.toBe(0);
     expect(r.stderr).toContain('invalid --idle-timeout "soon"');
   });
+
+  // git has no connect timeout of its own; the idle bound goes to curl as http.lowSpeedTime.
+  it('a git context whose server never answers fails with the idle wait named', async () => {
+    const started = Date.now();
+    const r = await executor(['--context', `git://${silentGit.host}/repo.git`, '--no-push', '--idle-timeout', '2s'], { env: { GIT_PULL_METHOD: 'http' } });
+    expect(r.code).toBe(1);
+    expect(Date.now() - started).toBeLessThan(30_000);
+    const lines = errorLines(r.stderr);
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toContain(`git clone -- http://${silentGit.host}/repo.git`);
+    expect(lines[0]).toMatch(/Operation too slow\. Less than 1 bytes\/sec transferred the last 2 seconds \(--idle-timeout\)$/);
+  }, 60_000);
+
+  it('an ADD of a git URL whose server never answers fails the ADD line with the idle wait named', async () => {
+    const dest = `${registry}/e2e/waits-add-git:1`;
+    const started = Date.now();
+    const r = await build(`FROM ${images.busybox}\nADD http://${silentGit.host}/repo.git /src/\n`, dest, ['--idle-timeout', '2s']);
+    expect(r.code).toBe(1);
+    expect(Date.now() - started).toBeLessThan(30_000);
+    const lines = errorLines(r.stderr);
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toContain(`ADD http://${silentGit.host}/repo.git`);
+    expect(lines[0]).toMatch(/Operation too slow.*\(--idle-timeout\)$/);
+    expect(await tagExists(dest)).toBe(false);
+  }, 60_000);
+
+  it('the warmer takes --connect-timeout and --idle-timeout: a registry that never answers fails it in bounded time', async () => {
+    const cache = await mkdtemp(join(tmpdir(), 'kiln-warm-waits-'));
+    dirs.push(cache);
+    const started = Date.now();
+    const r = await new Promise<{ code: number; stderr: string }>((done, fail) => {
+      const child = spawn(process.execPath, [EXECUTOR.replace(/executor\.js$/, 'warmer.js'), '--cache-dir', cache, '--image', `${silent.host}/x/y:1`, '--insecure-pull', ...WAITS], {
+        env: { PATH: process.env['PATH'] ?? '/usr/bin:/bin', HOME: process.env['HOME'] ?? '/root', DOCKER_CONFIG: '/nonexistent' },
+        stdio: ['ignore', 'ignore', 'pipe'],
+      });
+      let stderr = '';
+      child.stderr.on('data', (b: Buffer) => (stderr += b.toString()));
+      child.once('error', fail);
+      child.once('close', (code) => done({ code: code ?? -1, stderr }));
+    });
+    // The silent server holds each attempt for the whole wait: seconds with these flags, 30 s by default.
+    expect(Date.now() - started).toBeLessThan(15_000);
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toContain(silent.host);
+    expect(r.stderr).toMatch(/waited for TCP connect and TLS handshake|waited for response headers/);
+    expect(r.stderr).toContain('Failed warming cache: Failed to warm any of the given images');
+    const bad = await warmerStderr('--connect-timeout', 'soon');
+    expect(bad).toContain('invalid --connect-timeout "soon"');
+  }, 60_000);
 });
+
+/** The warmer's stderr for one bad flag value (it fails before doing anything). */
+async function warmerStderr(flag: string, value: string): Promise<string> {
+  return new Promise((done, fail) => {
+    const child = spawn(process.execPath, [EXECUTOR.replace(/executor\.js$/, 'warmer.js'), '--image', 'x', flag, value], { stdio: ['ignore', 'ignore', 'pipe'] });
+    let stderr = '';
+    child.stderr.on('data', (b: Buffer) => (stderr += b.toString()));
+    child.once('error', fail);
+    child.once('close', () => done(stderr));
+  });
+}

@@ -13,6 +13,8 @@ export interface ProxiedRequest {
 /** A canned answer instead of the registry's. */
 export interface FaultAnswer {
   readonly status: number;
+  /** Close the connection instead of answering (a registry that died on the request). */
+  readonly drop?: boolean;
   readonly headers?: Readonly<Record<string, string>>;
   readonly body?: string;
 }
@@ -43,6 +45,10 @@ export async function startFaultProxy(target: string, fault?: Fault): Promise<Fa
     const n = requests.length;
     requests.push(rec);
     const answer = proxy.fault?.(rec, n);
+    if (answer?.drop === true) {
+      req.socket.destroy();
+      return;
+    }
     if (answer !== undefined) {
       req.resume();
       res.writeHead(answer.status, { 'Content-Type': 'application/json', ...answer.headers });

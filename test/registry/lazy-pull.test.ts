@@ -4,7 +4,10 @@ import { access, mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { unpackImage } from '../../src/builder/rootfs-materializer.js';
+import { RegistryError } from '../../src/errors.js';
 import { parseReference } from '../../src/oci/reference.js';
+import { IgnoreList } from '../../src/rootfs/ignore-list.js';
 import { pushImage } from '../../src/sinks/registry-sink.js';
 import { pullImage } from '../../src/sources/registry-source.js';
 import { spoolingImage } from '../../src/sources/registry-spool.js';
@@ -37,6 +40,33 @@ describe('lazily pulled base images', () => {
   afterAll(async () => {
     await reg?.stop();
     await rm(spoolDir, { recursive: true, force: true });
+  });
+
+  // Found by bench/soak.mjs: the registry gone between the manifest and the layers failed the build with
+  // `error building image: unable to reach registry HOST: ...` and no word of what was being fetched.
+  it('a layer that cannot be fetched when the rootfs is made names the layer', async () => {
+    const ctx = captureContext();
+    const client = newClient(ctx, { retries: 0 });
+    const layer = await MemoryLayer.of({ gone: 'before it was read' });
+    const ref = parseReference(`${reg.host}/kiln/lazy-gone:v1`);
+    await pushImage(client, testImage([layer], { label: 'lazy-gone' }), [ref], ctx);
+    const pulled = await pullImage(client, ref, { platform: linux });
+    await reg.kill();
+    const root = await mkdtemp(join(tmpdir(), 'kiln-lazy-gone-'));
+    try {
+      // Straight from the registry, and through the spool (as a build reads a base: the download's
+      // failure reaches the unpacker through the stream it follows).
+      for (const image of [pulled, spoolingImage(pulled, { dir: join(root, 'spool'), ctx })]) {
+        const err = await unpackImage(join(root, 'fs'), image, IgnoreList.empty(), ctx).catch((e: unknown) => e);
+        expect(err).toBeInstanceOf(RegistryError);
+        expect((err as RegistryError).retryable).toBe(true);
+        expect((err as Error).message).toBe(`pulling layer ${await layer.digest()}: unable to reach registry ${reg.host}: connect ECONNREFUSED ${reg.host}`);
+      }
+    } finally {
+      client.close();
+      await reg.restart();
+      await rm(root, { recursive: true, force: true });
+    }
   });
 
   it('downloads no layer until one is read, then every layer once, in parallel, into the spool dir', async () => {

@@ -1,8 +1,12 @@
+import { mkdir, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { RegistryError } from '../../src/errors.js';
 import { parseReference } from '../../src/oci/reference.js';
 import { pushImage } from '../../src/sinks/registry-sink.js';
 import { pullImage } from '../../src/sources/registry-source.js';
 import { startRegistry, type RunningRegistry } from '../support/registry.js';
+import { errorBody, startFaultProxy, type FaultProxy } from './fault-proxy.js';
 import { captureContext, MemoryLayer, newClient, sha256, skopeo, testImage } from './fixtures.js';
 
 describe('pushing to a registry', () => {
@@ -56,6 +60,90 @@ describe('pushing to a registry', () => {
     expect(second.filter((r) => r.method === 'POST' || (r.method === 'PUT' && r.path.includes('/blobs/')))).toEqual([]);
     expect(second.filter((r) => r.method === 'HEAD' && r.path.includes('/blobs/')).map((r) => r.status)).toEqual([200, 200]);
     expect(second.filter((r) => r.method === 'PUT' && r.path === '/v2/kiln/again/manifests/two')).toHaveLength(1);
+  });
+
+  // Found by bench/soak.mjs: docker-registry killed while it wrote a manifest left an empty file in its
+  // place; the retried PUT found the file "present", linked the tag to it and answered 201, and kiln
+  // reported the push while the tag answered 500. The same registry state, made by hand.
+  it('fails, naming the tag, when the registry accepts a manifest but cannot serve it back', async () => {
+    const ctx = captureContext();
+    const client = newClient(ctx, { retries: 1, retryDelayMs: 5 });
+    const image = testImage([await MemoryLayer.of({ 'empty.txt': 'manifest stored empty' })], { label: 'empty-manifest' });
+    const digest = await image.digest();
+    const hex = digest.slice('sha256:'.length);
+    const blobDir = join(reg.dir, 'data', 'docker', 'registry', 'v2', 'blobs', 'sha256', hex.slice(0, 2), hex);
+    await mkdir(blobDir, { recursive: true });
+    await writeFile(join(blobDir, 'data'), '');
+    const err = await pushImage(client, image, [parseReference(`${reg.host}/kiln/empty-manifest:v1`)], ctx).catch((e: unknown) => e);
+    client.close();
+    expect(err).toBeInstanceOf(RegistryError);
+    expect((err as Error).message).toMatch(new RegExp(`^registry ${reg.host.replace(/\./g, '\\.')} accepted the manifest of ${reg.host.replace(/\./g, '\\.')}/kiln/empty-manifest:v1 \\(${digest}\\) but does not serve it back: .*500`));
+    expect(ctx.lines.join('')).not.toContain(`Pushed ${reg.host}/kiln/empty-manifest@`);
+    // The registry really is in that state: the tag is there and broken.
+    await expect(skopeo('inspect', '--tls-verify=false', '--raw', `docker://${reg.host}/kiln/empty-manifest:v1`)).rejects.toThrow();
+  });
+
+  describe('reading the manifest back (through a proxy that answers the GET instead)', () => {
+    let proxy: FaultProxy;
+    beforeAll(async () => {
+      proxy = await startFaultProxy(reg.host);
+    });
+    afterAll(async () => {
+      await proxy?.stop();
+    });
+    const readBack = (repo: string) => (r: { method: string; path: string }) => r.method === 'GET' && r.path === `/v2/kiln/${repo}/manifests/v1`;
+
+    it('push-only credentials (403 on the GET) are no failure', async () => {
+      const ctx = captureContext();
+      proxy.fault = (r) => (readBack('rb-403')(r) ? { status: 403, body: errorBody('DENIED', 'pull not allowed') } : undefined);
+      const client = newClient(ctx);
+      const digest = await pushImage(client, testImage([await MemoryLayer.of({ rb: '403' })], { label: 'rb-403' }), [parseReference(`${proxy.host}/kiln/rb-403:v1`)], ctx);
+      client.close();
+      expect(ctx.lines.join('')).toContain(`Pushed ${proxy.host}/kiln/rb-403@${digest}`);
+      expect(ctx.lines.join('')).toContain(`not reading back ${proxy.host}/kiln/rb-403:v1: the push credentials may not pull it`);
+    });
+
+    it('a 404 is asked again: a registry whose reads lag its writes for a moment', async () => {
+      const ctx = captureContext();
+      let misses = 0;
+      proxy.fault = (r) => (readBack('rb-404')(r) && misses++ < 2 ? { status: 404, body: errorBody('MANIFEST_UNKNOWN', 'not yet') } : undefined);
+      const client = newClient(ctx);
+      const digest = await pushImage(client, testImage([await MemoryLayer.of({ rb: '404' })], { label: 'rb-404' }), [parseReference(`${proxy.host}/kiln/rb-404:v1`)], ctx);
+      client.close();
+      expect(misses).toBe(3);
+      expect(ctx.lines.join('')).toContain(`Pushed ${proxy.host}/kiln/rb-404@${digest}`);
+    });
+
+    it('a registry gone just after the PUT is asked again; gone for good, the build fails saying so', async () => {
+      const ctx = captureContext();
+      let drops = 0;
+      proxy.fault = (r) => (readBack('rb-gone')(r) && drops++ < 2 ? { status: 0, drop: true } : undefined);
+      const client = newClient(ctx, { retries: 0 });
+      const digest = await pushImage(client, testImage([await MemoryLayer.of({ rb: 'gone' })], { label: 'rb-gone' }), [parseReference(`${proxy.host}/kiln/rb-gone:v1`)], ctx);
+      expect(drops).toBe(3);
+      expect(ctx.lines.join('')).toContain(`Pushed ${proxy.host}/kiln/rb-gone@${digest}`);
+      proxy.fault = (r) => (readBack('rb-gone2')(r) ? { status: 0, drop: true } : undefined);
+      const image = testImage([await MemoryLayer.of({ rb: 'gone for good' })], { label: 'rb-gone2' });
+      const err = await pushImage(client, image, [parseReference(`${proxy.host}/kiln/rb-gone2:v1`)], ctx).catch((e: unknown) => e);
+      client.close();
+      expect(err).toBeInstanceOf(RegistryError);
+      expect((err as Error).message).toMatch(new RegExp(`^registry ${proxy.host.replace(/\./g, '\\.')} accepted the manifest of .*/kiln/rb-gone2:v1 \\(${await image.digest()}\\) but could not be reached to read it back: unable to reach registry`));
+    });
+
+    it('another digest under the tag (a later push of it) is a warning', async () => {
+      const ctx = captureContext();
+      const other = testImage([await MemoryLayer.of({ rb: 'other' })], { label: 'rb-other' });
+      const otherBytes = Buffer.from(await other.rawManifest());
+      const otherType = await other.mediaType();
+      proxy.fault = (r) =>
+        readBack('rb-moved')(r)
+          ? { status: 200, headers: { 'Content-Type': otherType, 'Docker-Content-Digest': sha256(otherBytes) }, body: otherBytes.toString('utf8') }
+          : undefined;
+      const client = newClient(ctx);
+      const digest = await pushImage(client, testImage([await MemoryLayer.of({ rb: 'moved' })], { label: 'rb-moved' }), [parseReference(`${proxy.host}/kiln/rb-moved:v1`)], ctx);
+      client.close();
+      expect(ctx.lines.join('')).toContain(`${proxy.host}/kiln/rb-moved:v1 now holds ${sha256(otherBytes)}, not the ${digest} just pushed`);
+    });
   });
 
   it('uploads each blob once per repository however many tags are pushed, manifest tags last', async () => {

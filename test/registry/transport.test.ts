@@ -1,9 +1,12 @@
+import { createHash } from 'node:crypto';
 import { createServer, type Server } from 'node:http';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Readable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RegistryError } from '../../src/errors.js';
+import type { Digest } from '../../src/oci/digest.js';
 import { parseReference } from '../../src/oci/reference.js';
 import { pushImage } from '../../src/sinks/registry-sink.js';
 import { pullImage } from '../../src/sources/registry-source.js';
@@ -128,5 +131,81 @@ describe('reaching registries', () => {
       client.close();
       expect(ctx.lines.join('')).toContain(`registry ${reg.host} speaks http\n`);
     });
+  });
+});
+
+// Found by the soak run (bench/soak.mjs): a registry killed mid-upload broke the build with
+// `error building image: Error: socket hang up`, not retried. node-fetch destroys the request body with
+// the socket's error, and the transport took that for a failure of the body itself.
+describe('a connection that breaks in the middle of an upload', () => {
+  let server: Server;
+  let host = '';
+  const puts: string[] = [];
+  beforeAll(async () => {
+    server = createServer((req, res) => {
+      if (req.url === '/v2/') return void res.writeHead(200).end('{}');
+      if (req.method === 'POST') return void res.writeHead(202, { Location: `/v2/kiln/drop/blobs/uploads/u${puts.length}` }).end();
+      if (req.method === 'PUT') {
+        puts.push(req.url ?? '');
+        let got = 0;
+        req.on('data', (c: Buffer) => {
+          got += c.length;
+          // The first upload: the registry dies after some of the body, before any answer.
+          if (puts.length === 1 && got > 64 * 1024) req.socket.destroy();
+        });
+        req.on('end', () => res.writeHead(201).end());
+        return;
+      }
+      res.writeHead(404).end();
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const addr = server.address();
+    host = `127.0.0.1:${typeof addr === 'object' && addr !== null ? addr.port : 0}`;
+  });
+  afterAll(async () => {
+    server.closeAllConnections();
+    await new Promise((r) => server.close(r));
+  });
+
+  it('is a network error of the registry, retried: the second attempt uploads the blob', async () => {
+    const ctx = captureContext();
+    const client = newClient(ctx, { retries: 1, retryDelayMs: 5 });
+    const bytes = Buffer.alloc(1024 * 1024, 7);
+    const digest = `sha256:${createHash('sha256').update(bytes).digest('hex')}` as Digest;
+    // Slowly, so the socket breaks while the body is still being sent.
+    const open = async (): Promise<Readable> =>
+      Readable.from(
+        (async function* () {
+          for (let i = 0; i < bytes.length; i += 16 * 1024) {
+            yield bytes.subarray(i, i + 16 * 1024);
+            await new Promise((r) => setTimeout(r, 1));
+          }
+        })(),
+      );
+    expect(await client.uploadBlob(host, 'kiln/drop', digest, bytes.length, open)).toBe('uploaded');
+    client.close();
+    expect(puts).toHaveLength(2);
+    expect(ctx.lines.some((l) => /retrying blob upload .*unable to reach registry/.test(l))).toBe(true);
+  });
+
+  it('without retries, fails in one line naming the registry, not a bare "socket hang up"', async () => {
+    puts.length = 0;
+    const client = newClient(captureContext(), { retries: 0 });
+    const bytes = Buffer.alloc(1024 * 1024, 8);
+    const digest = `sha256:${createHash('sha256').update(bytes).digest('hex')}` as Digest;
+    const open = async (): Promise<Readable> =>
+      Readable.from(
+        (async function* () {
+          for (let i = 0; i < bytes.length; i += 16 * 1024) {
+            yield bytes.subarray(i, i + 16 * 1024);
+            await new Promise((r) => setTimeout(r, 1));
+          }
+        })(),
+      );
+    const err = await client.uploadBlob(host, 'kiln/drop', digest, bytes.length, open).catch((e: unknown) => e);
+    client.close();
+    expect(err).toBeInstanceOf(RegistryError);
+    expect((err as RegistryError).message).toMatch(new RegExp(`^unable to reach registry ${host.replace(/\./g, '\\.')}: `));
+    expect((err as RegistryError).retryable).toBe(true);
   });
 });

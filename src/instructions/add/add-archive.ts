@@ -25,6 +25,7 @@ import { DEFAULT_ARCHIVE_LIMITS, type RunContext } from '../../log/run-context.j
 import type { IgnoreList } from '../../rootfs/ignore-list.js';
 import type { Owner } from '../../rootfs/in-root.js';
 import { resolveInRoot } from '../../rootfs/root-path.js';
+import { shortName } from '../../rootfs/name-limits.js';
 import { EntryRefusedError, unpackLayer, type UnpackStats } from '../../rootfs/unpack.js';
 import type { InstructionSite } from '../handler.js';
 
@@ -136,7 +137,7 @@ export async function extractArchive(o: ExtractOptions): Promise<UnpackStats> {
   } catch (err) {
     if (err instanceof DockerfileError) throw err;
     if (err instanceof EntryRefusedError) {
-      throw new DockerfileError(`ADD ${name}: refusing archive entry ${JSON.stringify(err.entry)}: ${err.reason}`, o.site, { cause: err });
+      throw new DockerfileError(`ADD ${name}: refusing archive entry ${shortName(err.entry)}: ${err.reason}`, o.site, { cause: err });
     }
     const message = err instanceof Error ? err.message : String(err);
     throw new DockerfileError(message.startsWith(`${what}: `) ? message : `${what}: ${message}`, o.site, { cause: err });

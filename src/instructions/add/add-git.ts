@@ -18,7 +18,8 @@
 import { lstat, readdir, chmod, rm, stat } from 'node:fs/promises';
 import { join, posix } from 'node:path';
 import { DockerfileError } from '../../errors.js';
-import { basicAuthorization, gitEnv, runGit, type GitConfigEntry } from '../../git/run-git.js';
+import { DEFAULT_WAIT_LIMITS } from '../../registry/bounded-agent.js';
+import { basicAuthorization, gitEnv, gitWaitConfig, runGit, type GitConfigEntry } from '../../git/run-git.js';
 import type { SecretMask } from '../../log/logger.js';
 import type { RunContext } from '../../log/run-context.js';
 import type { InstructionSite } from '../handler.js';
@@ -192,7 +193,7 @@ export async function fetchGitSource(g: GitSource, o: FetchGitOptions): Promise<
     throw new DockerfileError(`${g.shown}: ssh git sources are not supported in ADD (no SSH agent is used there); use an https:// URL`, o.site);
   }
   const { remote, config } = await credentials(g, o);
-  const env = gitEnv(config);
+  const env = gitEnv([...config, ...gitWaitConfig(o.ctx.waits ?? DEFAULT_WAIT_LIMITS)]);
   const repo = join(o.into, 'repo');
   const git = (args: readonly string[]): Promise<string> => runGit(args, { hostEnv: o.hostEnv, env, signal: o.ctx.signal, mask: o.mask, error: fail });
   /** `fetch --depth 1`, or a full fetch where the server cannot do shallow ones (dumb HTTP). */
