@@ -47,14 +47,7 @@ export class ContainerSandbox implements Sandbox {
       const resolved = mounts.map((m, i) => ({ ...m, target: stubs.targets[i] ?? m.target }));
       const argv = isolateArgv(spec, hidden, resolved);
       ctx.log.debug({ argv: spec.argv, uid: spec.user.uid, gid: spec.user.gid, mounts: resolved.map((m) => m.target) }, 'sandbox: starting isolated command');
-      const child = spawn(helper, argv, { env: envObject(spec.env), stdio: ['ignore', 'pipe', 'pipe', 'pipe'], signal: ctx.signal });
-      let setup = '';
-      child.stdio[3]?.on('data', (b: Buffer) => (setup += b.toString('utf8')));
-      child.stdout?.pipe(spec.stdout, { end: false });
-      child.stderr?.pipe(spec.stderr, { end: false });
-      const status = await waitForExit(child, 'kiln-isolate');
-      if (status === SETUP_FAILED && setup !== '') throw new SandboxError(`RUN ${JSON.stringify(spec.argv)}: ${setup.trim().replace(/^kiln-isolate: /, '')}`);
-      return status;
+      return await runHelper(helper, argv, spec, ctx);
     } finally {
       const alone = await stubs.remove();
       if (alone.length > 0) this.#onStubParents?.(alone);
@@ -85,15 +78,23 @@ export class ContainerSandbox implements Sandbox {
 
   /** Not isolated: kiln-isolate --plain sets the groups, gid and uid (and the directory), then execs the command. */
   async #plainThroughHelper(helper: string, spec: RunSpec, ctx: RunContext): Promise<number> {
-    const child = spawn(helper, plainArgv(spec), { env: envObject(spec.env), stdio: ['ignore', 'pipe', 'pipe', 'pipe'], signal: ctx.signal });
-    let setup = '';
-    child.stdio[3]?.on('data', (b: Buffer) => (setup += b.toString('utf8')));
-    child.stdout?.pipe(spec.stdout, { end: false });
-    child.stderr?.pipe(spec.stderr, { end: false });
-    const status = await waitForExit(child, 'kiln-isolate');
-    if (status === SETUP_FAILED && setup !== '') throw new SandboxError(`RUN ${JSON.stringify(spec.argv)}: ${setup.trim().replace(/^kiln-isolate: /, '')}`);
-    return status;
+    return runHelper(helper, plainArgv(spec), spec, ctx);
   }
+}
+
+/**
+ * Runs kiln-isolate with `argv`: the RUN's output to the RUN's streams, the helper's own setup failure
+ * (one line on fd 3, status SETUP_FAILED) as one SandboxError naming the RUN; else the RUN's status.
+ */
+async function runHelper(helper: string, argv: readonly string[], spec: RunSpec, ctx: RunContext): Promise<number> {
+  const child = spawn(helper, argv, { env: envObject(spec.env), stdio: ['ignore', 'pipe', 'pipe', 'pipe'], signal: ctx.signal });
+  let setup = '';
+  child.stdio[3]?.on('data', (b: Buffer) => (setup += b.toString('utf8')));
+  child.stdout?.pipe(spec.stdout, { end: false });
+  child.stderr?.pipe(spec.stderr, { end: false });
+  const status = await waitForExit(child, 'kiln-isolate');
+  if (status === SETUP_FAILED && setup !== '') throw new SandboxError(`RUN ${JSON.stringify(spec.argv)}: ${setup.trim().replace(/^kiln-isolate: /, '')}`);
+  return status;
 }
 
 /**
