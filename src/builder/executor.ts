@@ -17,6 +17,7 @@ import { cloudHelpers, withCloudRegistries } from '../registry/cloud-keychain.js
 import { loadDockerConfigKeychain, withGitLabCi } from '../registry/keychain.js';
 import { anonymousKeychain } from '../registry/keychain.js';
 import { loadRegistryTls } from '../registry/tls-files.js';
+import type { EndpointCache } from '../registry/transport.js';
 import { defaultIgnoreList, type IgnoreList } from '../rootfs/ignore-list.js';
 import { spoolingImage, type SpoolingImage } from '../sources/registry-spool.js';
 import { checkPushPermissions } from '../sinks/registry-sink.js';
@@ -123,7 +124,10 @@ async function buildImage(request: BuildRequest, deps: BuildDeps, report: BuildR
   const configKeychain = reg.dockerConfigDir === undefined ? anonymousKeychain : await loadDockerConfigKeychain(reg.dockerConfigDir, deps.mask, { builtIn: cloudHelpers(cloud) });
   const keychain = withCloudRegistries(withGitLabCi(configKeychain, reg.gitLabCi, deps.mask), cloud);
   const tls = await loadRegistryTls(reg.registryCertificates, reg.registryClientCertificates);
+  // One ping per registry for both clients: a build usually pulls from the registry it pushes to.
+  const endpoints: EndpointCache = new Map();
   const pullClient = new RegistryClient({
+    endpoints,
     ctx: deps,
     keychain,
     mask: deps.mask,
@@ -133,6 +137,7 @@ async function buildImage(request: BuildRequest, deps: BuildDeps, report: BuildR
     retries: reg.imageDownloadRetry,
   });
   const pushClient = new RegistryClient({
+    endpoints,
     ctx: deps,
     keychain,
     mask: deps.mask,

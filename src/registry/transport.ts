@@ -36,6 +36,12 @@ export interface TransportOptions {
   /** Delay before the first retry; doubled for each next one. */
   readonly retryDelayMs?: number;
   readonly userAgent?: string;
+  /**
+   * Where the registries' pings are remembered: one cache shared by the pull and the push client of a
+   * build means a registry both pull from and push to is pinged once (keyed by everything that can
+   * change a ping's answer: the schemes allowed and whether TLS is verified).
+   */
+  readonly endpoints?: EndpointCache;
 }
 
 /** PEM bytes, already read (see tls-files.ts), so a bad path fails before any request. */
@@ -65,15 +71,21 @@ export interface RegistryRequest {
   readonly retries?: number;
 }
 
-interface Endpoint {
+export interface Endpoint {
   /** `https://host` or `http://host`. */
   readonly base: string;
   challenge: Challenge | undefined;
 }
 
+/** Registries' pings by key (see TransportOptions.endpoints). */
+export type EndpointCache = Map<string, Promise<Endpoint>>;
+
+/** What one scheme's `GET /v2/` gave. */
+type PingResult = { readonly endpoint: Endpoint } | { readonly error: RegistryError };
+
 export class Transport {
   readonly #opts: TransportOptions;
-  readonly #endpoints = new Map<string, Promise<Endpoint>>();
+  readonly #endpoints: EndpointCache;
   readonly #tokens = new Map<string, Promise<BearerToken>>();
   readonly #credentials = new Map<string, Promise<Credential>>();
   // Every socket, token servers' and storage hosts' included, has bounded waits (bounded-agent.ts).
@@ -87,6 +99,7 @@ export class Transport {
   constructor(opts: TransportOptions) {
     this.#opts = opts;
     this.userAgent = opts.userAgent ?? 'kiln';
+    this.#endpoints = opts.endpoints ?? new Map();
     const waits = opts.ctx.waits ?? DEFAULT_WAIT_LIMITS;
     this.#httpAgent = new BoundedHttpAgent(waits, { keepAlive: true });
     this.#httpsAgent = new BoundedHttpsAgent(waits, { keepAlive: true });
@@ -236,50 +249,63 @@ export class Transport {
 
   /** The scheme and challenge of a registry, found once by `GET /v2/`. */
   #endpoint(registry: string): Promise<Endpoint> {
-    let p = this.#endpoints.get(registry);
+    const schemes = schemesFor(registry, this.#opts.insecure?.(registry) === true);
+    const key = `${registry} ${schemes.join(',')} ${this.#opts.skipTlsVerify?.(apiHost(registry)) === true ? 'no-verify' : 'verify'}`;
+    let p = this.#endpoints.get(key);
     if (p === undefined) {
-      p = this.#ping(registry);
-      this.#endpoints.set(registry, p);
+      p = this.#ping(registry, schemes);
+      this.#endpoints.set(key, p);
       // A failed ping is not remembered: the next attempt (a retry) pings again.
-      p.catch(() => this.#endpoints.delete(registry));
+      p.catch(() => this.#endpoints.delete(key));
     }
     return p;
   }
 
-  async #ping(registry: string): Promise<Endpoint> {
-    const host = apiHost(registry);
-    const schemes = schemesFor(registry, this.#opts.insecure?.(registry) === true);
+  /**
+   * Every allowed scheme is asked at once, as go-containerregistry does (pingParallel), and the first
+   * in order that answers as a registry wins: https whenever it answers, plain http only when https
+   * failed. One round trip instead of two for a plain-http registry, where https fails fast.
+   */
+  async #ping(registry: string, schemes: readonly ('https' | 'http')[]): Promise<Endpoint> {
+    const attempts = schemes.map((scheme) => this.#pingScheme(registry, scheme));
+    // Those not awaited below (an earlier scheme won, or threw) must not reject unhandled.
+    for (const a of attempts) a.catch(() => undefined);
     let lastError: RegistryError | undefined;
-    for (const scheme of schemes) {
-      const base = `${scheme}://${host}`;
-      const url = new URL('/v2/', base);
-      try {
-        const res = await fetch(url, {
-          headers: { 'User-Agent': this.userAgent },
-          signal: this.ctx.signal,
-          agent: this.#agentFor,
-          redirect: 'manual',
-        });
-        if (res.status !== 200 && res.status !== 401) {
-          // Not a registry answering (a 5xx, a proxy's error page): try the next scheme. An answer
-          // says more than a failed connection, so it is the error we report.
-          const e = await errorFromResponse('GET', url, res);
-          if (lastError === undefined || lastError.status === undefined) lastError = e;
-          continue;
-        }
-        res.body?.resume();
-        const challenge = res.status === 401 ? preferredChallenge(res.headers.get('www-authenticate')) : undefined;
-        this.ctx.log.debug(`registry ${registry} speaks ${scheme}${challenge ? `, auth ${challenge.scheme}` : ''}`);
-        return { base, challenge };
-      } catch (err) {
-        if (this.ctx.signal.aborted) throw err;
-        const e = unreachableError(registry, url, err);
-        // The server speaks TLS but we do not trust it: plain http cannot help, and its error would hide this one.
-        if (isCertificateError(err)) throw new RegistryError(`${e.message} (give its CA with --registry-certificate, or use --skip-tls-verify-registry)`, { retryable: false, url: e.url ?? '' }, { cause: err });
-        lastError ??= e;
+    for (const a of attempts) {
+      const r = await a;
+      if ('endpoint' in r) {
+        this.ctx.log.debug(`registry ${registry} speaks ${new URL(r.endpoint.base).protocol.slice(0, -1)}${r.endpoint.challenge ? `, auth ${r.endpoint.challenge.scheme}` : ''}`);
+        return r.endpoint;
       }
+      // An answer (a 5xx, a proxy's error page) says more than a failed connection: it is the error we report.
+      if (lastError === undefined || (lastError.status === undefined && r.error.status !== undefined)) lastError = r.error;
     }
     throw lastError ?? new RegistryError(`unable to reach registry ${registry}`, { retryable: true });
+  }
+
+  /** One scheme's `GET /v2/`; throws only what no other scheme can help with (an untrusted certificate). */
+  async #pingScheme(registry: string, scheme: 'https' | 'http'): Promise<PingResult> {
+    const base = `${scheme}://${apiHost(registry)}`;
+    const url = new URL('/v2/', base);
+    try {
+      const res = await fetch(url, {
+        headers: { 'User-Agent': this.userAgent },
+        signal: this.ctx.signal,
+        agent: this.#agentFor,
+        redirect: 'manual',
+      });
+      // Not a registry answering: the next scheme may be.
+      if (res.status !== 200 && res.status !== 401) return { error: await errorFromResponse('GET', url, res) };
+      res.body?.resume();
+      const challenge = res.status === 401 ? preferredChallenge(res.headers.get('www-authenticate')) : undefined;
+      return { endpoint: { base, challenge } };
+    } catch (err) {
+      if (this.ctx.signal.aborted) throw err;
+      const e = unreachableError(registry, url, err);
+      // The server speaks TLS but we do not trust it: plain http cannot help, and its error would hide this one.
+      if (isCertificateError(err)) throw new RegistryError(`${e.message} (give its CA with --registry-certificate, or use --skip-tls-verify-registry)`, { retryable: false, url: e.url ?? '' }, { cause: err });
+      return { error: e };
+    }
   }
 
   #credential(registry: string): Promise<Credential> {
