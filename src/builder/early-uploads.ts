@@ -24,8 +24,15 @@ export class EarlyUploads {
   readonly #repository: string;
   readonly #ctx: RunContext;
   readonly #running = new Set<Promise<void>>();
+  readonly #pollMs: number;
 
-  constructor(client: RegistryClient, destination: { readonly registry: string; readonly repository: string }, ctx: RunContext) {
+  constructor(
+    client: RegistryClient,
+    destination: { readonly registry: string; readonly repository: string },
+    ctx: RunContext,
+    opts: { readonly pollMs?: number } = {},
+  ) {
+    this.#pollMs = opts.pollMs ?? POLL_MS;
     this.#client = client;
     this.#registry = destination.registry;
     this.#repository = destination.repository;
@@ -47,11 +54,15 @@ export class EarlyUploads {
 
   async #upload(writing: LayerWriting): Promise<void> {
     let ended = false;
-    writing.done.then(
-      () => (ended = true),
-      () => (ended = true),
-    );
-    while (!ended && writing.written() < STREAM_ABOVE) await sleep(POLL_MS);
+    // The wait between two looks at the file ends when the layer does: a small layer's push (which
+    // settle() holds up) starts at once, not up to a poll interval later.
+    const end = new AbortController();
+    const onEnd = (): void => {
+      ended = true;
+      end.abort();
+    };
+    writing.done.then(onEnd, onEnd);
+    while (!ended && writing.written() < STREAM_ABOVE) await sleep(this.#pollMs, undefined, { signal: end.signal }).catch(() => undefined);
     if (ended) return; // small, or failed: the push handles it (or nothing does)
     const where = `${this.#registry}/${this.#repository}`;
     const digest = writing.done.then((l) => l.digest());
