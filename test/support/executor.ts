@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
+import { withPrivateHosts } from './public-names.js';
 
 const run = promisify(execFile);
 const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
@@ -25,13 +26,17 @@ export interface ExecResult {
   readonly stderr: string;
 }
 
-/** Runs the executor; DOCKER_CONFIG points at an empty dir unless the caller sets it. */
-export async function executor(args: readonly string[], opts: { env?: Record<string, string>; cwd?: string; input?: string | Buffer; umask?: string } = {}): Promise<ExecResult> {
+/**
+ * Runs the executor; DOCKER_CONFIG points at an empty dir unless the caller sets it. With `hosts`, in a
+ * mount namespace of its own that sees that file as /etc/hosts (public-names.ts).
+ */
+export async function executor(args: readonly string[], opts: { env?: Record<string, string>; cwd?: string; input?: string | Buffer; umask?: string; hosts?: string } = {}): Promise<ExecResult> {
   const emptyConfig = await mkdtemp(join(tmpdir(), 'kiln-dockercfg-'));
   try {
     return await new Promise((resolvePromise, reject) => {
       // With `umask`, started through sh as a CI job's shell with that umask would start it.
-      const argv = opts.umask === undefined ? [process.execPath, EXECUTOR, ...args] : ['/bin/sh', '-c', `umask ${opts.umask}; exec "$0" "$@"`, process.execPath, EXECUTOR, ...args];
+      const direct = opts.umask === undefined ? [process.execPath, EXECUTOR, ...args] : ['/bin/sh', '-c', `umask ${opts.umask}; exec "$0" "$@"`, process.execPath, EXECUTOR, ...args];
+      const argv = opts.hosts === undefined ? direct : withPrivateHosts(opts.hosts, direct);
       const child = spawn(argv[0] as string, argv.slice(1), {
         cwd: opts.cwd ?? REPO,
         env: { PATH: process.env['PATH'] ?? '/usr/bin:/bin', HOME: process.env['HOME'] ?? '/root', DOCKER_CONFIG: emptyConfig, ...opts.env },
