@@ -6,9 +6,11 @@
 // - ACR's /oauth2/exchange: an Entra access token this stand-in issued, for this registry (`service`)
 //   and tenant, for a refresh token; the registry's token endpoint (bearer-front.ts) then takes the
 //   refresh token.
-// - Google's OAuth 2.0 token endpoint (oauth2.googleapis.com/token): the JWT-bearer grant of a service
-//   account key, its RS256 signature checked with the account's public key, and its iss, aud, scope,
-//   iat and exp.
+// - Google's OAuth 2.0 token endpoint: the JWT-bearer grant of a service account key, its RS256
+//   signature checked with the account's public key, and its iss, aud (the URL it was posted to),
+//   scope, iat and exp. At both of Google's addresses: oauth2.googleapis.com/token, the documented one,
+//   and www.googleapis.com/oauth2/v4/token, the older one that google-auth-library 9's gtoken 7 posts
+//   to (and signs for) whatever the key file's token_uri says.
 import { randomBytes, verify, type KeyObject } from 'node:crypto';
 import type { ServerResponse } from 'node:http';
 import type { NameHandler } from './public-names.js';
@@ -165,14 +167,15 @@ export interface GoogleTokenStandIn {
   readonly handler: NameHandler;
   /** Access tokens issued so far (what the registry's token endpoint takes as the Basic password). */
   readonly issued: Set<string>;
-  /** Every token request: the JWT's claims when it parsed, and the verdict (`ok` or why not). */
-  readonly requests: { readonly claims: Record<string, unknown> | undefined; readonly verdict: string }[];
+  /** Every token request: the URL it went to, the JWT's claims when it parsed, and the verdict (`ok` or why not). */
+  readonly requests: { readonly url: string; readonly claims: Record<string, unknown> | undefined; readonly verdict: string }[];
 }
 
-const GOOGLE_TOKEN_URL = 'https://oauth2.googleapis.com/token';
+/** Google's token endpoints, each a name for public-names.ts and a path on it. */
+export const GOOGLE_TOKEN_URLS = ['https://oauth2.googleapis.com/token', 'https://www.googleapis.com/oauth2/v4/token'] as const;
 
-/** Why Google would refuse this assertion from `sa`, or 'ok'. */
-function checkAssertion(assertion: string, sa: ServiceAccount): { verdict: string; claims: Record<string, unknown> | undefined } {
+/** Why Google would refuse this assertion from `sa`, posted to `url`, or 'ok'. */
+function checkAssertion(assertion: string, sa: ServiceAccount, url: string): { verdict: string; claims: Record<string, unknown> | undefined } {
   const parts = assertion.split('.');
   if (parts.length !== 3) return { verdict: 'not a JWT', claims: undefined };
   const [h, c, s] = parts as [string, string, string];
@@ -189,7 +192,7 @@ function checkAssertion(assertion: string, sa: ServiceAccount): { verdict: strin
   if (!verify('RSA-SHA256', Buffer.from(`${h}.${c}`), sa.publicKey, Buffer.from(s, 'base64url'))) return { verdict: 'Invalid JWT Signature.', claims };
   const now = Math.floor(Date.now() / 1000);
   if (claims['iss'] !== sa.clientEmail) return { verdict: `iss ${String(claims['iss'])}`, claims };
-  if (claims['aud'] !== GOOGLE_TOKEN_URL) return { verdict: `aud ${String(claims['aud'])}`, claims };
+  if (claims['aud'] !== url) return { verdict: `aud ${String(claims['aud'])}`, claims };
   if (typeof claims['scope'] !== 'string' || !claims['scope'].split(' ').includes('https://www.googleapis.com/auth/cloud-platform')) return { verdict: `scope ${String(claims['scope'])}`, claims };
   const iat = claims['iat'];
   const exp = claims['exp'];
@@ -205,17 +208,18 @@ export function googleTokenStandIn(sa: ServiceAccount): GoogleTokenStandIn {
     requests,
     handler(req, body, res) {
       const f = form(body);
-      if (req.method !== 'POST' || new URL(req.url ?? '/', GOOGLE_TOKEN_URL).pathname !== '/token') {
+      const url = `https://${(req.headers.host ?? '').replace(/:443$/, '')}${new URL(req.url ?? '/', 'https://x').pathname}`;
+      if (req.method !== 'POST' || !(GOOGLE_TOKEN_URLS as readonly string[]).includes(url)) {
         json(res, 404, { error: 'not_found' });
         return;
       }
       if (f.get('grant_type') !== 'urn:ietf:params:oauth:grant-type:jwt-bearer') {
-        requests.push({ claims: undefined, verdict: `grant_type ${f.get('grant_type') ?? ''}` });
+        requests.push({ url, claims: undefined, verdict: `grant_type ${f.get('grant_type') ?? ''}` });
         json(res, 400, { error: 'unsupported_grant_type', error_description: 'Invalid grant_type: ' });
         return;
       }
-      const { verdict, claims } = checkAssertion(f.get('assertion') ?? '', sa);
-      requests.push({ claims, verdict });
+      const { verdict, claims } = checkAssertion(f.get('assertion') ?? '', sa, url);
+      requests.push({ url, claims, verdict });
       if (verdict !== 'ok') {
         json(res, 400, { error: 'invalid_grant', error_description: verdict });
         return;
