@@ -20,6 +20,8 @@ import { skopeo } from './fixtures.js';
 /** A loopback address of this file's own (public-names.ts): another file's stand-ins can hold 127.0.0.1:443. */
 const ADDRESS = '127.0.0.2';
 const ACR = 'kilntest.azurecr.io';
+/** A registry of another tenant than the service principal's. */
+const OTHER_ACR = 'kilnother.azurecr.io';
 const APP = { tenant: '72f988bf-86f1-41af-91ab-2d7cd011db47', clientId: '0f5c2a5e-6a3b-4b55-9d2e-4c1e2f0a9b11', clientSecret: 'kIlN~acr.Secret_0123456789abcdefghijKLMN' };
 
 const unavailable = await privateHostsUnavailable(ADDRESS);
@@ -30,6 +32,7 @@ describe.skipIf(unavailable !== undefined)(`acr-env (built in) against Entra ID 
   let names: PublicNames;
   let entra: EntraStandIn;
   let exchange: AcrExchange;
+  let otherExchange: AcrExchange;
   let front: BearerFront;
   let context: string;
 
@@ -53,12 +56,13 @@ describe.skipIf(unavailable !== undefined)(`acr-env (built in) against Entra ID 
       }),
     );
   const noSecrets = (out: string): void => {
-    for (const s of [APP.clientSecret, ...entra.issued, ...exchange.refreshTokens]) expect(out).not.toContain(s);
+    for (const s of [APP.clientSecret, ...entra.issued, ...exchange.refreshTokens, ...otherExchange.refreshTokens]) expect(out).not.toContain(s);
   };
 
   beforeAll(async () => {
     entra = entraIdStandIn(APP);
     exchange = acrExchange(ACR, APP.tenant, entra);
+    otherExchange = acrExchange(OTHER_ACR, 'b3c4d5e6-0000-4000-8000-000000000000', entra);
     front = bearerFront({
       host: ACR,
       upstream: registry,
@@ -69,6 +73,9 @@ describe.skipIf(unavailable !== undefined)(`acr-env (built in) against Entra ID 
       'login.microsoftonline.com': entra.handler,
       [ACR]: (req, body, res) => {
         if (!exchange.handle(req, body, res)) return front.handler(req, body, res);
+      },
+      [OTHER_ACR]: (req, body, res) => {
+        if (!otherExchange.handle(req, body, res)) res.writeHead(401, { 'www-authenticate': `Bearer realm="https://${OTHER_ACR}/oauth2/token",service="${OTHER_ACR}"` }).end();
       },
     });
     context = await writeContext({ Dockerfile: 'FROM scratch\nCOPY hello.txt /hello.txt\n', 'hello.txt': 'pushed to ACR with an exchanged token\n' });
@@ -113,6 +120,17 @@ describe.skipIf(unavailable !== undefined)(`acr-env (built in) against Entra ID 
     expect(lines[0]).toContain('AADSTS7000215: Invalid client secret provided.');
     expect(lines[0]).not.toMatch(/Trace ID|Correlation ID/);
     expect(r.stdout + r.stderr).not.toContain(wrong);
+    noSecrets(r.stdout + r.stderr);
+  });
+
+  it("a registry of another tenant refuses the Entra token at /oauth2/exchange: one line naming the registry, no token in it", async () => {
+    const r = await build(`${OTHER_ACR}/kiln/acr-other:1`, { credHelpers: { [OTHER_ACR]: 'acr-env' } }, APP.clientSecret);
+    expect(r.code).not.toBe(0);
+    expect(entra.tokenRequests.at(-1)?.status).toBe(200);
+    expect(otherExchange.requests.at(-1)).toMatchObject({ service: OTHER_ACR, tenant: APP.tenant, status: 401 });
+    const lines = failureLines(r.stderr);
+    expect(lines, r.stderr).toHaveLength(1);
+    expect(lines[0]).toContain(`credential helper acr-env (built in): registry ${OTHER_ACR}: /oauth2/exchange refused the Azure AD token (HTTP 401)`);
     noSecrets(r.stdout + r.stderr);
   });
 });

@@ -128,7 +128,7 @@ export interface AcrExchange {
   readonly requests: { readonly grantType: string | null; readonly service: string | null; readonly tenant: string | null; readonly status: number }[];
 }
 
-/** ACR's exchange of an Entra access token (one of `entra.issued`) for the registry's refresh token. */
+/** ACR's exchange of an Entra access token (one of `entra.issued`, of the registry's `tenant`) for the registry's refresh token. */
 export function acrExchange(registry: string, tenant: string, entra: EntraStandIn): AcrExchange {
   const refreshTokens = new Set<string>();
   const requests: AcrExchange['requests'] = [];
@@ -138,12 +138,15 @@ export function acrExchange(registry: string, tenant: string, entra: EntraStandI
     handle(req, body, res) {
       if (new URL(req.url ?? '/', 'https://x').pathname !== '/oauth2/exchange') return false;
       const f = form(body);
+      const aad = f.get('access_token') ?? '';
+      // ACR takes tokens of its own tenant only: the token's `tid`, and the `tenant` the client names.
+      const tid = entra.issued.has(aad) ? (JSON.parse(Buffer.from(aad.split('.')[1] ?? '', 'base64url').toString('utf8')) as { tid?: unknown }).tid : undefined;
       const ok =
         req.method === 'POST' &&
         f.get('grant_type') === 'access_token' &&
         f.get('service') === registry &&
         (f.get('tenant') ?? tenant) === tenant &&
-        entra.issued.has(f.get('access_token') ?? '');
+        tid === tenant;
       requests.push({ grantType: f.get('grant_type'), service: f.get('service'), tenant: f.get('tenant'), status: ok ? 200 : 401 });
       if (!ok) {
         json(res, 401, { errors: [{ code: 'UNAUTHORIZED', message: 'authentication required, visit https://aka.ms/acr/authorization for more information.' }] });
