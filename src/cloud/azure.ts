@@ -60,14 +60,29 @@ function blobClientFor(loc: BlobLocation, call: CloudCall): { client: BlobClient
   return { client: new BlobServiceClient(endpoint, new DefaultAzureCredential()).getContainerClient(loc.container).getBlobClient(loc.blob), how: 'Azure identity' };
 }
 
+/**
+ * Entra ID's reason in an @azure/identity AuthenticationError: `AADSTS7000215: Invalid client secret
+ * provided. ...`. The SDK's first line says only which credential failed, with a status of its own
+ * (EnvironmentCredential reports any refusal as 400); the service's words come after `More details:`,
+ * and end where its trace and correlation ids begin.
+ */
+function entraReason(err: { message?: unknown; errorResponse?: unknown }): string | undefined {
+  const response = err.errorResponse as { errorDescription?: unknown } | undefined;
+  const text = [typeof response?.errorDescription === 'string' ? response.errorDescription : '', typeof err.message === 'string' ? err.message : ''].join(' ');
+  const m = /AADSTS\d+:.*?(?=\s+Trace ID:|\s+-\s+Correlation ID:|$)/s.exec(text);
+  return m === null ? undefined : oneLine(m[0]);
+}
+
 /** The service's error code and what it means here. */
 function blobCause(err: unknown, how: string): string {
-  const e = err as { statusCode?: unknown; code?: unknown; name?: unknown; message?: unknown };
+  const e = err as { statusCode?: unknown; code?: unknown; name?: unknown; message?: unknown; errorResponse?: unknown };
   const code = typeof e.code === 'string' ? e.code : undefined;
   const message = typeof e.message === 'string' ? e.message : String(err);
   if (e.name === 'CredentialUnavailableError' || e.name === 'AggregateAuthenticationError' || e.name === 'AuthenticationRequiredError') {
     return 'no Azure credentials found (AZURE_STORAGE_ACCESS_KEY, AZURE_STORAGE_CONNECTION_STRING, AZURE_STORAGE_SAS_TOKEN, a service principal, workload or managed identity, az login)';
   }
+  const reason = e.name === 'AuthenticationError' ? entraReason(e) : undefined;
+  if (reason !== undefined) return `${how} was refused by Microsoft Entra ID: ${reason}`;
   switch (code) {
     case 'BlobNotFound':
       return 'no such blob (BlobNotFound)';

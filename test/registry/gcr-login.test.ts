@@ -5,8 +5,8 @@
 // OIDC), the one whose token endpoint the file itself names: Google's STS is out of reach here, so
 // `token_url` is a loopback server of this test that takes the token exchange as STS does (RFC 8693
 // form, the audience and subject token the file gives) and refuses any other subject token. Service
-// account keys sign a JWT for oauth2.googleapis.com, an address the library does not take from the
-// file: that kind cannot be answered here.
+// account keys sign a JWT for Google's own token endpoint, an address the library does not take from
+// the file: that kind is answered under Google's names in gcr-service-account.test.ts.
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';

@@ -6,10 +6,12 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
+import { withPrivateHosts } from './public-names.js';
 
 const run = promisify(execFile);
 const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 export const EXECUTOR = join(REPO, 'bin/executor.js');
+export const WARMER = join(REPO, 'bin/warmer.js');
 
 /** kaniko's own first words for a push check that failed (not `error building image`). */
 export const PUSH_CHECK_HEADLINE = 'error checking push permissions -- make sure you entered the correct tag name, and that you are authenticated correctly, and try again';
@@ -25,13 +27,19 @@ export interface ExecResult {
   readonly stderr: string;
 }
 
-/** Runs the executor; DOCKER_CONFIG points at an empty dir unless the caller sets it. */
-export async function executor(args: readonly string[], opts: { env?: Record<string, string>; cwd?: string; input?: string | Buffer; umask?: string } = {}): Promise<ExecResult> {
+/**
+ * Runs the executor; DOCKER_CONFIG points at an empty dir unless the caller sets it. With `hosts`, in a
+ * mount namespace of its own that sees that file as /etc/hosts (public-names.ts). `bin` runs another of
+ * kiln's programs the same way (WARMER).
+ */
+export async function executor(args: readonly string[], opts: { env?: Record<string, string>; cwd?: string; input?: string | Buffer; umask?: string; hosts?: string; bin?: string } = {}): Promise<ExecResult> {
   const emptyConfig = await mkdtemp(join(tmpdir(), 'kiln-dockercfg-'));
   try {
     return await new Promise((resolvePromise, reject) => {
       // With `umask`, started through sh as a CI job's shell with that umask would start it.
-      const argv = opts.umask === undefined ? [process.execPath, EXECUTOR, ...args] : ['/bin/sh', '-c', `umask ${opts.umask}; exec "$0" "$@"`, process.execPath, EXECUTOR, ...args];
+      const bin = opts.bin ?? EXECUTOR;
+      const direct = opts.umask === undefined ? [process.execPath, bin, ...args] : ['/bin/sh', '-c', `umask ${opts.umask}; exec "$0" "$@"`, process.execPath, bin, ...args];
+      const argv = opts.hosts === undefined ? direct : withPrivateHosts(opts.hosts, direct);
       const child = spawn(argv[0] as string, argv.slice(1), {
         cwd: opts.cwd ?? REPO,
         env: { PATH: process.env['PATH'] ?? '/usr/bin:/bin', HOME: process.env['HOME'] ?? '/root', DOCKER_CONFIG: emptyConfig, ...opts.env },
