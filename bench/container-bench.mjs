@@ -24,6 +24,15 @@
 //   KILN_BENCH_EXECUTOR_TAR=FILE  the image as a docker-archive tarball (scripts/build-executor-image.sh
 //                                 --tar-path); default: built here with that script, into the work dir
 //   KILN_BENCH_HOST=0             skip the host-mode figures
+//   KILN_BENCH_PODMAN_DISK=vm     podman's storage on the VM's own disk (default: journaled, below)
+//
+// podman's storage (images, and every container's overlay upper dir, where the build's files go) is by
+// default on an ext4 with a journal, made for the run on a loop device: what a node's disk is. The
+// VM's own ext4 has no journal, and without one ext4 skips every inode freed in the last minute or
+// more when it allocates a new one (recently_deleted() in the kernel's ialloc.c): each `podman run
+// --rm` then slows the next container's file creations, and rounds drift up by 2-5x (seen 2026-12-03:
+// the 20,000-file COPY 4.2 s in round 1, 18.3 and 20.9 s in rounds 2 and 3). The tmpfs-backed host
+// mode does not see it.
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, rmdirSync, writeFileSync } from 'node:fs';
 import { availableParallelism, loadavg } from 'node:os';
@@ -111,6 +120,19 @@ const podGlobal = [
 ];
 // The VMs lack CAP_SYS_RESOURCE for podman's default ulimits.
 const podEnv = { ...process.env, CONTAINERS_CONF: podConf };
+const journaledDisk = process.env.KILN_BENCH_PODMAN_DISK !== 'vm';
+const diskImage = join(work, 'podman-disk.img');
+
+/** podman's storage dir on a fresh journaled ext4 (a sparse file on a loop device), or left on the VM's disk. */
+function podmanStorage() {
+  const storage = join(podDir, 'storage');
+  mkdirSync(storage, { recursive: true });
+  if (!journaledDisk) return;
+  rmSync(diskImage, { force: true });
+  sh('truncate', ['-s', '64G', diskImage]);
+  sh('mkfs.ext4', ['-q', '-F', '-O', 'has_journal', '-E', 'lazy_itable_init=0,lazy_journal_init=0', diskImage]);
+  sh('mount', ['-o', 'loop', diskImage, storage]);
+}
 const podman = (argv, opts = {}) => sh('podman', [...podGlobal, ...argv], { env: podEnv, ...opts });
 
 function podmanCleanup() {
@@ -241,6 +263,7 @@ async function main() {
   podmanCleanup();
   mkdirSync(podDir, { recursive: true });
   writeFileSync(podConf, '[containers]\ndefault_ulimits = []\n');
+  podmanStorage();
   const loaded = podman(['load', '-q', '-i', tar]);
   const image = /sha256:([0-9a-f]{64})/.exec(loaded)?.[1] ?? fail(`podman load printed no image ID: ${loaded}`);
   podman(['pull', '-q', '--tls-verify=false', bases.busybox]);
@@ -308,6 +331,7 @@ async function main() {
   const header = [
     `kiln's executor image in ${sh('podman', ['--version']).trim()} (runc, cgroupfs, --network=host, context as a volume), ${rounds} rounds, medians; ${cpu}, ${availableParallelism()} cores;`,
     `memory: the container's cgroup peak (processes + page cache it dirtied); kaniko: v1.23.2's executor measured earlier on this kind of machine, not in this run.`,
+    `podman's storage: ${journaledDisk ? "a journaled ext4 of the run's own on a loop device (KILN_BENCH_PODMAN_DISK=vm: the VM's disk)" : "the VM's own disk (ext4 without a journal)"}.`,
     `1-minute load average during the run: ${load.map((l) => l.toFixed(1)).join(' -> ')} (other work on the machine skews the figures).`,
   ];
   const text = [...header, '', ...lines, ''].join('\n');
@@ -325,6 +349,7 @@ const cleanup = () => {
   if (cleaned) return;
   cleaned = true;
   podmanCleanup();
+  rmSync(diskImage, { force: true });
   removeCgroupRoot();
 };
 process.on('exit', cleanup);

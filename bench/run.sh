@@ -21,6 +21,7 @@
 #   KILN_BENCH_EXECUTOR_TAR=F  the executor image for it as a docker-archive tarball (default: built by
 #                              scripts/build-executor-image.sh into the work dir, a few minutes)
 #   KILN_BENCH_HOST=0          leave out its host-mode figures
+#   KILN_BENCH_PODMAN_DISK=vm  podman's storage on the VM's disk instead of a journaled ext4 of its own (container-bench.mjs)
 # Run as root (buildah and kiln's sandbox mode both need it, as in the test suite).
 set -euo pipefail
 cd "$(dirname "$0")/.."
