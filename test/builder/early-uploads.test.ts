@@ -22,7 +22,7 @@ function smallWriting(ms: number): LayerWriting {
 describe('EarlyUploads', () => {
   it('settles when a small layer ends, not at the next look at its file', async () => {
     const ctx = captureContext();
-    const client = newClient(ctx, { pollMs: 60_000 });
+    const client = newClient(ctx);
     // A poll interval no test would wait for: only the layer's end can settle this in time.
     const uploads = new EarlyUploads(client, { registry: '127.0.0.1:1', repository: 'kiln/none' }, ctx, { pollMs: 60_000 });
     uploads.watch(smallWriting(20));
