@@ -19,6 +19,7 @@ import { ChrootSandbox } from '../sandbox/chroot-sandbox.js';
 import { ContainerSandbox } from '../sandbox/container-sandbox.js';
 import { staticIsolateHelperPath } from '../sandbox/isolated-run.js';
 import type { Sandbox } from '../sandbox/sandbox.js';
+import { fileLandsAt, readBasePaths, type BasePaths } from '../rootfs/base-paths.js';
 import { mkdirAllInRoot } from '../rootfs/in-root.js';
 import { OFF_THREAD_MIN } from '../rootfs/unpack-worker.js';
 import { Snapshotter } from '../snapshot/snapshotter.js';
@@ -89,6 +90,10 @@ class StageRootfs {
    * delta mode), and the layers are kept to be applied if a later instruction needs the real rootfs.
    */
   #delta: { root: string; snapshotter: Snapshotter } | undefined;
+  /** What the base holds, for a deferred stage's COPY of a file (deltaRootForFile). */
+  #basePaths: Promise<BasePaths> | undefined;
+  /** What the delta root has taken so far: see deltaRootForFile. */
+  #deltaHolds: 'files' | 'dirs' | undefined;
   /**
    * Layers to apply, in order, on top of the base when the rootfs is unpacked: a deferred stage's
    * snapshots and the layers of instructions taken from the layer cache before anything needed the
@@ -111,8 +116,32 @@ class StageRootfs {
     return this.#root;
   }
 
-  /** The deferred stage's delta root, or undefined once the real rootfs exists. */
+  /**
+   * See InstructionEnv.deltaRootForFile. The base's paths are read once, when a COPY first asks. A
+   * delta root takes either files (this) or directories (deltaRoot), never both: a delta snapshot
+   * records no directory it leaves implicit (a WORKDIR's, an empty directory COPY's destination), which
+   * docker's layers hold, and before files could go there such a stage was unpacked at its first file
+   * COPY, which made those directories real. Whichever kind comes first keeps the stage deferred; the
+   * other unpacks it, as before.
+   */
+  async deltaRootForFile(dest: string): Promise<string | undefined> {
+    if (this.#root !== undefined || !this.mayDefer || this.#deltaHolds === 'dirs') return undefined;
+    this.#basePaths ??= readBasePaths(this.inputs.base, this.bctx.signal);
+    if (!fileLandsAt(await this.#basePaths, dest)) return undefined;
+    const root = await this.#deltaRoot();
+    if (root !== undefined) this.#deltaHolds = 'files';
+    return root;
+  }
+
+  /** The deferred stage's delta root for directories (a WORKDIR, a COPY into a directory), or undefined once the real rootfs exists. */
   async deltaRoot(): Promise<string | undefined> {
+    if (this.#deltaHolds === 'files') return undefined;
+    const root = await this.#deltaRoot();
+    if (root !== undefined) this.#deltaHolds = 'dirs';
+    return root;
+  }
+
+  async #deltaRoot(): Promise<string | undefined> {
     if (this.#root !== undefined || !this.mayDefer) return undefined;
     if (this.#delta !== undefined) return this.#delta.root;
     const { bctx, inputs } = this;
@@ -403,6 +432,7 @@ export async function buildStage(bctx: BuildContext, inputs: StageInputs): Promi
         ignore: bctx.ignore,
         rootfs: () => rootfs.root(`${reason}`),
         deltaRootfs: () => rootfs.deltaRoot(),
+        deltaRootForFile: (dest) => rootfs.deltaRootForFile(dest),
         sandbox: () => rootfs.sandbox(`${reason}`),
         context: inputs.context,
         // A --from image that cannot be pulled still names the instruction (as a FROM image does).

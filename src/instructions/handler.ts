@@ -51,9 +51,17 @@ export interface InstructionEnv {
   /**
    * A deferred stage's delta root (see StageRootfs in src/builder/stage-builder.ts), where an instruction
    * that needs nothing from the base may write instead of unpacking it; undefined once the rootfs is
-   * unpacked. What is written there reaches the layer only strictly inside the paths the step reports.
+   * unpacked (or when it holds a file of deltaRootForFile's). What is written there reaches the layer
+   * only strictly inside the paths the step reports.
    */
   deltaRootfs(): Promise<string | undefined>;
+  /**
+   * The delta root for one file copied to the absolute path `dest`, when the stage is still deferred,
+   * its delta root holds no directories of deltaRootfs's, and its base holds no directory or symlink
+   * at `dest` nor a non-directory above it (read from the base's layer headers,
+   * src/rootfs/base-paths.ts); else undefined. The step reports `dest`'s parent as what it changed.
+   */
+  deltaRootForFile(dest: string): Promise<string | undefined>;
   /** The sandbox RUN executes in; unpacks the rootfs first. */
   sandbox(): Promise<Sandbox>;
   readonly context: ContextFiles;

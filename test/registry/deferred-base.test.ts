@@ -109,6 +109,36 @@ describe('deferred base image', () => {
     expect(b.added.map((l) => l.map((e) => e.split(' ')[2]))).toEqual([['srv/a.txt'], ['etc/', 'etc/hello.txt']]);
   });
 
+  it('a file copied to a file destination the base leaves free: base layers read for their names only, never unpacked', async () => {
+    const b = await build(
+      base,
+      ['COPY app.bin /usr/local/bin/app', 'COPY motd /etc/motd.kiln', 'COPY top.txt /top.txt', 'CMD ["/usr/local/bin/app"]'],
+      { 'app.bin': '#!/bin/sh\necho app\n', motd: 'hi\n', 'top.txt': 'top\n' },
+      'file-dest',
+    );
+    expect(b.stderr).toContain('Deferring the base image');
+    expect(b.stderr).not.toContain('Unpacking rootfs');
+    // Each layer holds the file alone: its parents are the base's (/etc) or made by whoever unpacks it.
+    expect(b.added.map((l) => l.map((e) => e.split(' ')[2]))).toEqual([['usr/local/bin/app'], ['etc/motd.kiln'], ['top.txt']]);
+    const f = (p: string) => readFile(join(b.image.rootfs, p), 'utf8');
+    expect(await f('usr/local/bin/app')).toBe('#!/bin/sh\necho app\n');
+    expect(await f('etc/motd.kiln')).toBe('hi\n');
+    expect(await f('top.txt')).toBe('top\n');
+    expect(await f('etc/passwd')).toContain('root:');
+    expect(await chrootRun(b.image.rootfs, ['/bin/sh', '-c', 'cat /etc/motd.kiln /top.txt'])).toBe('hi\ntop\n');
+  });
+
+  it('a file copied under a base symlink, or onto one, needs the base: the file goes where the symlink leads', async () => {
+    const under = await build(usrMerged, ['COPY one.so /lib/one.so'], { 'one.so': '1\n' }, 'file-under-symlink');
+    expect(under.stderr).toContain('Unpacking rootfs as cmd COPY requires it.');
+    expect(await readlink(join(under.image.rootfs, 'lib'))).toBe('usr/lib');
+    expect(await readFile(join(under.image.rootfs, 'usr/lib/one.so'), 'utf8')).toBe('1\n');
+    const onto = await build(usrMerged, ['COPY two.so /lib'], { 'two.so': '2\n' }, 'file-onto-symlink');
+    expect(onto.stderr).toContain('Unpacking rootfs as cmd COPY requires it.');
+    expect(await readlink(join(onto.image.rootfs, 'lib'))).toBe('usr/lib');
+    expect(await readFile(join(onto.image.rootfs, 'usr/lib/two.so'), 'utf8')).toBe('2\n');
+  });
+
   it('--single-snapshot: nothing deferred, so a later COPY that needs the base loses none of the earlier ones', async () => {
     const b = await build(base, ['COPY site/ /srv/', 'COPY hello.txt /etc'], { 'site/a.txt': 'a\n', 'hello.txt': 'hello\n' }, 'single', ['--single-snapshot']);
     expect(b.stderr).not.toContain('Deferring the base image');

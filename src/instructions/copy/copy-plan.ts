@@ -18,6 +18,11 @@ export interface CopyPlan {
   readonly requests: readonly CopyRequest[];
   /** The history entry's created_by. */
   readonly createdBy: string;
+  /**
+   * The paths the layer takes from: the destination, or, for one file copied into a deferred stage's
+   * delta root, its parent directory (a delta snapshot holds only what lies strictly inside them).
+   */
+  readonly changed: readonly string[];
   /** Removes the temporary heredoc files. */
   cleanup(): Promise<void>;
 }
@@ -65,7 +70,9 @@ export async function planCopy(instr: CopyInstruction | AddInstruction, state: S
     ? { sourceRoot: e.context.dir, sources: preselected.map((s) => s.path), named: preselected.map((s) => s.named), ...(exclude === undefined ? {} : { exclude }) }
     : await selectSources(instr, patterns, exclude, e);
   const { sourceRoot, sources } = selected;
-  const destRoot = (await deferrable(instr, trailing || parents, sourceRoot, sources, heredocCount)) ? ((await e.deltaRootfs()) ?? (await e.rootfs())) : await e.rootfs();
+  const asDir = await deferrable(instr, trailing || parents, sourceRoot, sources, heredocCount);
+  const fileDelta = asDir ? undefined : await fileDeltaRoot(instr, dest, sourceRoot, sources, heredocCount, e);
+  const destRoot = (asDir ? await e.deltaRootfs() : fileDelta) ?? (await e.rootfs());
   const owner = instr.chown !== undefined ? await resolveChown(destRoot, expand(instr.chown, state, e)).catch((err: unknown) => {
     throw new DockerfileError((err as Error).message, e.site, { cause: err });
   }) : from === undefined ? { uid: 0, gid: 0 } : 'preserve' as const;
@@ -111,11 +118,24 @@ export async function planCopy(instr: CopyInstruction | AddInstruction, state: S
     .join(' ');
   return {
     requests,
+    changed: fileDelta !== undefined ? [posix.dirname(dest)] : [...new Set(requests.map((r) => r.dest))],
     createdBy: `${kind} ${flags ? `${flags} ` : ''}${shown.join(' ')} ${dest}`,
     cleanup: async () => {
       if (heredocs !== undefined) await rm(heredocs.dir, { recursive: true, force: true });
     },
   };
+}
+
+/**
+ * The delta root a COPY of one file to a file destination (`COPY --from=build /out/app /usr/local/bin/app`,
+ * the usual last stage) may go into, if the stage is deferred and the base, read from its layers'
+ * headers, holds no directory or symlink at the destination nor a non-directory above it, so the file
+ * lands there whatever else the base holds. No --chown, no heredoc, one regular file as the source.
+ */
+async function fileDeltaRoot(instr: CopyInstruction | AddInstruction, dest: string, sourceRoot: string, sources: readonly string[], heredocs: number, e: InstructionEnv): Promise<string | undefined> {
+  if (instr.kind !== 'copy' || instr.chown !== undefined || instr.parents || dest.endsWith('/') || heredocs > 0 || sources.length !== 1) return undefined;
+  const st = await lstat(join(sourceRoot, sources[0] ?? '')).catch(() => undefined);
+  return st?.isFile() === true ? e.deltaRootForFile(dest) : undefined;
 }
 
 /**

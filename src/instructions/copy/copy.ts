@@ -10,5 +10,5 @@ export const copy: Handler<CopyInstruction> = async (instr, state, e) => {
   } finally {
     await plan.cleanup();
   }
-  return { state, createdBy: plan.createdBy, fs: fsPaths([...new Set(plan.requests.map((r) => r.dest))]) };
+  return { state, createdBy: plan.createdBy, fs: fsPaths(plan.changed) };
 };
