@@ -70,9 +70,9 @@ export async function planCopy(instr: CopyInstruction | AddInstruction, state: S
     ? { sourceRoot: e.context.dir, sources: preselected.map((s) => s.path), named: preselected.map((s) => s.named), ...(exclude === undefined ? {} : { exclude }) }
     : await selectSources(instr, patterns, exclude, e);
   const { sourceRoot, sources } = selected;
-  const asDir = await deferrable(instr, trailing || parents, sourceRoot, sources, heredocCount);
-  const fileDelta = asDir ? undefined : await fileDeltaRoot(instr, dest, sourceRoot, sources, heredocCount, e);
-  const destRoot = (asDir ? await e.deltaRootfs() : fileDelta) ?? (await e.rootfs());
+  const how = await deferral(instr, trailing || parents, sourceRoot, sources, heredocCount);
+  const fileDelta = how === 'file' ? await e.deltaRootForFile(dest) : undefined;
+  const destRoot = (how === 'dirs' ? await e.deltaRootfs() : fileDelta) ?? (await e.rootfs());
   const owner = instr.chown !== undefined ? await resolveChown(destRoot, expand(instr.chown, state, e)).catch((err: unknown) => {
     throw new DockerfileError((err as Error).message, e.site, { cause: err });
   }) : from === undefined ? { uid: 0, gid: 0 } : 'preserve' as const;
@@ -127,28 +127,19 @@ export async function planCopy(instr: CopyInstruction | AddInstruction, state: S
 }
 
 /**
- * The delta root a COPY of one file to a file destination (`COPY --from=build /out/app /usr/local/bin/app`,
- * the usual last stage) may go into, if the stage is deferred and the base, read from its layers'
- * headers, holds no directory or symlink at the destination nor a non-directory above it, so the file
- * lands there whatever else the base holds. No --chown, no heredoc, one regular file as the source.
+ * How a COPY may go into a deferred stage's delta root. No --chown either way (names need the base's
+ * /etc/passwd; created directories would get the owner).
+ * - `dirs`: it writes the same layer whatever the base holds, its destination being a directory
+ *   whatever the base holds: written as one (`/app/`, `.`), or a single directory source (its contents
+ *   go into the destination, made if missing).
+ * - `file`: one regular file to a file destination (`COPY --from=build /out/app /usr/local/bin/app`,
+ *   the usual last stage). docker puts it at `/opt/app/<name>` when the base has a directory `/opt/app`,
+ *   so the stage asks the base's layer headers first (InstructionEnv.deltaRootForFile).
  */
-async function fileDeltaRoot(instr: CopyInstruction | AddInstruction, dest: string, sourceRoot: string, sources: readonly string[], heredocs: number, e: InstructionEnv): Promise<string | undefined> {
-  if (instr.kind !== 'copy' || instr.chown !== undefined || instr.parents || dest.endsWith('/') || heredocs > 0 || sources.length !== 1) return undefined;
+async function deferral(instr: CopyInstruction | AddInstruction, trailing: boolean, sourceRoot: string, sources: readonly string[], heredocs: number): Promise<'dirs' | 'file' | undefined> {
+  if (instr.kind !== 'copy' || instr.chown !== undefined) return undefined;
+  if (trailing) return 'dirs';
+  if (heredocs > 0 || sources.length !== 1) return undefined;
   const st = await lstat(join(sourceRoot, sources[0] ?? '')).catch(() => undefined);
-  return st?.isFile() === true ? e.deltaRootForFile(dest) : undefined;
-}
-
-/**
- * Whether a COPY writes the same layer whatever the base holds, so it may go into a deferred stage's
- * delta root: no --chown (names need the base's /etc/passwd; created directories would get the owner),
- * and a destination that is a directory whatever the base holds: written as one (`/app/`, `.`), or a
- * single directory source (its contents go into the destination, made if missing). A file copied to
- * `/opt/app` lands at `/opt/app/<name>` when the base has a directory `/opt/app`: that needs the base.
- */
-async function deferrable(instr: CopyInstruction | AddInstruction, trailing: boolean, sourceRoot: string, sources: readonly string[], heredocs: number): Promise<boolean> {
-  if (instr.kind !== 'copy' || instr.chown !== undefined) return false;
-  if (trailing) return true;
-  if (heredocs > 0 || sources.length !== 1) return false;
-  const st = await lstat(join(sourceRoot, sources[0] ?? '')).catch(() => undefined);
-  return st?.isDirectory() === true;
+  return st?.isDirectory() === true ? 'dirs' : st?.isFile() === true ? 'file' : undefined;
 }
