@@ -59,7 +59,11 @@ fi
 # random hash seed of its own (hash-flooding resistance kept). Before, the image's node ran with a
 # fixed --hash-seed: V8 hashes that flag into every code cache, so node rejected its own built-in
 # modules' caches and compiled crypto, tls, http and streams at every start (~25-40 ms of CPU).
+# And with --predictable (V8 leaves it out of the hash too): without it, V8 compiles on background
+# threads while the bundle runs, and which functions are compiled when the cache is taken depends on
+# how busy the machine is. 3 of 6 caches differed with the CPUs loaded, none with --predictable.
 readonly CACHE_RANDOM_SEED=1802071150
+readonly CACHE_FLAGS=(--random-seed=$CACHE_RANDOM_SEED --predictable)
 
 k=$out/kaniko
 install -d -m 0755 "$k/bin" "$k/lib" "$k/app" "$k/ssl/certs" "$k/.docker" "$out/workspace"
@@ -141,11 +145,11 @@ install -d -m 0755 "$k/app/build/Release"
 
 # The code cache, made by the image's own node (a cache made by another node, or with other flags, is
 # rejected and the bundle compiled at every start: ~40 ms), from no cache (a cache made while running
-# from one holds other functions), with CACHE_RANDOM_SEED. Its loader and libraries are the ones just
+# from one holds other functions), with CACHE_FLAGS. Its loader and libraries are the ones just
 # copied, so it runs as it will in the image; the check runs it as the launcher does, with no flag.
 run_image_node() { "$k/lib/$loader" --library-path "$k/lib" "$k/bin/node" "$@"; }
 rm -f "$k/app/dist/bundle/kiln.cjs.v8cache"
-run_image_node --random-seed=$CACHE_RANDOM_SEED -e 'const k = require(process.argv[1]); k.writeCache(k.BUNDLE, k.runBundle(k.BUNDLE).script);' "$k/app/bin/load-kiln.js"
+run_image_node "${CACHE_FLAGS[@]}" -e 'const k = require(process.argv[1]); k.writeCache(k.BUNDLE, k.runBundle(k.BUNDLE).script);' "$k/app/bin/load-kiln.js"
 run_image_node -e 'const k = require(process.argv[1]); process.exit(k.runBundle(k.BUNDLE).script.cachedDataRejected === false ? 0 : 1)' \
   "$k/app/bin/load-kiln.js" || die "the image's node rejects the code cache it just made"
 chmod 0644 "$k/app/dist/bundle/kiln.cjs.v8cache"
