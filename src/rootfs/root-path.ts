@@ -82,7 +82,12 @@ export function resolveParentInRoot(root: string, relPath: string): string {
   return parent === '' ? base : `${parent}/${base}`;
 }
 
+/**
+ * Whether lstat's error says nothing is at that path. ENAMETOOLONG too: a symlink's target may hold a
+ * component longer than NAME_MAX (the target itself is only held to PATH_MAX), and no file can have
+ * that name, so the path is taken as it is and whatever uses it next refuses it in its own words.
+ */
 function isMissing(err: unknown): boolean {
   const code = (err as NodeJS.ErrnoException).code;
-  return code === 'ENOENT' || code === 'ENOTDIR';
+  return code === 'ENOENT' || code === 'ENOTDIR' || code === 'ENAMETOOLONG';
 }
