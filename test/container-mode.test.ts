@@ -393,6 +393,58 @@ describe('container mode in the executor image layout', () => {
       await image.cleanup();
     }
   });
+  // Issue 13 in container mode: `/` is one tree, held by one stage at a time, while a stage that needs
+  // none of it (a deferred base: COPY into a delta root) runs beside. The slow stage's RUN (on kiln's
+  // own `/`: --run-isolation=off, so /kaniko is visible) waits for the COPY stage's delta root to hold
+  // its file and says so in the volume, which no layer holds; with --jobs 1 it never sees it. The other
+  // RUN stage would empty `/` under the slow one if both held it: the slow RUN checks that its file
+  // survives and that the other's never appears. The image is the same with --jobs 1.
+  it.skipIf(!available)(`builds a deferred stage beside the stage that holds /, one stage on / at a time, the same image as --jobs 1${available ? '' : ` (${unshareReason})`}`, async () => {
+    const seen = 'find /kaniko -path "*/delta/data/file.txt" | grep -q .';
+    const dockerfile = [
+      `FROM ${images.busybox} AS slow`,
+      `RUN echo a > /a.txt && for i in $(seq 50); do if ${seen}; then echo overlapped > /mnt/volume/evidence; break; fi; sleep 0.1; done && sleep 0.3 && test -f /a.txt && test ! -e /b.txt`,
+      `FROM ${images.busybox} AS copy`,
+      'COPY file.txt /data/',
+      `FROM ${images.busybox} AS other`,
+      'RUN test ! -e /a.txt && echo b > /b.txt',
+      `FROM ${images.busybox}`,
+      'COPY --from=slow /a.txt /',
+      'COPY --from=copy /data /data',
+      'COPY --from=other /b.txt /',
+      '',
+    ].join('\n');
+    const build = async (jobs: string): Promise<{ output: string; digest: string; evidence: boolean }> => {
+      const { root, volume, cleanup } = await executorRoot();
+      try {
+        await writeFile(join(root, 'workspace/Dockerfile'), dockerfile);
+        await writeFile(join(root, 'workspace/file.txt'), 'copied\n');
+        const destination = `${registry}/ctr/parallel:jobs-${jobs}`;
+        const exit = await runExecutorInRoot(root, volume, ['--context', 'dir:///workspace', '--destination', destination, '--insecure', '--reproducible', '--run-isolation=off', '--jobs', jobs]);
+        expect(exit.code, exit.output).toBe(0);
+        const raw = (await run('skopeo', ['inspect', '--raw', '--tls-verify=false', `docker://${destination}`])).stdout;
+        return { output: exit.output, digest: createHash('sha256').update(raw).digest('hex'), evidence: existsSync(join(volume, 'evidence')) };
+      } finally {
+        await cleanup();
+      }
+    };
+    const parallel = await build('2');
+    expect(parallel.evidence, parallel.output).toBe(true);
+    // Each stage's lines name it, as in sandbox mode.
+    expect(parallel.output).toContain('[copy] ');
+    expect(parallel.output).toContain('[slow] ');
+    const sequential = await build('1');
+    expect(sequential.evidence).toBe(false);
+    expect(parallel.digest).toBe(sequential.digest);
+    const image = await unpackWithUmoci(`docker://${registry}/ctr/parallel:jobs-2`);
+    try {
+      expect(await readFile(join(image.rootfs, 'a.txt'), 'utf8')).toBe('a\n');
+      expect(await readFile(join(image.rootfs, 'b.txt'), 'utf8')).toBe('b\n');
+      expect(await readFile(join(image.rootfs, 'data/file.txt'), 'utf8')).toBe('copied\n');
+    } finally {
+      await image.cleanup();
+    }
+  });
   it.skipIf(!available)(`/kaniko/warmer fills a cache volume that /kaniko/executor --cache-dir builds from, the volume left alone${available ? '' : ` (${unshareReason})`}`, async () => {
     const { root, volume, cleanup } = await executorRoot();
     try {

@@ -123,7 +123,7 @@ export interface BuildRequest {
   readonly rootfsTmpfsBudgetMiB: number | undefined;
   /** The file kiln builds on this machine lock while they decide on a tmpfs (/run/lock when it exists). */
   readonly tmpfsLockFile: string;
-  /** `--jobs` (kiln): stages built at once in sandbox mode (default: the number of cores). */
+  /** `--jobs` (kiln): stages built at once (container mode: one of them on `/` at a time); default: the number of cores. */
   readonly jobs: number;
   /** `--archive-max-mib`, `--archive-max-entries`. */
   readonly archiveLimits: { readonly maxBytes: number; readonly maxEntries: number };

@@ -41,7 +41,7 @@ import { RootfsArea } from './rootfs-area.js';
 import { startSshAgents } from './ssh-agents.js';
 import { compressedSize, moveContainerRoot, PristineRootfsStore, unpackImage } from './rootfs-materializer.js';
 import { buildStage, mayDefer, type StageResult } from './stage-builder.js';
-import { buildScheduled, hasIndependentStages, type StageGraph } from './stage-scheduler.js';
+import { buildScheduled, hasIndependentStages, Slots, type StageGraph } from './stage-scheduler.js';
 import { endStream, prefixLines } from '../log/line-prefixer.js';
 import { inBackground } from '../log/log-scope.js';
 
@@ -341,6 +341,13 @@ async function buildStages(
     if (r === undefined) throw new KilnError('INTERNAL', `stage ${index} is used before it was built`);
     return join(await bctx.area.dir(await compressedSize(r.image)), 'from', `stage-${index}`);
   };
+  // Container mode, stages built at once (--jobs): `/` is one tree, so the stage that unpacks there
+  // holds this lock from then until it ends; stages that need no `/` (a deferred base, COPY into a
+  // delta root) run beside it, as do base downloads.
+  const rootLock = new Slots(1);
+  // A move of `/` aside (takeRoot) still under way: a --from of a stage that is not on `/` may start
+  // one while no stage holds `/`, and the next stage to claim `/` waits for it before clearing.
+  let moving: Promise<unknown> = Promise.resolve();
   /** Moves `/` (stage `onRoot`'s files) to that stage's --from dir, or unpacks it there if the move fails. */
   const takeRoot = (index: number): Promise<string> => {
     onRoot = undefined;
@@ -349,6 +356,7 @@ async function buildStages(
       return (await moveContainerRoot(dir, bctx.ignore, bctx)) ? dir : unpackStage(index, dir);
     })();
     materialized.set(`stage-${index}`, p);
+    moving = p.catch(() => undefined);
     return p;
   };
   /** Before a stage clears `/`: keep what it holds if a --from still to come reads that stage. */
@@ -356,6 +364,7 @@ async function buildStages(
     const index = onRoot;
     onRoot = undefined;
     if (index !== undefined && canMoveRoot && fromStages.has(index) && !materialized.has(`stage-${index}`)) await takeRoot(index);
+    await moving;
   };
 
   /** The filesystem of a `--from` source, on disk and never modified. */
@@ -401,9 +410,27 @@ async function buildStages(
     dependsOn: (i) => plan.stages[i]?.dependsOn ?? [],
     label: (i) => stageLabel(df.stages[i] ?? { index: i }),
   };
-  // In container mode every stage that unpacks needs `/`, the one tree there is: one stage at a time.
-  const parallel = request.runMode === 'sandbox' && request.jobs > 1 && hasIndependentStages(graph);
+  // In container mode every stage that unpacks needs `/`, the one tree there is: such stages hold it
+  // one at a time (rootLock), the others run beside them.
+  const parallel = request.jobs > 1 && hasIndependentStages(graph);
   const buildOne = async (index: number, sctx: BuildContext): Promise<StageResult> => {
+    let holdsRoot = false;
+    const claimContainerRoot = async (): Promise<void> => {
+      if (!holdsRoot) {
+        await rootLock.acquire();
+        holdsRoot = true;
+        // Another stage failed while this one waited: `/` is not cleared for a cancelled build.
+        sctx.signal.throwIfAborted();
+      }
+      await releaseContainerRoot();
+    };
+    try {
+      return await buildStageOn(index, sctx, claimContainerRoot);
+    } finally {
+      if (holdsRoot) rootLock.release();
+    }
+  };
+  const buildStageOn = async (index: number, sctx: BuildContext, claimContainerRoot: () => Promise<void>): Promise<StageResult> => {
     const stage = df.stages[index];
     const sp = plan.stages[index];
     if (stage === undefined || sp === undefined) throw new KilnError('INTERNAL', `stage ${index} missing from the plan`);
@@ -455,7 +482,7 @@ async function buildStages(
       layerCodec: outputStages.has(index) || request.layerCache !== undefined ? request.compression : BUILDER_STAGE_CODEC,
       platform,
       fromRootfs: async (from: string, site: InstructionSite) => sourceRootfs(fromSource(from, site)),
-      releaseContainerRoot,
+      claimContainerRoot,
       earlyUploads: outputStages.has(index) ? bctx.earlyUploads : undefined,
       fromIdentity: async (from: string, site: InstructionSite) => {
         const source = fromSource(from, site);

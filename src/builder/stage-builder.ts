@@ -69,8 +69,12 @@ export interface StageInputs {
   fromRootfs(from: string, site: InstructionSite): Promise<string>;
   /** Where this stage's layers are uploaded while they are written (an output stage's, when the build pushes). */
   readonly earlyUploads?: EarlyUploads | undefined;
-  /** Container mode: called before `/` is cleared for this stage, while it may still hold an earlier stage's filesystem. */
-  readonly releaseContainerRoot?: (() => Promise<void>) | undefined;
+  /**
+   * Container mode: called before `/` is cleared for this stage. Resolves once the stage holds `/`
+   * (until it ends: other stages wait for it meanwhile) and an earlier stage's filesystem still there
+   * has been moved aside if a later --from reads it.
+   */
+  readonly claimContainerRoot?: (() => Promise<void>) | undefined;
   /** With the layer cache: what a `--from` source's key stands for, when a string says it all (layer-cache.ts). */
   fromIdentity(from: string, site: InstructionSite): Promise<string | undefined>;
 }
@@ -207,7 +211,7 @@ class StageRootfs {
     let root: string;
     if (bctx.request.runMode === 'container') {
       root = '/';
-      await inputs.releaseContainerRoot?.();
+      await inputs.claimContainerRoot?.();
       await clearContainerRoot(bctx.ignore, bctx);
       await unpackImage(root, inputs.base, bctx.ignore, bctx);
     } else {

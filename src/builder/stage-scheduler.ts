@@ -33,8 +33,11 @@ export function hasIndependentStages(graph: StageGraph): boolean {
   return false;
 }
 
-/** A counting semaphore: `jobs` stages hold a slot at once; a stage waiting for its dependencies holds none. */
-class Slots {
+/**
+ * A counting semaphore: `jobs` stages hold a slot at once; a stage waiting for its dependencies holds
+ * none. With one slot, container mode's lock on `/` (executor.ts).
+ */
+export class Slots {
   #free: number;
   readonly #waiting: (() => void)[] = [];
   constructor(n: number) {
