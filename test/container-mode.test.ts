@@ -445,6 +445,30 @@ describe('container mode in the executor image layout', () => {
       await image.cleanup();
     }
   });
+  it.skipIf(!available)(`stops a stage waiting for / when the stage on / fails: / is left as the failed RUN left it${available ? '' : ` (${unshareReason})`}`, async () => {
+    const { root, volume, cleanup } = await executorRoot();
+    try {
+      const dockerfile = [
+        `FROM ${images.busybox} AS first`,
+        'RUN touch /first-was-here && sleep 0.5 && exit 3',
+        `FROM ${images.busybox} AS second`,
+        'RUN touch /mnt/volume/second-ran',
+        `FROM ${images.busybox}`,
+        'COPY --from=first /first-was-here /',
+        'COPY --from=second /bin/busybox /copy',
+        '',
+      ].join('\n');
+      await writeFile(join(root, 'workspace/Dockerfile'), dockerfile);
+      const exit = await runExecutorInRoot(root, volume, ['--context', 'dir:///workspace', '--no-push', '--run-isolation=off', '--jobs', '2']);
+      expect(exit.code, exit.output).toBe(3);
+      expect(exit.output).toMatch(/error building image: stage first: Dockerfile:2 RUN/);
+      // The second stage waited for `/` with its --jobs slot, and never cleared it nor ran.
+      expect(existsSync(join(root, "first-was-here")), exit.output).toBe(true);
+      expect(existsSync(join(volume, 'second-ran'))).toBe(false);
+    } finally {
+      await cleanup();
+    }
+  });
   it.skipIf(!available)(`/kaniko/warmer fills a cache volume that /kaniko/executor --cache-dir builds from, the volume left alone${available ? '' : ` (${unshareReason})`}`, async () => {
     const { root, volume, cleanup } = await executorRoot();
     try {

@@ -417,18 +417,18 @@ async function buildStages(
     let holdsRoot = false;
     const claimContainerRoot = async (): Promise<void> => {
       if (!holdsRoot) {
-        await rootLock.acquire();
+        // Rejects when another stage fails meanwhile: `/` is not cleared for a cancelled build.
+        await rootLock.acquire(sctx.signal);
         holdsRoot = true;
-        // Another stage failed while this one waited: `/` is not cleared for a cancelled build.
-        sctx.signal.throwIfAborted();
       }
       await releaseContainerRoot();
     };
-    try {
-      return await buildStageOn(index, sctx, claimContainerRoot);
-    } finally {
-      if (holdsRoot) rootLock.release();
-    }
+    const result = await buildStageOn(index, sctx, claimContainerRoot);
+    // Only a stage that ended well hands `/` on. One that failed on it keeps it: the build is over,
+    // and a stage waiting for `/` would otherwise take it (and empty it) before the scheduler's abort
+    // reached it; the abort makes it stop waiting instead.
+    if (holdsRoot) rootLock.release();
+    return result;
   };
   const buildStageOn = async (index: number, sctx: BuildContext, claimContainerRoot: () => Promise<void>): Promise<StageResult> => {
     const stage = df.stages[index];

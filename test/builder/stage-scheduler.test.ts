@@ -3,7 +3,7 @@
 // the test settles by hand: no clock.
 import { describe, expect, it } from 'vitest';
 import { KilnError, RunFailedError, StageFailedError } from '../../src/errors.js';
-import { buildScheduled, hasIndependentStages, type StageGraph } from '../../src/builder/stage-scheduler.js';
+import { buildScheduled, hasIndependentStages, Slots, type StageGraph } from '../../src/builder/stage-scheduler.js';
 
 const graph = (deps: Record<number, number[]>): StageGraph => ({
   order: Object.keys(deps).map(Number),
@@ -58,5 +58,29 @@ describe('stage scheduler', () => {
     expect(err).toBeInstanceOf(StageFailedError);
     expect((err as StageFailedError).message).toBe('stage s1: Dockerfile:4 RUN exit 3: failed to execute command: exit status 3');
     expect((err as StageFailedError).exitCode).toBe(3);
+  });
+
+  it('gives a slot to waiters in turn, and an aborted waiter none (container mode\'s lock on /)', async () => {
+    const lock = new Slots(1);
+    await lock.acquire();
+    const gone = new AbortController();
+    const order: string[] = [];
+    const first = lock.acquire(gone.signal).then(() => order.push('aborted one got it'), (e: unknown) => order.push(`aborted: ${String(e)}`));
+    const second = lock.acquire().then(() => order.push('second'));
+    gone.abort('stage failed');
+    await first;
+    expect(order).toEqual(['aborted: stage failed']);
+    lock.release();
+    await second;
+    expect(order).toEqual(['aborted: stage failed', 'second']);
+    // The aborted waiter took no slot: a third waits until the second releases.
+    let third = false;
+    const t = lock.acquire().then(() => (third = true));
+    await Promise.resolve();
+    expect(third).toBe(false);
+    lock.release();
+    await t;
+    expect(third).toBe(true);
+    await expect(lock.acquire(gone.signal)).rejects.toBe('stage failed');
   });
 });
