@@ -118,7 +118,7 @@ export async function openAzureBlob(loc: BlobLocation, call: CloudCall): Promise
 const exchangeSchema = z.looseObject({ refresh_token: z.string().min(1) });
 
 /**
- * An ACR refresh token: an Azure AD access token (DefaultAzureCredential) exchanged at the registry's
+ * An ACR refresh token: a Microsoft Entra ID access token (DefaultAzureCredential) exchanged at the registry's
  * /oauth2/exchange, as docker-credential-acr-env does; the registry client then trades it for access
  * tokens at the registry's token realm, as for any `identitytoken`.
  */
@@ -141,7 +141,7 @@ export async function acrLogin(host: string, call: CloudCall): Promise<CloudRegi
   } catch (err) {
     throw call.fail(`${what}: /oauth2/exchange: ${oneLine((err as Error).message)}`, err);
   }
-  if (!res.ok) throw call.fail(`${what}: /oauth2/exchange refused the Azure AD token (HTTP ${res.status})`, undefined);
+  if (!res.ok) throw call.fail(`${what}: /oauth2/exchange refused the Entra ID token (HTTP ${res.status})`, undefined);
   const parsed = exchangeSchema.safeParse(await res.json().catch(() => undefined));
   if (!parsed.success) throw call.fail(`${what}: /oauth2/exchange returned no refresh_token`, undefined);
   const refresh = parsed.data.refresh_token;

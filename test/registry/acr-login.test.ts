@@ -130,7 +130,7 @@ describe.skipIf(unavailable !== undefined)(`acr-env (built in) against Entra ID 
     expect(otherExchange.requests.at(-1)).toMatchObject({ service: OTHER_ACR, tenant: APP.tenant, status: 401 });
     const lines = failureLines(r.stderr);
     expect(lines, r.stderr).toHaveLength(1);
-    expect(lines[0]).toContain(`credential helper acr-env (built in): registry ${OTHER_ACR}: /oauth2/exchange refused the Azure AD token (HTTP 401)`);
+    expect(lines[0]).toContain(`credential helper acr-env (built in): registry ${OTHER_ACR}: /oauth2/exchange refused the Entra ID token (HTTP 401)`);
     noSecrets(r.stdout + r.stderr);
   });
 });
