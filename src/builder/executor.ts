@@ -402,6 +402,12 @@ async function buildStages(
       // An invalid platform: reported by the stage itself.
     }
   }
+  // Container mode: the probe of RUN isolation (a kiln-isolate child, ~5 ms) runs while the base
+  // downloads, not after the unpack, when a stage will run a RUN (and so ask for it anyway). Its
+  // verdict, warning or error reaches the stage through the same once().
+  if (request.runMode === 'container' && order.some((i) => df.stages[i]?.instructions.some((ins) => ins.kind === 'run') === true)) {
+    void inBackground(bctx, () => bctx.runIsolation().catch(() => undefined));
+  }
   await permission;
   prefetchBases(bctx, df, plan, order, pull);
   const outputStages = stagesInOutput(plan);
