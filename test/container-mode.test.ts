@@ -4,7 +4,6 @@
 // but for its ignore list, unpacks the base onto `/`, runs RUN as plain children and snapshots `/`.
 // What was pushed is read with skopeo, umoci and tar only, never with kiln's own code.
 import { execFile, execFileSync, spawn } from 'node:child_process';
-import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { chmod, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -12,7 +11,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { describe, expect, inject, it } from 'vitest';
-import { chrootRun, unpackWithUmoci } from './support/executor.js';
+import { chrootRun, manifestDigest, unpackWithUmoci } from './support/executor.js';
 
 const run = promisify(execFile);
 const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '..');
@@ -371,8 +370,7 @@ describe('container mode in the executor image layout', () => {
         const exit = await runExecutorInRoot(root, volume, ['--context', 'dir:///workspace', '--destination', destination, '--insecure', '--reproducible', '-v', 'debug', ...extra]);
         expect(exit.code, exit.output).toBe(0);
         expect(await readFile(join(volume, 'keep.txt'), 'utf8')).toBe('volume data\n');
-        const raw = (await run('skopeo', ['inspect', '--raw', '--tls-verify=false', `docker://${destination}`])).stdout;
-        return { output: exit.output, digest: createHash('sha256').update(raw).digest('hex') };
+        return { output: exit.output, digest: await manifestDigest(destination) };
       } finally {
         await cleanup();
       }
@@ -422,8 +420,7 @@ describe('container mode in the executor image layout', () => {
         const destination = `${registry}/ctr/parallel:jobs-${jobs}`;
         const exit = await runExecutorInRoot(root, volume, ['--context', 'dir:///workspace', '--destination', destination, '--insecure', '--reproducible', '--run-isolation=off', '--jobs', jobs]);
         expect(exit.code, exit.output).toBe(0);
-        const raw = (await run('skopeo', ['inspect', '--raw', '--tls-verify=false', `docker://${destination}`])).stdout;
-        return { output: exit.output, digest: createHash('sha256').update(raw).digest('hex'), evidence: existsSync(join(volume, 'evidence')) };
+        return { output: exit.output, digest: await manifestDigest(destination), evidence: existsSync(join(volume, 'evidence')) };
       } finally {
         await cleanup();
       }
@@ -463,7 +460,7 @@ describe('container mode in the executor image layout', () => {
       expect(exit.code, exit.output).toBe(3);
       expect(exit.output).toMatch(/error building image: stage first: Dockerfile:2 RUN/);
       // The second stage waited for `/` with its --jobs slot, and never cleared it nor ran.
-      expect(existsSync(join(root, "first-was-here")), exit.output).toBe(true);
+      expect(existsSync(join(root, 'first-was-here')), exit.output).toBe(true);
       expect(existsSync(join(volume, 'second-ran'))).toBe(false);
     } finally {
       await cleanup();

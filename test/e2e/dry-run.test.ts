@@ -2,9 +2,8 @@
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { executor, skopeoRaw, tagExists, writeContext } from '../support/executor.js';
+import { executor, manifestDigest, tagExists, writeContext } from '../support/executor.js';
 import { startRegistry, type RunningRegistry } from '../support/registry.js';
-import { createHash } from 'node:crypto';
 
 describe('--dry-run', () => {
   const registry = inject('registry');
@@ -28,7 +27,7 @@ describe('--dry-run', () => {
     const tag = `${registry}/test/dry-run:${process.pid}`;
     const r = await executor(['--context', ctx, '-d', tag, '--insecure', '--insecure-pull', '--dry-run']);
     expect(r.code, r.stderr).toBe(0);
-    const digest = `sha256:${createHash('sha256').update(await skopeoRaw(['inspect', '--tls-verify=false', '--raw', `docker://${images.busybox}`])).digest('hex')}`;
+    const digest = await manifestDigest(images.busybox);
     expect(r.stdout).toContain('Stages that run, in order:\n  [0] build: FROM');
     expect(r.stdout).toContain(`        base: ${digest} (linux/amd64)`);
     expect(r.stdout).toContain('        line 6: copies from stage build');

@@ -1,5 +1,6 @@
 // Runs the built executor as a user would (node bin/executor.js), and reads what it produced with
 // independent tools (skopeo, umoci), never with kiln's own code.
+import { createHash } from 'node:crypto';
 import { execFile, spawn } from 'node:child_process';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -66,6 +67,11 @@ export async function skopeoJson(args: readonly string[]): Promise<unknown> {
 export async function skopeoRaw(args: readonly string[]): Promise<string> {
   const { stdout } = await run('skopeo', [...args], { maxBuffer: 64 << 20 });
   return stdout;
+}
+
+/** The digest of the manifest `ref` (in a plain-http test registry) serves: sha256 of its bytes, as skopeo reads them. */
+export async function manifestDigest(ref: string): Promise<string> {
+  return `sha256:${createHash('sha256').update(await skopeoRaw(['inspect', '--tls-verify=false', '--raw', `docker://${ref}`])).digest('hex')}`;
 }
 
 /** Whether a tag exists in the registry (skopeo inspect succeeds). */
