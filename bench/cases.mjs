@@ -75,12 +75,12 @@ export const CASES = [
   {
     // Issue 13: independent stages. Built with --jobs (default: the cores), and by kiln-j1 with --jobs 1.
     name: 'multi-stage-3',
-    what: 'three independent stages of ~1 s of CPU each, final COPY --from all',
+    what: 'three independent stages of ~1 s of CPU each (on a quiet core), final COPY --from all',
     base: 'busybox',
     parallel: true,
     dockerfile: (b) =>
       df(
-        ...['a', 'b', 'c'].flatMap((n) => [`FROM ${b.busybox} AS build-${n}`, `RUN i=0; while [ $i -lt 300000 ]; do i=$((i+1)); done; mkdir /out && echo ${n} $i > /out/${n}`]),
+        ...['a', 'b', 'c'].flatMap((n) => [`FROM ${b.busybox} AS build-${n}`, `RUN i=0; while [ $i -lt 1000000 ]; do i=$((i+1)); done; mkdir /out && echo ${n} $i > /out/${n}`]),
         `FROM ${b.busybox}`,
         'COPY --from=build-a /out/a /out/',
         'COPY --from=build-b /out/b /out/',

@@ -125,6 +125,11 @@ export interface BuildRequest {
   readonly tmpfsLockFile: string;
   /** `--jobs` (kiln): stages built at once (container mode: one of them on `/` at a time); default: the number of cores. */
   readonly jobs: number;
+  /**
+   * Stages built at once while a core sits idle (their RUNs sleep or wait on the network): twice the
+   * cores with the default --jobs, `jobs` itself when --jobs is given (stage-scheduler.ts, cpu-idle.ts).
+   */
+  readonly jobsWhenIdle: number;
   /** `--archive-max-mib`, `--archive-max-entries`. */
   readonly archiveLimits: { readonly maxBytes: number; readonly maxEntries: number };
   /** `--connect-timeout`, `--idle-timeout` in ms (registry/bounded-agent.ts). */

@@ -41,7 +41,8 @@ import { RootfsArea } from './rootfs-area.js';
 import { startSshAgents } from './ssh-agents.js';
 import { compressedSize, moveContainerRoot, PristineRootfsStore, unpackImage } from './rootfs-materializer.js';
 import { buildStage, mayDefer, type StageResult } from './stage-builder.js';
-import { buildScheduled, hasIndependentStages, Slots, type StageGraph } from './stage-scheduler.js';
+import { buildScheduled, hasIndependentStages, Slots, type IdleBorrowing, type StageGraph } from './stage-scheduler.js';
+import { waitForIdleCore } from './cpu-idle.js';
 import { endStream, prefixLines } from '../log/line-prefixer.js';
 import { inBackground } from '../log/log-scope.js';
 
@@ -418,7 +419,7 @@ async function buildStages(
   };
   // In container mode every stage that unpacks needs `/`, the one tree there is: such stages hold it
   // one at a time (rootLock), the others run beside them.
-  const parallel = request.jobs > 1 && hasIndependentStages(graph);
+  const parallel = Math.max(request.jobs, request.jobsWhenIdle) > 1 && hasIndependentStages(graph);
   const buildOne = async (index: number, sctx: BuildContext): Promise<StageResult> => {
     let holdsRoot = false;
     const claimContainerRoot = async (): Promise<void> => {
@@ -510,6 +511,16 @@ async function buildStages(
   }
   // Each stage logs through its own context: its text lines start with `[stage] ` (kaniko's format
   // otherwise), its JSON lines carry its own stage and step fields (LogScope.isolate).
+  // The default --jobs lets one stage more in each time a core has been idle for a quarter second
+  // (cpu-idle.ts), up to twice the cores; --jobs N is N.
+  const borrowing: IdleBorrowing | undefined =
+    request.jobsWhenIdle > request.jobs
+      ? {
+          max: request.jobsWhenIdle,
+          idle: (signal) => waitForIdleCore(signal, { windowMs: 250, threshold: 0.5 }),
+          onLend: (running) => bctx.log.debug(`a core is idle: ${running} stages at once (--jobs default ${request.jobs})`),
+        }
+      : undefined;
   await buildScheduled(graph, request.jobs, bctx.signal, (index, signal) => {
     const label = graph.label(index);
     const log = request.logFormat === 'json' ? bctx.log : bctx.log.child({}, { msgPrefix: `[${label}] ` });
@@ -525,7 +536,7 @@ async function buildStages(
       }
     };
     return bctx.scope !== undefined ? bctx.scope.isolate(run) : run();
-  });
+  }, borrowing);
   return results;
 }
 

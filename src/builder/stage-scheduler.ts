@@ -35,13 +35,24 @@ export function hasIndependentStages(graph: StageGraph): boolean {
 
 /**
  * A counting semaphore: `jobs` stages hold a slot at once; a stage waiting for its dependencies holds
- * none. With one slot, container mode's lock on `/` (executor.ts).
+ * none. With one slot, container mode's lock on `/` (executor.ts). `lend` lets one more waiter in for
+ * now (the default --jobs, while a core is idle): the next release takes that slot back instead of
+ * passing it on, so the count returns to `n` as stages end.
  */
 export class Slots {
   #free: number;
+  #lent = 0;
   readonly #waiting: (() => void)[] = [];
   constructor(n: number) {
     this.#free = n;
+  }
+  /** Stages waiting for a slot. */
+  get waiting(): number {
+    return this.#waiting.length;
+  }
+  /** Slots lent beyond `n` and not yet taken back. */
+  get lent(): number {
+    return this.#lent;
   }
   /** Resolves with a slot; rejects with `signal`'s reason, holding none, if it is aborted first. */
   async acquire(signal?: AbortSignal): Promise<void> {
@@ -64,11 +75,34 @@ export class Slots {
       this.#waiting.push(waiter);
     });
   }
+  /** Lets the first waiter in beyond the count; false when nobody waits. */
+  lend(): boolean {
+    const next = this.#waiting.shift();
+    if (next === undefined) return false;
+    this.#lent++;
+    next();
+    return true;
+  }
   release(): void {
+    if (this.#lent > 0) {
+      this.#lent--;
+      return;
+    }
     const next = this.#waiting.shift();
     if (next !== undefined) next();
     else this.#free++;
   }
+}
+
+/**
+ * The default --jobs: beyond its slots, up to `max` stages at once while the machine has a core to
+ * spare. `idle` resolves when it has (cpu-idle.ts samples /proc/stat), or rejects with the signal.
+ */
+export interface IdleBorrowing {
+  readonly max: number;
+  idle(signal: AbortSignal): Promise<void>;
+  /** Told each time a stage starts on a lent slot (a debug line). */
+  onLend?(running: number): void;
 }
 
 /**
@@ -81,12 +115,17 @@ export async function buildScheduled<R>(
   jobs: number,
   outer: AbortSignal,
   build: (index: number, signal: AbortSignal) => Promise<R>,
+  borrowing?: IdleBorrowing,
 ): Promise<Map<number, R>> {
   const controller = new AbortController();
   const onOuter = (): void => controller.abort(outer.reason);
   if (outer.aborted) onOuter();
   else outer.addEventListener('abort', onOuter, { once: true });
-  const slots = new Slots(Math.max(1, jobs));
+  const base = Math.max(1, jobs);
+  const slots = new Slots(base);
+  // Stops the lending loop when every stage has ended (or the build failed).
+  const finished = new AbortController();
+  if (borrowing !== undefined && borrowing.max > base) void lendWhileIdle(slots, base, borrowing, finished.signal);
   const results = new Map<number, R>();
   const running = new Map<number, Promise<R>>();
   let first: { err: unknown } | undefined;
@@ -123,6 +162,24 @@ export async function buildScheduled<R>(
     for (const s of settled) if (s.status === 'rejected') throw s.reason;
     return results;
   } finally {
+    finished.abort();
     outer.removeEventListener('abort', onOuter);
+  }
+}
+
+/**
+ * While stages wait for a slot and fewer than `max` run, lets one more in each time a core has been
+ * idle: stages whose RUN sleeps or waits on the network leave the cores to others, and one stage more
+ * on a busy machine costs nothing but its share. Each lent slot needs a fresh idle window, so the
+ * stage just let in shows in the next sample.
+ */
+async function lendWhileIdle(slots: Slots, base: number, borrowing: IdleBorrowing, signal: AbortSignal): Promise<void> {
+  try {
+    for (;;) {
+      await borrowing.idle(signal);
+      if (slots.waiting > 0 && base + slots.lent < borrowing.max && slots.lend()) borrowing.onLend?.(base + slots.lent);
+    }
+  } catch {
+    // the build ended: signal aborted
   }
 }

@@ -358,6 +358,7 @@ export async function buildRequestFrom(flags: ExecutorFlags, e: Environment): Pr
     waits: { connectMs: waitFlag('connect-timeout', flags.connectTimeout), idleMs: waitFlag('idle-timeout', flags.idleTimeout) },
     isRoot: e.uid === 0,
     jobs: flags.jobs === undefined ? Math.max(1, e.cores ?? 1) : Number(flags.jobs),
+    jobsWhenIdle: flags.jobs === undefined ? 2 * Math.max(1, e.cores ?? 1) : Number(flags.jobs),
     ignorePaths: [...flags.ignorePath, ...(flags.ignoreVarRun ? ['/var/run'] : [])],
     registry: {
       insecurePush: flags.insecure,
