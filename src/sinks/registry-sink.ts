@@ -1,5 +1,6 @@
 // Pushes an image to one or more registry destinations. Per repository: every blob (layers, then the
-// config) is checked with HEAD and uploaded only when missing, once however many tags name that
+// config) is checked with HEAD and uploaded only when missing (a tiny one of the build's own is just
+// uploaded), once however many tags name that
 // repository; the manifest goes last, so a tag never points at an image whose blobs are not all in.
 import { Readable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -28,6 +29,13 @@ const DEFAULT_CONCURRENCY = 3;
 /** Up to this size a blob is small: its upload is a few round trips whatever the link. */
 const SMALL_BLOB = 1024 * 1024;
 const MAX_SMALL_AT_ONCE = 8;
+/**
+ * Up to this size a blob of the build's own (no origin to mount from) is uploaded without asking
+ * first: a HEAD costs the same round trip as the upload it might save, and on the push's critical
+ * path (a small build's config and COPY layers: HEAD, POST, PUT, then the manifest). Uploading a blob
+ * the registry has is allowed (the distribution spec's PUT is idempotent by digest).
+ */
+const TINY_BLOB = 16 * 1024;
 
 /** The refusals kaniko recognises as "this tag is immutable" (Artifact Registry, ECR). */
 const TAG_IMMUTABLE = ['The repository has enabled tag immutability', 'cannot be overwritten because the repository is immutable'];
@@ -183,11 +191,12 @@ async function pushBlobs(
     for (let blob = queue.shift(); blob !== undefined; blob = queue.shift()) {
       try {
         if (ctx.signal.aborted) throw ctx.signal.reason;
-        if (await client.blobExists(registry, repository, blob.digest, { forPush: true })) {
+        const tiny = blob.origin === undefined && blob.size <= TINY_BLOB;
+        if (!tiny && (await client.blobExists(registry, repository, blob.digest, { forPush: true }))) {
           ctx.log.debug(`blob ${blob.digest} already in ${registry}/${repository}`);
           continue;
         }
-        const origin = blob.origin ?? (await mountSource?.(blob.digest));
+        const origin = blob.origin ?? (tiny ? undefined : await mountSource?.(blob.digest));
         const mountFrom = origin?.registry === registry && origin.repository !== repository ? origin.repository : undefined;
         const transfer = ctx.transfers?.start({ kind: 'upload', label: blob.digest, digest: blob.digest, total: blob.size });
         const open = transfer === undefined ? blob.open : async () => counted(await blob.open(), transfer);

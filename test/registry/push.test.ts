@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -44,9 +45,14 @@ describe('pushing to a registry', () => {
     expect(text).toContain(`] Pushed ${reg.host}/kiln/push@${digest}\n`);
   });
 
-  it('uploads no blob again when the same image is pushed a second time', async () => {
+  it('uploads no large blob again when the same image is pushed a second time, and a tiny one without a HEAD', async () => {
     const ctx = captureContext();
-    const image = testImage([await MemoryLayer.of({ 'again.txt': 'same' })], { label: 'again' });
+    // Random text: its gzip stays well above the 16 KiB up to which a blob is uploaded unasked.
+    const big = await MemoryLayer.of({ 'again.txt': randomBytes(48 * 1024).toString('base64') });
+    expect(await big.size()).toBeGreaterThan(16 * 1024);
+    const image = testImage([big], { label: 'again' });
+    const configDigest = await image.configName();
+    const layerDigest = await big.digest();
     const dest = parseReference(`${reg.host}/kiln/again:one`);
     const c1 = newClient(ctx);
     await pushImage(c1, image, [dest], ctx);
@@ -57,8 +63,12 @@ describe('pushing to a registry', () => {
     await pushImage(c2, image, [parseReference(`${reg.host}/kiln/again:two`)], ctx);
     c2.close();
     const second = reg.requests().slice(before);
-    expect(second.filter((r) => r.method === 'POST' || (r.method === 'PUT' && r.path.includes('/blobs/')))).toEqual([]);
-    expect(second.filter((r) => r.method === 'HEAD' && r.path.includes('/blobs/')).map((r) => r.status)).toEqual([200, 200]);
+    // The layer: asked for and found. The config (a few hundred bytes): uploaded again, never asked for.
+    expect(second.filter((r) => r.method === 'HEAD' && r.path.includes('/blobs/')).map((r) => [r.path, r.status])).toEqual([[`/v2/kiln/again/blobs/${layerDigest}`, 200]]);
+    const puts = second.filter((r) => r.method === 'PUT' && r.path.includes('/blobs/'));
+    expect(puts).toHaveLength(1);
+    expect(decodeURIComponent(puts[0]?.path ?? '')).toContain(`digest=${configDigest}`);
+    expect(second.filter((r) => r.method === 'POST')).toHaveLength(1);
     expect(second.filter((r) => r.method === 'PUT' && r.path === '/v2/kiln/again/manifests/two')).toHaveLength(1);
   });
 
