@@ -196,7 +196,8 @@ async function pushBlobs(
           ctx.log.debug(`blob ${blob.digest} already in ${registry}/${repository}`);
           continue;
         }
-        const origin = blob.origin ?? (tiny ? undefined : await mountSource?.(blob.digest));
+        // A tiny blob still asks for a mount source: the layer cache's copy is mounted in one round trip.
+        const origin = blob.origin ?? (await mountSource?.(blob.digest));
         const mountFrom = origin?.registry === registry && origin.repository !== repository ? origin.repository : undefined;
         const transfer = ctx.transfers?.start({ kind: 'upload', label: blob.digest, digest: blob.digest, total: blob.size });
         const open = transfer === undefined ? blob.open : async () => counted(await blob.open(), transfer);
