@@ -21,6 +21,14 @@ export type LayerCodec =
 
 export const DEFAULT_CODEC: LayerCodec = { kind: 'gzip' };
 
+/**
+ * How a layer file may be written: a user's codec, or not compressed at all (`none`: the plain tar,
+ * its digest its diffID) for layers that never leave the build (a stage no output holds, without the
+ * layer cache), as BuildKit keeps its snapshots and compresses only what it exports.
+ */
+export type LayerFileCodec = LayerCodec | { readonly kind: 'none' };
+export const UNCOMPRESSED: LayerFileCodec = { kind: 'none' };
+
 /** Levels each codec accepts (besides -1, the default): zlib's 0-9; zstd's 1-19 without --ultra. */
 export const CODEC_LEVELS = { gzip: { min: 0, max: 9 }, zstd: { min: 1, max: 19 } } as const;
 
@@ -38,8 +46,10 @@ export function layerCodec(kind: LayerCodec['kind'], level?: number): LayerCodec
 }
 
 /** The OCI media type of a layer written with `codec` (assembly maps it to the docker family if needed). */
-export function codecMediaType(codec: LayerCodec): string {
+export function codecMediaType(codec: LayerFileCodec): string {
   switch (codec.kind) {
+    case 'none':
+      return MediaType.OciLayer;
     case 'gzip':
       return MediaType.OciLayerGzip;
     case 'zstd':
@@ -48,7 +58,8 @@ export function codecMediaType(codec: LayerCodec): string {
 }
 
 /** A stream turning an uncompressed tar into a blob compressed with `codec`. */
-export function compressor(codec: LayerCodec): Duplex {
+export function compressor(codec: LayerFileCodec): Duplex {
+  if (codec.kind === 'none') return new PassThrough();
   const { level } = layerCodec(codec.kind, codec.level);
   switch (codec.kind) {
     case 'gzip':

@@ -10,7 +10,7 @@ import { pipeline } from 'node:stream/promises';
 import type { Digest } from '../oci/digest.js';
 import type { Layer } from '../oci/image.js';
 import { MediaType } from '../oci/media-types.js';
-import { codecMediaType, compressor, decompress, DEFAULT_CODEC, type LayerCodec } from './compression.js';
+import { codecMediaType, compressor, decompress, DEFAULT_CODEC, type LayerFileCodec } from './compression.js';
 import { DigestingStream } from './digesting.js';
 import { writeStreamClosed } from './write-stream-closed.js';
 
@@ -63,7 +63,7 @@ export class FileLayer implements Layer {
 
 export interface WriteLayerOptions {
   /** How to compress (default gzip at zlib's default level). */
-  readonly codec?: LayerCodec;
+  readonly codec?: LayerFileCodec;
   /** Told once, when the write starts, how to follow the compressed blob while it is written. */
   readonly onWriting?: (writing: LayerWriting) => void;
 }
@@ -110,8 +110,10 @@ export async function writeLayerFile(tar: Readable, path: string, opts: WriteLay
     const compress = compressor(codec);
     out = createWriteStream(tmp, { flags: 'wx', mode: 0o644 });
     state.out = out;
-    await pipeline(tar, tarHash, compress, blobHash, out);
-    state.size = blobHash.bytes;
+    // Not compressed: the blob is the tar, hashed once.
+    if (codec.kind === 'none') await pipeline(tar, tarHash, out);
+    else await pipeline(tar, tarHash, compress, blobHash, out);
+    state.size = codec.kind === 'none' ? tarHash.bytes : blobHash.bytes;
     await rename(tmp, path);
   } catch (err) {
     state.failed = err ?? new Error('layer write failed');
@@ -120,7 +122,8 @@ export async function writeLayerFile(tar: Readable, path: string, opts: WriteLay
     settle?.reject(err);
     throw err;
   }
-  const layer = new FileLayer({ path, diffId: tarHash.digest, digest: blobHash.digest, size: blobHash.bytes, mediaType: codecMediaType(codec) });
+  const blob = codec.kind === 'none' ? tarHash : blobHash;
+  const layer = new FileLayer({ path, diffId: tarHash.digest, digest: blob.digest, size: blob.bytes, mediaType: codecMediaType(codec) });
   settle?.resolve(layer);
   return layer;
 }

@@ -3,11 +3,11 @@
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
-import type { LayerCodec } from '../blob/compression.js';
+import type { LayerFileCodec } from '../blob/compression.js';
 import { writeLayerFile } from '../blob/layer-file.js';
 import type { Layer } from '../oci/image.js';
 
-export async function emptyLayer(workDir: string, name: string, codec: LayerCodec): Promise<Layer> {
+export async function emptyLayer(workDir: string, name: string, codec: LayerFileCodec): Promise<Layer> {
   const dir = join(workDir, 'layers');
   await mkdir(dir, { recursive: true });
   return writeLayerFile(Readable.from([Buffer.alloc(1024)]), join(dir, name), { codec });

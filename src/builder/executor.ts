@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { parseDockerfile } from '../dockerfile/parse.js';
 import type { Dockerfile } from '../dockerfile/instructions.js';
 import { planBuild, stageLabel, stagesInOutput, type BuildPlan, type FromSource } from '../dockerfile/plan.js';
-import type { LayerCodec } from '../blob/compression.js';
+import { UNCOMPRESSED, type LayerFileCodec } from '../blob/compression.js';
 import { DockerfileError, KilnError, OutputError, UsageError } from '../errors.js';
 import type { ContextFiles, InstructionSite } from '../instructions/handler.js';
 import type { Image } from '../oci/image.js';
@@ -586,9 +586,10 @@ function describeBase(base: BuildPlan['stages'][number]['base'], df: Dockerfile)
 }
 
 /**
- * How the layers of a stage whose image no output holds are compressed: they only feed `COPY --from`
- * (or, in container mode, are unpacked again when a later stage copies from it), so the fastest level
- * of gzip, not the build's codec: a builder stage's 120 MB of toolchain took ~35 s at zstd 19 and
- * takes ~1 s this way.
+ * How the layers of a stage whose image no output holds are written: not compressed at all. They only
+ * feed `COPY --from` (or, in container mode, are unpacked again when a later stage copies from it) and
+ * are deleted with the build, so compressing them is work nobody reads: a builder stage's 120 MB of
+ * toolchain took ~35 s at zstd 19, ~1 s at gzip 1, and is now written as the tar it is. BuildKit too
+ * keeps its snapshots uncompressed and compresses only what it exports.
  */
-const BUILDER_STAGE_CODEC: LayerCodec = { kind: 'gzip', level: 1 };
+const BUILDER_STAGE_CODEC: LayerFileCodec = UNCOMPRESSED;

@@ -12,7 +12,7 @@ import type { ContextFiles, Handler, InstructionEnv, InstructionSite, Step } fro
 import { DEFAULT_PATH, type StageState } from '../instructions/stage-state.js';
 import { assembleImage } from '../oci/assemble.js';
 import type { Image, Layer } from '../oci/image.js';
-import type { LayerCodec } from '../blob/compression.js';
+import type { LayerFileCodec } from '../blob/compression.js';
 import { manifestFamily } from '../oci/media-types.js';
 import type { ContainerConfig, History, Platform } from '../oci/schemas.js';
 import { ChrootSandbox } from '../sandbox/chroot-sandbox.js';
@@ -65,7 +65,7 @@ export interface StageInputs {
   /** The platform the stage is built for. */
   readonly platform: Platform;
   /** How this stage's layers are compressed (the build's codec, unless no output holds them: executor.ts). */
-  readonly layerCodec: LayerCodec;
+  readonly layerCodec: LayerFileCodec;
   fromRootfs(from: string, site: InstructionSite): Promise<string>;
   /** Where this stage's layers are uploaded while they are written (an output stage's, when the build pushes). */
   readonly earlyUploads?: EarlyUploads | undefined;

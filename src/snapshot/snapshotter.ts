@@ -6,7 +6,7 @@
 import { isAbsolute, relative, resolve, sep } from 'node:path';
 import { realpathSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { LayerCodec } from '../blob/compression.js';
+import type { LayerFileCodec } from '../blob/compression.js';
 import { writeLayerFile, type FileLayer, type LayerWriting } from '../blob/layer-file.js';
 import { KilnError, SnapshotError } from '../errors.js';
 import type { RunContext } from '../log/run-context.js';
@@ -36,7 +36,7 @@ export interface SnapshotterOptions {
   readonly workDir: string;
   readonly ctx?: RunContext;
   /** How layers are compressed (default: gzip). */
-  readonly codec?: LayerCodec;
+  readonly codec?: LayerFileCodec;
   readonly mode?: SnapshotMode;
   /** `--reproducible`: every mtime in the layers is the epoch. */
   readonly reproducible?: boolean;
@@ -65,7 +65,7 @@ export class Snapshotter {
   readonly #ignore: IgnoreList;
   readonly #workDir: string;
   readonly #ctx: RunContext | undefined;
-  readonly #codec: LayerCodec | undefined;
+  readonly #codec: LayerFileCodec | undefined;
   readonly #mode: SnapshotMode;
   readonly #tar: LayerTarOptions;
   #baseline: Baseline | undefined;

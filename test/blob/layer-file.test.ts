@@ -1,11 +1,11 @@
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { readdir, stat } from 'node:fs/promises';
+import { readdir, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { text } from 'node:stream/consumers';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { decompress, decompressor } from '../../src/blob/compression.js';
+import { decompress, decompressor, UNCOMPRESSED } from '../../src/blob/compression.js';
 import { FileLayer, writeLayerFile } from '../../src/blob/layer-file.js';
 import { MediaType } from '../../src/oci/media-types.js';
 import { tarBytes, tempDir } from '../rootfs/fixtures.js';
@@ -36,6 +36,23 @@ describe('writeLayerFile', () => {
     expect(await layer.size()).toBe((await stat(path)).size);
     expect(await layer.mediaType()).toBe(MediaType.OciLayerGzip);
     expect(execFileSync('tar', ['-tzf', path]).toString()).toBe('a.txt\nbig.bin\n');
+  });
+
+  it('with codec none writes the tar itself: digest is the diffID, media type the plain tar', async () => {
+    const tar = await tarBytes([
+      { name: 'a.txt', content: 'hello' },
+      { name: 'big.bin', content: randomBytes(1024 * 1024) },
+    ]);
+    const path = join(dir.path, 'layer.tar');
+    const layer = await writeLayerFile(Readable.from([tar]), path, { codec: UNCOMPRESSED });
+    const onDisk = await readFile(path);
+    expect(onDisk.equals(tar)).toBe(true);
+    expect(await layer.digest()).toBe(sha256sum(`sha256sum ${path}`));
+    expect(await layer.diffId()).toBe(await layer.digest());
+    expect(await layer.size()).toBe(tar.length);
+    expect(await layer.mediaType()).toBe(MediaType.OciLayer);
+    const back = Buffer.concat(await (await layer.uncompressed()).toArray());
+    expect(back.equals(tar)).toBe(true);
   });
 
   it('reopens the bytes on every call to compressed() and uncompressed()', async () => {

@@ -3,6 +3,7 @@ import { readFile, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, describe, expect, inject, it } from 'vitest';
 import { chrootRun, executor, skopeoJson, skopeoRaw, unpackWithUmoci, writeContext } from '../support/executor.js';
+import { parseLogLines } from '../support/log-events-schema.js';
 
 describe('stages', () => {
   const registry = inject('registry');
@@ -50,6 +51,33 @@ describe('stages', () => {
     expect(st.mode & 0o777).toBe(0o640);
     expect([st.uid, st.gid]).toEqual([1000, 1000]);
     expect(await chrootRun(u.rootfs, ['/busybox', 'cat', '/result.txt'])).toBe('built in stage one\n');
+  });
+
+  it('writes a builder stage\'s layers as plain tar and compresses only the image it pushes', async () => {
+    // 300 kB of zeros: gzip makes a few hundred bytes of it, so a compressed builder layer would be small.
+    const ctx = await context({
+      Dockerfile: [
+        `FROM ${images.busybox} AS build`,
+        'RUN head -c 300000 /dev/zero > /zeros',
+        `FROM ${images.busybox}`,
+        'COPY --from=build /zeros /zeros',
+        '',
+      ].join('\n'),
+    });
+    const dest = `${registry}/e2e/builder-plain:1`;
+    const r = await executor(['--context', ctx, '--destination', dest, '--insecure', '--insecure-pull', '--log-format', 'json']);
+    expect(r.code, r.stderr).toBe(0);
+    const layers = parseLogLines(r.stderr).events.filter((e) => e.event === 'layer');
+    expect(layers.map((e) => `${e.stage}:${e.line}`)).toEqual(['build:2', 'stage-1:4']);
+    const [built, copied] = layers;
+    if (built?.event !== 'layer' || copied?.event !== 'layer') throw new Error('layer events missing');
+    expect(built.size).toBeGreaterThan(300000);
+    expect(copied.size).toBeLessThan(10000);
+    const m = JSON.parse(await skopeoRaw(['inspect', '--tls-verify=false', '--raw', `docker://${dest}`])) as { layers: { mediaType: string; digest: string }[] };
+    expect(m.layers.at(-1)).toMatchObject({ digest: copied.digest, mediaType: expect.stringMatching(/gzip$/) });
+    expect(m.layers.map((l) => l.digest)).not.toContain(built.digest);
+    const u = await unpack(dest);
+    expect((await stat(join(u.rootfs, 'zeros'))).size).toBe(300000);
   });
 
   it('picks the requested platform from a multi-platform base (--custom-platform)', async () => {
