@@ -73,7 +73,7 @@ export const CASES = [
       df(`FROM ${b.debian}`, 'RUN apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends jq >/dev/null && rm -rf /var/lib/apt/lists/*'),
   },
   {
-    // Issue 13: independent stages. Built with --jobs (default: the cores), and by kiln-j1 with --jobs 1.
+    // Issue 13: independent stages. Built with --jobs (default: twice the cores), and by kiln-j1 with --jobs 1.
     name: 'multi-stage-3',
     what: 'three independent stages of ~1 s of CPU each (on a quiet core), final COPY --from all',
     base: 'busybox',

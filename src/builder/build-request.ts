@@ -123,11 +123,11 @@ export interface BuildRequest {
   readonly rootfsTmpfsBudgetMiB: number | undefined;
   /** The file kiln builds on this machine lock while they decide on a tmpfs (/run/lock when it exists). */
   readonly tmpfsLockFile: string;
-  /** `--jobs` (kiln): stages built at once (container mode: one of them on `/` at a time); default: the number of cores. */
+  /** `--jobs` (kiln): stages built at once (container mode: one of them on `/` at a time); default: twice the cores (validate-flags.ts, defaultJobs). */
   readonly jobs: number;
   /**
-   * Stages built at once while a core sits idle (their RUNs sleep or wait on the network): twice the
-   * cores with the default --jobs, `jobs` itself when --jobs is given (stage-scheduler.ts, cpu-idle.ts).
+   * Stages built at once while a core sits idle (their RUNs sleep or wait on the network): four times
+   * the cores with the default --jobs, `jobs` itself when --jobs is given (stage-scheduler.ts, cpu-idle.ts).
    */
   readonly jobsWhenIdle: number;
   /** `--archive-max-mib`, `--archive-max-entries`. */

@@ -511,8 +511,8 @@ async function buildStages(
   }
   // Each stage logs through its own context: its text lines start with `[stage] ` (kaniko's format
   // otherwise), its JSON lines carry its own stage and step fields (LogScope.isolate).
-  // The default --jobs lets one stage more in each time a core has been idle for a quarter second
-  // (cpu-idle.ts), up to twice the cores; --jobs N is N.
+  // The default --jobs (twice the cores) lets one stage more in each time a core has been idle for a
+  // quarter second (cpu-idle.ts), up to four times the cores; --jobs N is N.
   const borrowing: IdleBorrowing | undefined =
     request.jobsWhenIdle > request.jobs
       ? {

@@ -199,7 +199,7 @@ export function executorCommand(): GoStyleCommand {
     .option('--work-dir <dir>', '(kiln) where the rootfs and layers are kept in sandbox mode (default: a temp dir)')
     .addOption(new Option('--rootfs-tmpfs <when>', '(kiln) sandbox mode as root: keep stage filesystems on a private tmpfs; auto: with 8 GiB+ of memory available (within the cgroup limit, less what other kiln builds\' tmpfs mounts may take) and a base under an eighth of it').choices(['auto', 'always', 'never']).default('auto'))
     .option('--rootfs-tmpfs-size <MiB>', '(kiln) size limit of that tmpfs (default: half of the available memory)')
-    .option('--jobs <N>', '(kiln) stages built at once, when their dependencies are built; in container mode one at a time on / (default: the number of cores, and up to twice that while a core is idle)')
+    .option('--jobs <N>', '(kiln) stages built at once, when their dependencies are built; in container mode one at a time on / (default: twice the number of cores, and up to four times while a core is idle)')
     .option('--secret <spec>', 'id=ID,src=PATH or id=ID,env=VAR: a secret for RUN --mount=type=secret (repeatable)', collect, [])
     .option('--ssh <spec>', 'default|ID[=SOCKET|KEY[,KEY...]]: an SSH agent for RUN --mount=type=ssh; no path: $SSH_AUTH_SOCK (repeatable)', collect, [])
     .option('--mount-cache-dir <dir>', '(kiln) where RUN --mount=type=cache directories persist (default: <kaniko-dir>/cache in container mode, else $XDG_CACHE_HOME/kiln/mounts, /var/cache/kiln/mounts as root, ~/.cache/kiln/mounts)')

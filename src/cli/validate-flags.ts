@@ -152,6 +152,20 @@ export interface Environment {
   readonly cores?: number;
 }
 
+/**
+ * The default --jobs on `cores` cores: twice the cores at once, and up to four times while a core sits
+ * idle (stages whose RUNs sleep or wait on the network). Not the cores alone: three stages of CPU on
+ * two cores would then take two rounds, the third alone on one core while the other idles (1.5x over
+ * one at a time at best); started together, the kernel shares both cores among them and they end after
+ * 1.5 rounds. For equal stages, twice the cores is never slower than the cores: each full round of
+ * 2N takes what two rounds of N take, and a last round of at most N takes one (BuildKit sets no limit
+ * at all). --jobs N is a hard limit, for a machine whose memory cannot hold 2N RUNs at once.
+ */
+export function defaultJobs(cores: number): { jobs: number; jobsWhenIdle: number } {
+  const n = Math.max(1, Math.floor(cores));
+  return { jobs: 2 * n, jobsWhenIdle: 4 * n };
+}
+
 /** kaniko's git credentials: GIT_TOKEN as the username alone, else GIT_USERNAME and GIT_PASSWORD. */
 function gitAuth(env: Readonly<Record<string, string | undefined>>): GitAuth | undefined {
   const token = env['GIT_TOKEN'] ?? '';
@@ -357,8 +371,7 @@ export async function buildRequestFrom(flags: ExecutorFlags, e: Environment): Pr
     archiveLimits: { maxBytes: Number(flags.archiveMaxMib) * 1024 ** 2, maxEntries: Number(flags.archiveMaxEntries) },
     waits: { connectMs: waitFlag('connect-timeout', flags.connectTimeout), idleMs: waitFlag('idle-timeout', flags.idleTimeout) },
     isRoot: e.uid === 0,
-    jobs: flags.jobs === undefined ? Math.max(1, e.cores ?? 1) : Number(flags.jobs),
-    jobsWhenIdle: flags.jobs === undefined ? 2 * Math.max(1, e.cores ?? 1) : Number(flags.jobs),
+    ...(flags.jobs === undefined ? defaultJobs(e.cores ?? 1) : { jobs: Number(flags.jobs), jobsWhenIdle: Number(flags.jobs) }),
     ignorePaths: [...flags.ignorePath, ...(flags.ignoreVarRun ? ['/var/run'] : [])],
     registry: {
       insecurePush: flags.insecure,

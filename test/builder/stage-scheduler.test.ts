@@ -3,6 +3,7 @@
 // the test settles by hand: no clock.
 import { describe, expect, it } from 'vitest';
 import { KilnError, RunFailedError, StageFailedError } from '../../src/errors.js';
+import { defaultJobs } from '../../src/cli/validate-flags.js';
 import { buildScheduled, hasIndependentStages, Slots, type IdleBorrowing, type StageGraph } from '../../src/builder/stage-scheduler.js';
 
 const graph = (deps: Record<number, number[]>): StageGraph => ({
@@ -192,5 +193,25 @@ describe('stage scheduler', () => {
       never,
     );
     expect(peak).toBe(2);
+  });
+});
+
+describe('the default --jobs', () => {
+  it('is twice the cores, four times while a core is idle, and one core at least', () => {
+    expect(defaultJobs(2)).toEqual({ jobs: 4, jobsWhenIdle: 8 });
+    expect(defaultJobs(0)).toEqual({ jobs: 2, jobsWhenIdle: 4 });
+  });
+
+  it('on 2 cores starts three independent stages together, so none waits a round for a slot', async () => {
+    const g = graph({ 0: [], 1: [], 2: [], 3: [0, 1, 2] });
+    let running = 0;
+    let peak = 0;
+    await buildScheduled(g, defaultJobs(2).jobs, new AbortController().signal, async () => {
+      running++;
+      peak = Math.max(peak, running);
+      for (let k = 0; k < 5; k++) await Promise.resolve();
+      running--;
+    });
+    expect(peak).toBe(3);
   });
 });

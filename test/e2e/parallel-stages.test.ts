@@ -96,6 +96,22 @@ describe('parallel stages (--jobs)', () => {
     for (const e of events) if (e.event === 'step-end' && String(e.instruction).includes('/meet/')) expect(String(e.instruction)).toContain(`touch /meet/${String(e.stage)}`);
   });
 
+  it('with the default --jobs, starts three stages that compute together on 2 cores, not two and then one', async () => {
+    const id = randomBytes(6).toString('hex');
+    const cacheDir = await tempDir('kiln-jobs-cache-');
+    // Each stage marks its arrival, then spins (no sleep: its core stays busy, so no core looks idle)
+    // until all three have arrived. With one slot a core, two would spin while the third waits for a
+    // slot, and both give up after their iterations; started together, the three meet at once.
+    const names = ['a', 'b', 'c'];
+    const spin = (me: string) =>
+      `RUN --mount=type=cache,id=${id},target=/meet,sharing=shared touch /meet/${me} && i=0; until [ -e /meet/a ] && [ -e /meet/b ] && [ -e /meet/c ]; do i=$((i+1)); [ $i -lt 2000000 ] || exit 9; done`;
+    const ctx = await context({
+      Dockerfile: [...names.flatMap((n) => [`FROM ${images.busybox} AS ${n}`, spin(n)]), `FROM ${images.busybox}`, ...names.map((n) => `COPY --from=${n} /bin/busybox /${n}`), ''].join('\n'),
+    });
+    const r = await executor(['--context', ctx, '--no-push', '--insecure-pull', '--mount-cache-dir', cacheDir]);
+    expect(r.code, r.stderr).toBe(0);
+  });
+
   it('cancels the other stages when one fails: error names the stage and line, RUN processes killed, work dir removed', async () => {
     const marker = `${40 + Math.floor(Math.random() * 50)}.${randomBytes(2).readUInt16BE()}`;
     const tmp = await tempDir('kiln-jobs-tmp-');
