@@ -273,18 +273,21 @@ function isZeroBlock(block: Buffer): boolean {
   return true;
 }
 
-/** The stored checksum against both conventions: unsigned bytes (POSIX) and signed (old Sun tars). */
+/**
+ * The stored checksum against both conventions: unsigned bytes (POSIX), else signed (old Sun tars).
+ * Summed four bytes a step around the checksum field, the signed sum only when the unsigned one fails:
+ * this runs once an entry, mostly before V8 has compiled it (a small build's base of a few hundred
+ * entries is read once), where every bytecode executed counts.
+ */
 function checksumMatches(block: Buffer): boolean {
   const stored = numeric(block, 148, 8);
   let unsigned = 8 * 0x20;
-  let signed = 8 * 0x20;
-  for (let i = 0; i < BLOCK; i++) {
-    if (i >= 148 && i < 156) continue;
-    const b = block[i] as number;
-    unsigned += b;
-    signed += b < 128 ? b : b - 256;
-  }
-  return stored === unsigned || stored === signed;
+  for (let i = 0; i < 148; i += 4) unsigned += (block[i] as number) + (block[i + 1] as number) + (block[i + 2] as number) + (block[i + 3] as number);
+  for (let i = 156; i < BLOCK; i += 4) unsigned += (block[i] as number) + (block[i + 1] as number) + (block[i + 2] as number) + (block[i + 3] as number);
+  if (stored === unsigned) return true;
+  let high = 0;
+  for (let i = 0; i < BLOCK; i++) if ((i < 148 || i >= 156) && (block[i] as number) >= 128) high++;
+  return stored === unsigned - 256 * high;
 }
 
 function isUstar(block: Buffer): boolean {

@@ -115,6 +115,31 @@ describe('TarReader', () => {
     }
   });
 
+  it('takes a header checksummed over signed bytes (old Sun tars) as well as unsigned, and nothing else', async () => {
+    const tar = Buffer.from(await tarBytes([{ name: 'a', content: 'x' }]));
+    // A byte >= 128 in the header's unused tail (500-511), where the two sums part.
+    tar[505] = 0xe9;
+    const header = tar.subarray(0, 512);
+    let unsigned = 8 * 0x20;
+    let signed = 8 * 0x20;
+    for (let i = 0; i < 512; i++) {
+      if (i >= 148 && i < 156) continue;
+      const b = header[i] as number;
+      unsigned += b;
+      signed += b < 128 ? b : b - 256;
+    }
+    expect(signed).toBe(unsigned - 256);
+    const withSum = (sum: number): Buffer => {
+      const t = Buffer.from(tar);
+      t.write(`${sum.toString(8).padStart(6, '0')}\0 `, 148, 8, 'latin1');
+      return t;
+    };
+    expect(read(withSum(unsigned))[0]?.header.name).toBe('a');
+    expect(read(withSum(signed))[0]?.header.name).toBe('a');
+    expect(() => read(withSum(unsigned + 1))).toThrow(/checksum/);
+    expect(() => read(withSum(signed - 1))).toThrow(/checksum/);
+  });
+
   it('fails on a tar cut inside an entry, and on a corrupt header', async () => {
     const tar = await tarBytes([{ name: 'a', content: 'x'.repeat(5000) }]);
     expect(() => read(tar.subarray(0, 1024))).toThrow(TarFormatError);
