@@ -69,8 +69,12 @@ const result = await build({
   platform: 'node',
   format: 'cjs',
   target: 'node20',
-  // Not minified: stack traces keep readable names and lines without the map.
+  // Whitespace only: names stay as written, so a stack trace still says which function; its line and
+  // column are the bundle's (the map beside it, or the same commit's build, gives the source line).
+  // 0.53 MB less in the image, whose size is a target, and ~6 ms less CPU a small build (the ~900
+  // functions it compiles lazily are parsed from less text).
   sourcemap: 'linked',
+  minifyWhitespace: true,
   // import.meta does not exist in CommonJS: give its users (native-fs.ts and sandbox/isolated-run.ts,
   // which find build/Release from it) the bundle's own URL.
   define: { 'import.meta.url': '__kilnBundleUrl', __KILN_COMMIT__: JSON.stringify(bakedCommit), __KILN_BUNDLED__: 'true' },
