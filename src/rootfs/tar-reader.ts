@@ -11,6 +11,7 @@
 // field says, either checksum convention (unsigned or signed bytes) is accepted, and a zero block ends
 // the archive (what follows it is not read as entries).
 import { decodePaxRecords, type PaxRecords, paxText } from './pax-records.js';
+import { headerChecksumMatches } from './tar-checksum.js';
 
 export type TarEntryType = 'file' | 'link' | 'symlink' | 'character-device' | 'block-device' | 'directory' | 'fifo' | 'other';
 
@@ -156,7 +157,7 @@ export class TarReader {
       this.#state = 'done';
       return;
     }
-    if (!checksumMatches(block)) throw new TarFormatError(`invalid tar header checksum at byte ${this.#offset} (is the layer compressed with an unknown codec?)`);
+    if (!headerChecksumMatches(block, numeric(block, 148, 8))) throw new TarFormatError(`invalid tar header checksum at byte ${this.#offset} (is the layer compressed with an unknown codec?)`);
     const typeflag = block[156] === 0 ? '0' : String.fromCharCode(block[156] as number);
     const size = numeric(block, 124, 12);
     switch (typeflag) {
@@ -271,23 +272,6 @@ function typeOf(flag: string): TarEntryType {
 function isZeroBlock(block: Buffer): boolean {
   for (let i = 0; i < BLOCK; i++) if (block[i] !== 0) return false;
   return true;
-}
-
-/**
- * The stored checksum against both conventions: unsigned bytes (POSIX), else signed (old Sun tars).
- * Summed four bytes a step around the checksum field, the signed sum only when the unsigned one fails:
- * this runs once an entry, mostly before V8 has compiled it (a small build's base of a few hundred
- * entries is read once), where every bytecode executed counts.
- */
-function checksumMatches(block: Buffer): boolean {
-  const stored = numeric(block, 148, 8);
-  let unsigned = 8 * 0x20;
-  for (let i = 0; i < 148; i += 4) unsigned += (block[i] as number) + (block[i + 1] as number) + (block[i + 2] as number) + (block[i + 3] as number);
-  for (let i = 156; i < BLOCK; i += 4) unsigned += (block[i] as number) + (block[i + 1] as number) + (block[i + 2] as number) + (block[i + 3] as number);
-  if (stored === unsigned) return true;
-  let high = 0;
-  for (let i = 0; i < BLOCK; i++) if ((i < 148 || i >= 156) && (block[i] as number) >= 128) high++;
-  return stored === unsigned - 256 * high;
 }
 
 function isUstar(block: Buffer): boolean {

@@ -5,6 +5,7 @@
 import { open, type FileHandle } from 'node:fs/promises';
 import { KilnError } from '../errors.js';
 import { decodePaxRecords, paxText } from '../rootfs/pax-records.js';
+import { headerChecksumMatches } from '../rootfs/tar-checksum.js';
 
 export interface TarMember {
   /** As recorded, without a leading `./`. */
@@ -31,7 +32,7 @@ export async function indexTarMembers(path: string): Promise<ReadonlyMap<string,
       if (offset + BLOCK > fileSize) throw corrupt(path, `archive ends inside the header at offset ${offset}`);
       await readExactly(fh, header, offset);
       if (header.every((b) => b === 0)) break;
-      if (!checksumMatches(header)) throw corrupt(path, `bad header checksum at offset ${offset}`);
+      if (!headerChecksumMatches(header, parseNumber(header.subarray(148, 156)))) throw corrupt(path, `bad header checksum at offset ${offset}`);
       const size = parseNumber(header.subarray(124, 136));
       if (size === undefined) throw corrupt(path, `bad size field at offset ${offset}`);
       const body = offset + BLOCK;
@@ -68,19 +69,6 @@ async function readExactly(fh: FileHandle, buf: Buffer, position: number): Promi
     if (bytesRead === 0) throw new KilnError('INVALID_DOCUMENT', `unexpected end of file at offset ${position + done}`);
     done += bytesRead;
   }
-}
-
-/** Either convention (unsigned or signed bytes), the checksum field counted as spaces. */
-function checksumMatches(h: Buffer): boolean {
-  const recorded = parseNumber(h.subarray(148, 156));
-  let unsigned = 0;
-  let signed = 0;
-  for (let i = 0; i < BLOCK; i++) {
-    const b = i >= 148 && i < 156 ? 0x20 : (h[i] ?? 0);
-    unsigned += b;
-    signed += b > 127 ? b - 256 : b;
-  }
-  return recorded === unsigned || recorded === signed;
 }
 
 /** An octal field, or GNU base-256 when the high bit of its first byte is set. */
