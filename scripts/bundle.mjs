@@ -59,6 +59,35 @@ const cloudExternal = {
   },
 };
 
+// Code the bundle would carry and never run, left out: a third of it, and of the executor image's
+// code cache (every function compiled: bin/load-kiln.js writeEagerCache), whose size counts against
+// the image's.
+// - zod's error messages in 40 languages other than English (~300 KB): zod's classic and core entry
+//   points re-export every locale as a namespace (`z.locales`), so no bundler can drop them; kiln uses
+//   none (zod's default, English, is set from locales/en.js directly). The stub keeps `locales.en`.
+// - web-streams-polyfill (~125 KB): fetch-blob (node-fetch's) requires it only where globalThis has no
+//   ReadableStream, which every Node kiln runs on has (18 and later).
+const ZOD_LOCALES = join(repo, 'node_modules/zod/v4/locales');
+const POLYFILL = /^web-streams-polyfill(\/|$)/;
+const unusedCode = {
+  name: 'unused-code',
+  setup(b) {
+    b.onResolve({ filter: /\/locales\/index\.js$/ }, (args) =>
+      resolve(args.resolveDir, args.path) === join(ZOD_LOCALES, 'index.js') ? { path: join(ZOD_LOCALES, 'index.js'), namespace: 'zod-locales-en' } : undefined,
+    );
+    b.onLoad({ filter: /.*/, namespace: 'zod-locales-en' }, () => ({
+      contents: `export { default as en } from ${JSON.stringify(join(ZOD_LOCALES, 'en.js'))};\n`,
+      resolveDir: ZOD_LOCALES,
+      loader: 'js',
+    }));
+    b.onResolve({ filter: POLYFILL }, (args) => ({ path: args.path, namespace: 'no-polyfill' }));
+    b.onLoad({ filter: /.*/, namespace: 'no-polyfill' }, (args) => ({
+      contents: `throw new Error(${JSON.stringify(`${args.path} is not in kiln's bundle: this Node has no ReadableStream`)});\n`,
+      loader: 'js',
+    }));
+  },
+};
+
 const placeholder = '0'.repeat(BUNDLE_ID_LENGTH);
 const bakedCommit = commit();
 const result = await build({
@@ -78,7 +107,8 @@ const result = await build({
   // import.meta does not exist in CommonJS: give its users (native-fs.ts and sandbox/isolated-run.ts,
   // which find build/Release from it) the bundle's own URL.
   define: { 'import.meta.url': '__kilnBundleUrl', __KILN_COMMIT__: JSON.stringify(bakedCommit), __KILN_BUNDLED__: 'true' },
-  plugins: [cloudExternal],
+  plugins: [cloudExternal, unusedCode],
+  metafile: true,
   // 'use strict' before any statement, or it is no directive (dist/ is ES modules, always strict).
   banner: { js: `${BUNDLE_ID_PREFIX}${placeholder}\n'use strict';\nconst __kilnBundleUrl = require('node:url').pathToFileURL(__filename).href;` },
   write: false,
@@ -90,6 +120,12 @@ if (result.warnings.length > 0 || result.errors.length > 0) {
   process.exit(1);
 }
 
+// The stubs above took: zod's locales are still where they were, and only en.js went in (a stub's
+// own input is named with its namespace).
+const inputs = Object.keys(result.metafile.inputs);
+if (!existsSync(join(ZOD_LOCALES, 'en.js')) || !inputs.some((f) => f.endsWith('zod/v4/locales/en.js'))) throw new Error(`bundle: ${join(ZOD_LOCALES, 'en.js')} is not in the bundle: zod moved its locales; update unusedCode`);
+const leftIn = inputs.filter((f) => !/^[a-z-]+:/.test(f) && (f.includes('node_modules/zod/v4/locales/') && !f.endsWith('/en.js')) || f.includes('node_modules/web-streams-polyfill/'));
+if (leftIn.length > 0) throw new Error(`bundle: ${leftIn[0]} is in the bundle: unusedCode no longer keeps it out`);
 const js = result.outputFiles.find((f) => f.path === BUNDLE);
 if (/\b(S3Client|BlobServiceClient|GoogleAuth)\b/.test(js?.text ?? '')) throw new Error('a cloud SDK is in the main bundle: it must load only from its own (src/cloud/load.ts)');
 const map = result.outputFiles.find((f) => f.path === `${BUNDLE}.map`);
@@ -115,6 +151,7 @@ function replaceFile(path, data) {
 }
 mkdirSync(dirname(BUNDLE), { recursive: true });
 rmSync(`${BUNDLE}.v8cache`, { force: true });
+rmSync(`${BUNDLE}.v8cache.zst`, { force: true });
 for (const name of ['main', 'warmerMain']) rmSync(helpFile(name), { force: true });
 replaceFile(`${BUNDLE}.map`, map.contents);
 replaceFile(BUNDLE, text);

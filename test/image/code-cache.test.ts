@@ -4,7 +4,7 @@
 // depended on the load: CI's two builds of the image gave two digests. Without the flag, three caches
 // made here with the CPUs busy differed in about half the runs of this test.
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { copyFile, mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
+import { copyFile, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -13,7 +13,7 @@ import { REPO } from '../support/executor-image.js';
 
 const run = promisify(execFile);
 const MAKE_ROOT = join(REPO, 'scripts/make-executor-root.sh');
-const CACHE = 'kaniko/app/dist/bundle/kiln.cjs.v8cache';
+const CACHE = 'kaniko/app/dist/bundle/kiln.cjs.v8cache.zst';
 
 async function haveMusl(): Promise<boolean> {
   return run('sh', ['-c', 'command -v musl-gcc']).then(
@@ -55,5 +55,22 @@ describe.skipIf(!available)(`the executor image's code cache${available ? '' : '
     }
     expect(caches[0]?.length).toBeGreaterThan(100_000);
     for (const c of caches.slice(1)) expect(c.equals(caches[0] as Buffer)).toBe(true);
+  });
+
+  // The root the test above left: the image's node, started as the launcher starts it (no flag).
+  const imageNode = (root: string, code: string) =>
+    run(join(root, 'kaniko/lib/ld-linux-x86-64.so.2'), ['--library-path', join(root, 'kaniko/lib'), join(root, 'kaniko/bin/node'), '-e', code, join(root, 'kaniko/app/bin/load-kiln.js')]);
+  const CACHE_STATE = 'const k = require(process.argv[1]); const s = k.runBundle(k.BUNDLE).script; process.stdout.write(String(s.cachedDataRejected) + " " + typeof k.runBundle(k.BUNDLE).exports.main);';
+
+  it('is taken by the image node, and ignored once corrupted (the bundle then compiles, and runs)', async () => {
+    const root = join(work, 'root');
+    expect((await imageNode(root, CACHE_STATE)).stdout).toBe('false function');
+    const file = join(root, CACHE);
+    const cache = await readFile(file);
+    // Past the header (bundle id and SHA-256): the data itself, which V8 would trust and abort on.
+    for (let i = 100; i < cache.length; i += 997) cache[i] = (cache[i] ?? 0) ^ 0xff;
+    await writeFile(file, cache);
+    // undefined: no cache handed to V8 at all.
+    expect((await imageNode(root, CACHE_STATE)).stdout).toBe('undefined function');
   });
 });

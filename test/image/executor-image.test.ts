@@ -127,7 +127,7 @@ describe.skipIf(!available)(`the executor image, built by kiln${available ? '' :
       'kaniko/lib/libstdc++.so.6',
       'kaniko/app/bin/executor.js',
       'kaniko/app/dist/bundle/kiln.cjs',
-      'kaniko/app/dist/bundle/kiln.cjs.v8cache',
+      'kaniko/app/dist/bundle/kiln.cjs.v8cache.zst',
       'kaniko/app/dist/bundle/kiln-aws.cjs.br',
       'kaniko/app/dist/bundle/kiln-gcp.cjs.br',
       'kaniko/app/dist/bundle/kiln-azure.cjs.br',
