@@ -151,10 +151,12 @@ install -d -m 0755 "$k/app/build/Release"
 # check runs it as the launcher does, with no flag.
 run_image_node() { "$k/lib/$loader" --library-path "$k/lib" "$k/bin/node" "$@"; }
 rm -f "$k/app/dist/bundle/kiln.cjs.v8cache" "$k/app/dist/bundle/kiln.cjs.v8cache.zst"
-run_image_node "${CACHE_FLAGS[@]}" -e 'const k = require(process.argv[1]); k.writeEagerCache(k.BUNDLE);' "$k/app/bin/load-kiln.js"
+# A node without zstd in node:zlib (Node 20: a tree made with this machine's node, as
+# test/container-mode.test.ts does) gets the top-level cache instead.
+run_image_node "${CACHE_FLAGS[@]}" -e 'const k = require(process.argv[1]); if (typeof require("node:zlib").zstdCompressSync === "function") k.writeEagerCache(k.BUNDLE); else k.writeCache(k.BUNDLE, k.runBundle(k.BUNDLE).script);' "$k/app/bin/load-kiln.js"
 run_image_node -e 'const k = require(process.argv[1]); process.exit(k.runBundle(k.BUNDLE).script.cachedDataRejected === false ? 0 : 1)' \
   "$k/app/bin/load-kiln.js" || die "the image's node rejects the code cache it just made"
-chmod 0644 "$k/app/dist/bundle/kiln.cjs.v8cache.zst"
+chmod 0644 "$k/app/dist/bundle/kiln.cjs.v8cache"*
 
 for ca in /etc/ssl/certs/ca-certificates.crt /etc/pki/tls/certs/ca-bundle.crt; do
   if [[ -f $ca ]]; then cp -L "$ca" "$k/ssl/certs/ca-certificates.crt"; break; fi
