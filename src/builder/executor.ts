@@ -20,6 +20,7 @@ import { loadRegistryTls } from '../registry/tls-files.js';
 import type { EndpointCache } from '../registry/transport.js';
 import { defaultIgnoreList, type IgnoreList } from '../rootfs/ignore-list.js';
 import { spoolingImage, type SpoolingImage } from '../sources/registry-spool.js';
+import { BuildDownloads } from './build-downloads.js';
 import { checkPushPermissions } from '../sinks/registry-sink.js';
 import { scratchImage } from '../sources/scratch.js';
 import { Transfers } from '../log/transfers.js';
@@ -199,12 +200,13 @@ async function buildImage(request: BuildRequest, deps: BuildDeps, report: BuildR
     runIsolation: once(() => chooseIsolation(request, request.registry.cloudEnv, deps)),
   };
   let succeeded = false;
+  const downloads = new BuildDownloads(bctx.signal);
   try {
     // Awaited before any stage starts: bad credentials fail in a second, not after the build. Base
     // manifests are fetched meanwhile (no layer is downloaded before the check has passed).
     const permission =
       !request.outputs.noPush && !reg.skipPushPermissionCheck ? checkPushPermissions(pushClient, request.outputs.destinations, bctx) : Promise.resolve();
-    const results = await buildStages(bctx, df, plan, inputs.context, permission);
+    const results = await buildStages(bctx, df, plan, inputs.context, permission, downloads);
     const final = results.get(plan.target);
     if (final === undefined) throw new KilnError('INTERNAL', `target stage ${plan.target} was not built`);
     const digest = await writeOutputs(bctx, final.image);
@@ -214,11 +216,16 @@ async function buildImage(request: BuildRequest, deps: BuildDeps, report: BuildR
     // Cache pushes run in the background during the build; they end (or fail, with a warning) here.
     // Early uploads were awaited by the push; after a failure, closing the client below cuts them off.
     await bctx.layerCache?.settle();
+    await downloads.stop();
     pullClient.close();
     pushClient.close();
     await bctx.area.close();
     await sshAgents.close();
-    await removeWorkFiles(request, succeeded);
+    // After a failure, the build's own error is the one to report, not the clean-up's.
+    await removeWorkFiles(request, succeeded).catch((err: unknown) => {
+      if (succeeded) throw err;
+      bctx.log.warn(`could not remove the build's files under ${request.workDir}: ${(err as Error).message}`);
+    });
   }
 }
 
@@ -281,6 +288,7 @@ async function buildStages(
   plan: BuildPlan,
   context: ContextFiles,
   permission: Promise<void>,
+  downloads: BuildDownloads,
 ): Promise<Map<number, StageResult>> {
   const { log, request } = bctx;
   const results = new Map<number, StageResult>();
@@ -310,11 +318,13 @@ async function buildStages(
         if (source.askedRegistry) bctx.report.pulled(ref, await source.image.digest(), formatPlatform(platform), startedAt);
         if (source.fromCacheDir) return source.image;
         // Layers download (several at once, into the work dir) when prefetchBases or a stage first reads them.
-        const img = spoolingImage(source.image, {
-          dir: join(request.workDir, 'base-blobs'),
-          retries: request.registry.imageDownloadRetry,
-          ctx: bctx,
-        });
+        const img = downloads.add(
+          spoolingImage(source.image, {
+            dir: join(request.workDir, 'base-blobs'),
+            retries: request.registry.imageDownloadRetry,
+            ctx: { ...bctx, signal: downloads.signal },
+          }),
+        );
         log.info(`Retrieving image ${formatReference(parsed)} from registry ${parsed.registry}`);
         return img;
       })();

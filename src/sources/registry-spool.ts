@@ -45,11 +45,21 @@ export interface SpoolOptions {
 export interface SpoolingImage extends Image {
   /** Downloads every layer (e.g. before timing-sensitive work); resolves when all are on disk. */
   spoolAll(): Promise<void>;
+  /**
+   * Resolves once no download of this image is running, none to start (those waiting are refused).
+   * Called after its signal was aborted, before the spool's directory is removed: a download still
+   * going would write into it meanwhile (a work dir that will not empty, files left behind).
+   */
+  settle(): Promise<void>;
 }
 
 /** `image` with layers read from spooled files; manifest and config are the image's own. */
 export function spoolingImage(image: Image, opts: SpoolOptions): SpoolingImage {
-  const spool = once(async () => new Spool(await image.layers(), opts));
+  let made: Promise<Spool> | undefined;
+  const spool = once(async () => {
+    made = image.layers().then((layers) => new Spool(layers, opts));
+    return made;
+  });
   const layers = once(async (): Promise<readonly Layer[]> => {
     const remote = await image.layers();
     const sp = await spool();
@@ -67,6 +77,10 @@ export function spoolingImage(image: Image, opts: SpoolOptions): SpoolingImage {
     spoolAll: async () => {
       const sp = await spool();
       await Promise.all((await image.layers()).map((_, i) => sp.file(i)));
+    },
+    settle: async () => {
+      const sp = await made?.catch(() => undefined);
+      await sp?.settle();
     },
   };
 }
@@ -124,6 +138,9 @@ class Spool {
   readonly #progress: Progress[];
   readonly #waiting: { index: number; resolve: (p: string) => void; reject: (e: unknown) => void }[] = [];
   #running = 0;
+  /** The downloads running now, for `settle`. */
+  readonly #inFlight = new Set<Promise<void>>();
+  #settling = false;
 
   constructor(layers: readonly Layer[], opts: SpoolOptions) {
     this.#layers = layers;
@@ -224,15 +241,28 @@ class Spool {
     while (this.#running < limit && this.#waiting.length > 0) {
       const job = this.#waiting.shift();
       if (job === undefined) break;
+      if (this.#settling) {
+        job.reject(new KilnError('INTERNAL', `layer ${job.index}: the build ended before its download started`));
+        continue;
+      }
       this.#running++;
       // Goes on while later steps run: its lines name the step (or none) that started the spool.
-      inBackground(this.#opts.ctx, () => this.#download(job.index))
+      const run: Promise<void> = inBackground(this.#opts.ctx, () => this.#download(job.index))
         .then(job.resolve, job.reject)
         .finally(() => {
           this.#running--;
+          this.#inFlight.delete(run);
           this.#pump();
         });
+      this.#inFlight.add(run);
     }
+  }
+
+  /** Refuses the downloads still waiting and resolves when the running ones have ended. */
+  async settle(): Promise<void> {
+    this.#settling = true;
+    this.#pump();
+    while (this.#inFlight.size > 0) await Promise.allSettled([...this.#inFlight]);
   }
 
   async #download(index: number): Promise<string> {

@@ -1,7 +1,9 @@
 // A spooled base layer is read while it downloads (the unpack runs as the bytes arrive), and the read
 // ends only when the download is complete; a broken download fails the reader. With retries, the
 // reader waits for the verified file: a retry could replace bytes it would already have handed out.
+// When the build ends, settle() stops the spool: nothing more is written into its directory.
 import { randomBytes } from 'node:crypto';
+import { readdirSync } from 'node:fs';
 import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -96,5 +98,40 @@ describe('spooled layers are read as they download', () => {
     layer.opened[1]!.end(layer.gz);
     await reading;
     expect(Buffer.concat(got)).toEqual(layer.gz);
+  });
+});
+
+describe('a spool stopped when its build ends', () => {
+  let dir: string;
+  beforeEach(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'kiln-settle-'));
+  });
+  afterEach(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('settle: the running download ends (its partial file removed), the waiting one never starts', async () => {
+    const first = await fedLayer();
+    const second = await fedLayer();
+    const stop = new AbortController();
+    const image = spoolingImage(testImage([first as Layer, second as Layer]), { dir, concurrency: 1, ctx: { ...captureContext(), signal: stop.signal } });
+    const all = image.spoolAll();
+    all.catch(() => undefined);
+    await until(() => first.opened.length === 1);
+    first.opened[0]!.write(first.gz.subarray(0, 1000));
+    await until(() => readdirSync(dir).length === 1);
+    stop.abort();
+    await image.settle();
+    // Nothing left in the dir, and nothing that could still write there: the second layer was refused.
+    expect(await readdir(dir)).toEqual([]);
+    expect(second.opened.length).toBe(0);
+    await expect(all).rejects.toThrow();
+    expect(await readdir(dir)).toEqual([]);
+  });
+
+  it('settle on an image whose layers were never asked for resolves at once', async () => {
+    const image = spoolingImage(testImage([(await fedLayer()) as Layer]), { dir, ctx: captureContext() });
+    await image.settle();
+    expect(await readdir(dir)).toEqual([]);
   });
 });
