@@ -65,6 +65,10 @@ describe.skipIf(!available)(`the executor image's code cache${available ? '' : '
   it('is taken by the image node, and ignored once corrupted (the bundle then compiles, and runs)', async () => {
     const root = join(work, 'root');
     expect((await imageNode(root, CACHE_STATE)).stdout).toBe('false function');
+    // The executor's own way in: loadBundle unpacks the cache on the thread pool.
+    const viaLoadBundle =
+      'const k = require(process.argv[1]); k.loadBundle(k.BUNDLE).then((b) => process.stdout.write(String(b.script.cachedDataRejected) + " " + typeof b.exports.main));';
+    expect((await imageNode(root, viaLoadBundle)).stdout).toBe('false function');
     const file = join(root, CACHE);
     const cache = await readFile(file);
     // Past the header (bundle id and SHA-256): the data itself, which V8 would trust and abort on.
@@ -72,5 +76,14 @@ describe.skipIf(!available)(`the executor image's code cache${available ? '' : '
     await writeFile(file, cache);
     // undefined: no cache handed to V8 at all.
     expect((await imageNode(root, CACHE_STATE)).stdout).toBe('undefined function');
+    expect((await imageNode(root, viaLoadBundle)).stdout).toBe('undefined function');
+    // And the executor itself: the bundle runs, and answers a bad flag with kaniko's usage error.
+    const bad = await run(join(root, 'kaniko/lib/ld-linux-x86-64.so.2'), ['--library-path', join(root, 'kaniko/lib'), join(root, 'kaniko/bin/node'), join(root, 'kaniko/app/bin/executor.js'), '--nope']).then(
+      () => ({ code: 0, stderr: '' }),
+      (err: { code?: number; stderr?: string }) => ({ code: err.code, stderr: err.stderr ?? '' }),
+    );
+    expect(bad.stderr).toContain('--nope');
+    expect(bad.stderr).not.toMatch(/FATAL|Check failed|SIGABRT/);
+    expect(bad.code).toBe(1);
   });
 });
