@@ -173,6 +173,8 @@ async function buildImage(request: BuildRequest, deps: BuildDeps, report: BuildR
       throw err;
     },
   );
+  // The build's layer downloads (bases, --from images, layer cache hits), stopped before its work dir goes.
+  const downloads = new BuildDownloads(deps.signal);
   const bctx: BuildContext = {
     ...deps,
     report,
@@ -194,13 +196,15 @@ async function buildImage(request: BuildRequest, deps: BuildDeps, report: BuildR
     }),
     // Cache images are read and written with the push settings and the destinations' keychain; the
     // cache repo gets no push-permission check (a cache that refuses is a warning, never a failure).
-    layerCache: request.layerCache === undefined ? undefined : new LayerCache(request.layerCache, pushClient, deps, { dir: join(request.workDir, 'base-blobs'), retries: request.registry.imageDownloadRetry }),
+    layerCache:
+      request.layerCache === undefined
+        ? undefined
+        : new LayerCache(request.layerCache, pushClient, deps, { dir: join(request.workDir, 'base-blobs'), retries: request.registry.imageDownloadRetry, downloads }),
     // With --cache the layers go to the cache repo as they are made, and the push mounts them from there.
     earlyUploads: earlyUploadsFor(request, pushClient, deps),
     runIsolation: once(() => chooseIsolation(request, request.registry.cloudEnv, deps)),
   };
   let succeeded = false;
-  const downloads = new BuildDownloads(bctx.signal);
   try {
     // Awaited before any stage starts: bad credentials fail in a second, not after the build. Base
     // manifests are fetched meanwhile (no layer is downloaded before the check has passed).

@@ -17,6 +17,7 @@ import type { RegistryClient } from '../registry/client.js';
 import { pushImage } from '../sinks/registry-sink.js';
 import { pullImage } from '../sources/registry-source.js';
 import { spoolingImage } from '../sources/registry-spool.js';
+import type { BuildDownloads } from './build-downloads.js';
 import type { LayerCacheSettings } from './build-request.js';
 
 export interface CachedLayer {
@@ -31,6 +32,8 @@ export interface CacheSpool {
   readonly dir: string;
   /** `--image-download-retry`. */
   readonly retries: number;
+  /** The build's downloads, stopped before its work dir goes (the base layers' too). */
+  readonly downloads?: BuildDownloads;
 }
 
 export class LayerCache {
@@ -76,7 +79,13 @@ export class LayerCache {
   }
 
   async #fetch(ref: Reference, platform: Platform): Promise<CachedLayer | undefined> {
-    const image = spoolingImage(await pullImage(this.#client, ref, { platform }), { ...this.#spool, ctx: this.#ctx });
+    const { dir, retries, downloads } = this.#spool;
+    const spooled = spoolingImage(await pullImage(this.#client, ref, { platform }), {
+      dir,
+      retries,
+      ctx: downloads === undefined ? this.#ctx : { ...this.#ctx, signal: downloads.signal },
+    });
+    const image = downloads === undefined ? spooled : downloads.add(spooled);
     const config = await image.configFile();
     const created = Date.parse(config.created ?? '');
     if (!Number.isFinite(created) || created + this.#settings.ttlMs < this.#now()) {
