@@ -150,13 +150,13 @@ async function loadBundle(file) {
   const id = bundleId(source);
   const zlib = require('node:zlib');
   const cache = id !== undefined && typeof zlib.zstdDecompress === 'function' ? cacheFile(`${file}.v8cache.zst`, id) : undefined;
-  if (cache === undefined) return compileAndRun(file, source, matchingCache(file, source));
+  if (cache === undefined) return compileAndRun(file, source, id === undefined ? undefined : plainCache(file, id));
   const unpacking = new Promise((resolve) => {
     zlib.zstdDecompress(cache.subarray(CACHE_HEADER), { chunkSize: UNPACKED_CHUNK }, (err, data) => resolve(err ? undefined : data));
   });
   const whole = intact(cache);
   const data = await unpacking;
-  return compileAndRun(file, source, whole && data !== undefined ? data : matchingCache(file, source, { zst: false }));
+  return compileAndRun(file, source, whole && data !== undefined ? data : plainCache(file, id));
 }
 
 function readSource(file) {
@@ -186,11 +186,11 @@ function bundleId(source) {
  * V8's data for the bundle, from `.v8cache.zst` where this node has zstd (Node 22.15 and later: the
  * executor image's), else from `.v8cache`; undefined when neither matches the bundle.
  */
-function matchingCache(file, source, { zst = true } = {}) {
+function matchingCache(file, source) {
   const id = bundleId(source);
   if (id === undefined) return undefined;
   const zlib = require('node:zlib');
-  if (zst && typeof zlib.zstdDecompressSync === 'function') {
+  if (typeof zlib.zstdDecompressSync === 'function') {
     const cache = cacheFile(`${file}.v8cache.zst`, id);
     if (cache !== undefined && intact(cache)) {
       try {
@@ -200,6 +200,11 @@ function matchingCache(file, source, { zst = true } = {}) {
       }
     }
   }
+  return plainCache(file, id);
+}
+
+/** V8's data from `.v8cache` (the top-level cache `npm run build` makes), if it matches bundle `id`. */
+function plainCache(file, id) {
   const cache = cacheFile(`${file}.v8cache`, id);
   return cache !== undefined && intact(cache) ? cache.subarray(CACHE_HEADER) : undefined;
 }
@@ -241,10 +246,10 @@ function writeCache(file, script) {
 
 /**
  * The executor image's cache (scripts/make-executor-root.sh): every function of the bundle compiled
- * (V8's --no-lazy while it compiles), so that a build compiles none of the ~900 it runs: ~30 ms less
- * a small build in the container. Which functions a cache made after a real build holds depends on
+ * (V8's --no-lazy while it compiles), so that a build compiles none of the ~900 it runs: ~20-30 ms
+ * less a small build in the container. Which functions a cache made after a real build holds depends on
  * timing, and the image must come out the same every time (--reproducible); this one holds all of
- * them whatever ran. It is 3.1 MB, 1.05 MB with zstd (-19), which keeps the image under its 120 MB;
+ * them whatever ran. It is 2.6 MB, 0.90 MB with zstd (-19), which keeps the image under its 120 MB;
  * unpacking it takes ~5 ms. --lazy again before V8 serializes: it hashes the flags as they are then,
  * and the image's node runs with none. Needs zstd in node:zlib (the image's Node 24).
  */

@@ -124,7 +124,7 @@ if (result.warnings.length > 0 || result.errors.length > 0) {
 // own input is named with its namespace).
 const inputs = Object.keys(result.metafile.inputs);
 if (!existsSync(join(ZOD_LOCALES, 'en.js')) || !inputs.some((f) => f.endsWith('zod/v4/locales/en.js'))) throw new Error(`bundle: ${join(ZOD_LOCALES, 'en.js')} is not in the bundle: zod moved its locales; update unusedCode`);
-const leftIn = inputs.filter((f) => !/^[a-z-]+:/.test(f) && (f.includes('node_modules/zod/v4/locales/') && !f.endsWith('/en.js')) || f.includes('node_modules/web-streams-polyfill/'));
+const leftIn = inputs.filter((f) => !/^[a-z-]+:/.test(f) && ((f.includes('node_modules/zod/v4/locales/') && !f.endsWith('/en.js')) || f.includes('node_modules/web-streams-polyfill/')));
 if (leftIn.length > 0) throw new Error(`bundle: ${leftIn[0]} is in the bundle: unusedCode no longer keeps it out`);
 const js = result.outputFiles.find((f) => f.path === BUNDLE);
 if (/\b(S3Client|BlobServiceClient|GoogleAuth)\b/.test(js?.text ?? '')) throw new Error('a cloud SDK is in the main bundle: it must load only from its own (src/cloud/load.ts)');

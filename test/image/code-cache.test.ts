@@ -58,8 +58,9 @@ describe.skipIf(!available)(`the executor image's code cache${available ? '' : '
   });
 
   // The root the test above left: the image's node, started as the launcher starts it (no flag).
-  const imageNode = (root: string, code: string) =>
-    run(join(root, 'kaniko/lib/ld-linux-x86-64.so.2'), ['--library-path', join(root, 'kaniko/lib'), join(root, 'kaniko/bin/node'), '-e', code, join(root, 'kaniko/app/bin/load-kiln.js')]);
+  const runImageNode = (root: string, args: readonly string[]) =>
+    run(join(root, 'kaniko/lib/ld-linux-x86-64.so.2'), ['--library-path', join(root, 'kaniko/lib'), join(root, 'kaniko/bin/node'), ...args]);
+  const imageNode = (root: string, code: string) => runImageNode(root, ['-e', code, join(root, 'kaniko/app/bin/load-kiln.js')]);
   const CACHE_STATE = 'const k = require(process.argv[1]); const s = k.runBundle(k.BUNDLE).script; process.stdout.write(String(s.cachedDataRejected) + " " + typeof k.runBundle(k.BUNDLE).exports.main);';
 
   it('is taken by the image node, and ignored once corrupted (the bundle then compiles, and runs)', async () => {
@@ -78,7 +79,7 @@ describe.skipIf(!available)(`the executor image's code cache${available ? '' : '
     expect((await imageNode(root, CACHE_STATE)).stdout).toBe('undefined function');
     expect((await imageNode(root, viaLoadBundle)).stdout).toBe('undefined function');
     // And the executor itself: the bundle runs, and answers a bad flag with kaniko's usage error.
-    const bad = await run(join(root, 'kaniko/lib/ld-linux-x86-64.so.2'), ['--library-path', join(root, 'kaniko/lib'), join(root, 'kaniko/bin/node'), join(root, 'kaniko/app/bin/executor.js'), '--nope']).then(
+    const bad = await runImageNode(root, [join(root, 'kaniko/app/bin/executor.js'), '--nope']).then(
       () => ({ code: 0, stderr: '' }),
       (err: { code?: number; stderr?: string }) => ({ code: err.code, stderr: err.stderr ?? '' }),
     );
