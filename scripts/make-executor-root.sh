@@ -146,7 +146,7 @@ install -d -m 0755 "$k/app/build/Release"
 # The code cache, made by the image's own node (a cache made by another node, or with other flags, is
 # rejected and the bundle compiled at every start: ~40 ms), with CACHE_FLAGS: every function of the
 # bundle compiled, zstd-compressed (bin/load-kiln.js writeEagerCache: a small build then compiles
-# nothing, ~15 ms less in the container than the cache of the top level alone that `npm run build`
+# nothing, ~20-30 ms less in the container than the cache of the top level alone that `npm run build`
 # makes). Its loader and libraries are the ones just copied, so it runs as it will in the image; the
 # check runs it as the launcher does, with no flag.
 run_image_node() { "$k/lib/$loader" --library-path "$k/lib" "$k/bin/node" "$@"; }
